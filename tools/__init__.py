@@ -1,0 +1,1 @@
+"""Command-line tools: `python -m tools.<name>` from a clone, or `enas-<name>`."""

@@ -1,0 +1,168 @@
+r"""enas-arc: validate, show, convert and sample ENAS architectures.
+
+Usage:
+  enas-arc show ARC          readable rendering, one line per layer or node
+  enas-arc validate ARC      check only; exit 0 if valid, 2 if not
+  enas-arc convert ARC --to=json|string [--output=FILE]
+  enas-arc random --space=S [--seed=N] [--to=json|string] [--output=FILE]
+  enas-arc info --space=S    decisions, choices per decision and exact size
+  enas-arc list              the published architectures
+
+ARC is an arc string ("0 2 0 0 ..."; commas and "|" also separate), the name of
+a published architecture (see `enas-arc list`), or a file holding either the
+string or the JSON form. A plain string needs --space; its size (layers or
+nodes) is taken from its length unless a size flag is given.
+
+Examples:
+  enas-arc show enas_micro_final
+  enas-arc convert --space=micro "0 2 0 0 0 4 0 1 ..." --to=json --output=arc.json
+  enas-arc random --space=macro --num_layers=12 --seed=3
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):  # `python tools/arc.py` from a clone
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags
+
+from enas_tf import cli, spaces
+from enas_tf.errors import ArcError
+
+COMMANDS = ("show", "validate", "convert", "random", "info", "list")
+SIZE_FLAGS = ("num_layers", "num_nodes", "num_ops", "num_funcs")
+
+flags.DEFINE_enum(
+    "space",
+    None,
+    list(spaces.SPACES),
+    "Search space of the architecture: macro, micro, rnn (enas_lm format) or "
+    "rnn_legacy (the old melodyguan/enas 2D-1 format).",
+)
+flags.DEFINE_integer(
+    "num_layers", None, "Macro space: number of layers L.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "num_nodes",
+    None,
+    "Micro: computed nodes per cell B; rnn: searched nodes L; rnn_legacy: "
+    "nodes D including node 0.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "num_ops", None, "Macro or micro space: number of candidate ops.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "num_funcs", None, "RNN spaces: number of candidate activations.", lower_bound=1
+)
+flags.DEFINE_enum(
+    "to", "string", ["string", "json"], "Output form of `convert` and `random`."
+)
+flags.DEFINE_string(
+    "output", None, "Write the converted or sampled architecture to this file."
+)
+flags.DEFINE_bool("overwrite", False, "Allow --output to replace an existing file.")
+flags.DEFINE_integer("seed", None, "Seed of `random` (default: fresh entropy).")
+
+FLAGS = flags.FLAGS
+
+
+def _size_config() -> dict[str, int]:
+    return {k: getattr(FLAGS, k) for k in SIZE_FLAGS if getattr(FLAGS, k) is not None}
+
+
+def _space_from_flags() -> spaces.SearchSpace:
+    if FLAGS.space is None:
+        raise ArcError("Give the search space with --space (macro, micro, rnn, rnn_legacy).")
+    return spaces.get_space(FLAGS.space, **_size_config())
+
+
+def _load(text: str) -> tuple[spaces.SearchSpace, spaces.Arc]:
+    """Reads ARC; infers the size of a plain string from its length."""
+    is_named_or_file = text in spaces.archive.PUBLISHED or os.path.isfile(text)
+    is_json = text.lstrip().startswith("{")
+    if is_named_or_file or is_json:
+        expected = _space_from_flags() if FLAGS.space and _size_config() else None
+        space, arc = spaces.load_arc(text, expected)
+        if FLAGS.space and space.name != FLAGS.space:
+            raise ArcError(
+                f"The architecture is for the {space.name} space, not "
+                f"--space={FLAGS.space}."
+            )
+        return space, arc
+    if FLAGS.space is None:
+        raise ArcError(
+            "A plain architecture string needs --space (macro, micro, rnn, "
+            "rnn_legacy); JSON files and published names carry their own."
+        )
+    config = _size_config()
+    cls = spaces.SPACES[FLAGS.space]
+    if not ({"num_layers", "num_nodes"} & set(config)):
+        tokens = [t for t in spaces.base._SEPARATORS.split(text.strip()) if t]
+        config.update(cls.config_for_length(len(tokens)) or {})
+    space = spaces.get_space(FLAGS.space, **config)
+    return space, space.parse(text)
+
+
+def _emit(space: spaces.SearchSpace, arc: spaces.Arc) -> None:
+    if FLAGS.to == "json":
+        text = spaces.json_text(space, arc)
+    else:
+        text = space.format(arc) + "\n"
+    if FLAGS.output:
+        cli.write_text_atomic(FLAGS.output, text, overwrite=FLAGS.overwrite)
+        print(f"wrote {FLAGS.output}")
+    else:
+        sys.stdout.write(text)
+
+
+def _info(space: spaces.SearchSpace) -> None:
+    print(f"space      {space.describe()}")
+    print(f"layout     {space.layout}")
+    print(f"decisions  {space.num_decisions}")
+    print(f"size       {space.size()} (~{float(space.size()):.3g})")
+    width = max(len(n) for n in space.decision_names)
+    for i, (name, n) in enumerate(zip(space.decision_names, space.choices_per_decision)):
+        print(f"  {i:4d}  {name:<{width}}  {n} choices")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        got = f" (received {argv[1]!r})" if len(argv) > 1 else ""
+        raise app.UsageError(f"Give a command: {', '.join(COMMANDS)}{got}.")
+    command, rest = argv[1], " ".join(argv[2:])
+    needs_arc = command in ("show", "validate", "convert")
+    if needs_arc and not rest.strip():
+        raise app.UsageError(f"`{command}` needs an architecture (ARC).")
+    if not needs_arc and rest.strip():
+        raise app.UsageError(f"`{command}` takes no architecture; received {rest!r}.")
+
+    if command == "list":
+        for name, entry in spaces.archive.PUBLISHED.items():
+            args = ", ".join(f"{k}={v}" for k, v in entry.config.items())
+            print(f"{name:<18} {entry.space}({args})  {entry.source}")
+    elif command == "info":
+        _info(_space_from_flags())
+    elif command == "random":
+        space = _space_from_flags()
+        _emit(space, space.random_arc(FLAGS.seed))
+    else:
+        space, arc = _load(rest)
+        if command == "validate":
+            print(f"valid {space.describe()} architecture")
+        elif command == "convert":
+            _emit(space, arc)
+        else:
+            print(f"# {space.describe()}")
+            print(f"# arc: {space.format(arc)}")
+            print(space.render(arc))
+
+
+def run() -> None:
+    """Console-script entry point (`enas-arc`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
