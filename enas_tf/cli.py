@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
@@ -52,35 +51,3 @@ def run(main: Callable[[list[str]], int | None]) -> None:
         return None
 
     app.run(wrapped, flags_parser=_parse_flags)
-
-
-def write_text_atomic(path: str, text: str, *, overwrite: bool = False) -> None:
-    """Writes `text` to `path` atomically; refuses to replace a file unless asked.
-
-    The text goes to a temporary file in the same directory, which then
-    replaces `path` in one `os.replace`, so a reader never sees half a file
-    and a crash never leaves one.
-
-    Raises:
-      UserError: when `path` exists and `overwrite` is False, or the
-        directory cannot be written.
-    """
-    if os.path.exists(path) and not overwrite:
-        raise UserError(
-            f"{path} already exists; choose another --output or pass "
-            f"--overwrite to replace it."
-        )
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-    except OSError as e:
-        raise UserError(f"Cannot write {path}: {e.strerror}.") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

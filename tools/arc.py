@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # `python tools/arc.py` from a clone
 
 from absl import app, flags
 
-from enas_tf import cli, spaces
+from enas_tf import cli, rundir, spaces
 from enas_tf.errors import ArcError
 
 COMMANDS = ("show", "validate", "convert", "random", "info", "list")
@@ -111,7 +111,7 @@ def _emit(space: spaces.SearchSpace, arc: spaces.Arc) -> None:
     else:
         text = space.format(arc) + "\n"
     if FLAGS.output:
-        cli.write_text_atomic(FLAGS.output, text, overwrite=FLAGS.overwrite)
+        rundir.write_text_atomic(FLAGS.output, text, overwrite=FLAGS.overwrite)
         print(f"wrote {FLAGS.output}")
     else:
         sys.stdout.write(text)

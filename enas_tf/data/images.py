@@ -1,0 +1,202 @@
+"""Image classification datasets as numpy arrays (no TensorFlow needed).
+
+`load_images` returns an `ImageSplits`: uint8 NHWC train/valid/test images with
+int32 labels and the per-channel mean/std of the train split. Following ENAS,
+the validation split is the last `valid_size` images of the official training
+set, in file order; the train split is the rest.
+
+Where each dataset comes from:
+
+- `digits`: scikit-learn's bundled 8x8 digits; always offline.
+- `mnist`, `fashion_mnist`: the four official IDX files (plain or `.gz`) in
+  `data_dir` (or `data_dir/<name>`); for `fashion_mnist` without `data_dir`,
+  also the Debian package directory `/usr/share/datasets/fashion-mnist`.
+- `cifar10`, `cifar100`: the official python version, extracted
+  (`cifar-10-batches-py/`, `cifar-100-python/`, at `data_dir` or inside it) or
+  as the official `.tar.gz` inside `data_dir`, read without extracting.
+
+When no local copy is found, a prepared tensorflow-datasets copy is used, and
+only with `download=True` may tensorflow-datasets fetch one from the network.
+Every missing, truncated or malformed file raises `DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from enas_tf.data.image_files import (
+    CIFAR,
+    Arrays,
+    load_cifar_local,
+    load_idx_local,
+    load_tfds,
+)
+from enas_tf.errors import DataError
+
+IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+DEFAULT_VALID_SIZE = {"digits": 360, **dict.fromkeys(IMAGE_DATASETS[1:], 5000)}
+NUM_CLASSES = {**dict.fromkeys(IMAGE_DATASETS[:4], 10), "cifar100": 100}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageSplits:
+    """One image dataset split into train/valid/test.
+
+    Attributes:
+      name: dataset name, one of `IMAGE_DATASETS`.
+      train_images: uint8 [N, H, W, C], channels-last.
+      train_labels: int32 [N].
+      valid_images: uint8 [V, H, W, C]; V may be 0.
+      valid_labels: int32 [V].
+      test_images: uint8 [T, H, W, C].
+      test_labels: int32 [T].
+      num_classes: number of classes.
+      mean: float32 [C], per-channel mean of `train_images / 255`.
+      std: float32 [C], per-channel standard deviation of `train_images / 255`.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    valid_images: np.ndarray
+    valid_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+    mean: np.ndarray
+    std: np.ndarray
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The (H, W, C) shape of one image."""
+        return tuple(int(d) for d in self.train_images.shape[1:])
+
+    def summary(self) -> str:
+        """Returns a one-line description with the split sizes."""
+        h, w, c = self.image_shape
+        return (
+            f"{self.name}: {len(self.train_images)} train, "
+            f"{len(self.valid_images)} valid, {len(self.test_images)} test images "
+            f"of {h}x{w}x{c}, {self.num_classes} classes; "
+            f"mean {[round(float(m), 4) for m in self.mean]}, "
+            f"std {[round(float(v), 4) for v in self.std]}"
+        )
+
+
+def load_images(
+    name: str,
+    data_dir: str | Path | None = None,
+    valid_size: int | None = None,
+    download: bool = False,
+    tfds_data_dir: str | Path | None = None,
+) -> ImageSplits:
+    """Loads an image dataset and carves the validation split off its end.
+
+    Args:
+      name: one of `IMAGE_DATASETS`.
+      data_dir: directory holding the official files (ignored for `digits`).
+      valid_size: images taken from the end of the official training set for
+        validation; 0 for none. Defaults to `DEFAULT_VALID_SIZE[name]`.
+      download: allow tensorflow-datasets to download the dataset when no local
+        copy exists.
+      tfds_data_dir: tensorflow-datasets data directory; by default `data_dir`
+        when it holds a `<name>/` TFDS folder, else the TFDS default.
+
+    Returns:
+      The `ImageSplits`.
+
+    Raises:
+      DataError: unknown dataset, bad `valid_size`, or data that is missing,
+        truncated or malformed.
+    """
+    if name not in IMAGE_DATASETS:
+        raise DataError(
+            f"Unknown image dataset {name!r}; choose one of: "
+            f"{', '.join(IMAGE_DATASETS)}."
+        )
+    if valid_size is None:
+        valid_size = DEFAULT_VALID_SIZE[name]
+    if isinstance(valid_size, bool) or not isinstance(valid_size, (int, np.integer)):
+        raise DataError(f"valid_size must be an integer, got {valid_size!r}.")
+    if valid_size < 0:
+        raise DataError(
+            f"valid_size for {name!r} must be at least 0 (0 = no validation "
+            f"split), got {valid_size}."
+        )
+    if name == "digits":
+        arrays = _load_digits()
+    else:
+        searched: list[Path] = []
+        local = load_cifar_local if name in CIFAR else load_idx_local
+        try:
+            arrays = local(name, data_dir, searched)
+        except DataError as e:
+            if str(e).startswith("Dataset "):
+                raise
+            raise DataError(f"Dataset {name!r}: {e}") from e
+        if arrays is None:
+            arrays = load_tfds(name, data_dir, tfds_data_dir, download, searched)
+    return _make_splits(name, *arrays, valid_size=int(valid_size))
+
+
+def _make_splits(
+    name: str,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    valid_size: int,
+) -> ImageSplits:
+    """Carves the validation tail off the training set and computes stats."""
+    n = len(train_x)
+    if n == 0:
+        raise DataError(f"The training set of {name!r} is empty.")
+    if valid_size >= n:
+        raise DataError(
+            f"valid_size={valid_size} is too large for {name!r}, whose training "
+            f"set has {n} images; choose a value from 0 to {n - 1}."
+        )
+    cut = n - valid_size
+    train_images = np.ascontiguousarray(train_x[:cut])
+    mean, std = _channel_stats(train_images)
+    return ImageSplits(
+        name=name,
+        train_images=train_images,
+        train_labels=train_y[:cut].astype(np.int32),
+        valid_images=np.ascontiguousarray(train_x[cut:]),
+        valid_labels=train_y[cut:].astype(np.int32),
+        test_images=np.ascontiguousarray(test_x),
+        test_labels=test_y.astype(np.int32),
+        num_classes=NUM_CLASSES[name],
+        mean=mean,
+        std=std,
+    )
+
+
+def _channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of `images / 255`, accumulated in float64."""
+    flat = images.reshape(-1, images.shape[-1])
+    total = np.zeros(flat.shape[1], np.float64)
+    squares = np.zeros(flat.shape[1], np.float64)
+    step = 1 << 20
+    for start in range(0, len(flat), step):
+        chunk = flat[start : start + step].astype(np.float64) / 255.0
+        total += chunk.sum(axis=0)
+        squares += np.square(chunk).sum(axis=0)
+    mean = total / len(flat)
+    var = np.maximum(squares / len(flat) - np.square(mean), 0.0)
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+def _load_digits() -> Arrays:
+    """scikit-learn's 8x8 digits with the fixed split (test: index % 5 == 0)."""
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+
+    digits = load_digits()
+    images = np.round(digits.images * 255.0 / 16.0).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int32)
+    test = np.arange(len(images)) % 5 == 0
+    return images[~test], labels[~test], images[test], labels[test]
