@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from enas_tf.data import image_files, images
+from enas_tf.data import image_files
 from enas_tf.data.images import IMAGE_DATASETS, load_images
 from enas_tf.errors import DataError
 

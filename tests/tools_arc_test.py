@@ -83,13 +83,13 @@ def test_info_and_list():
         (["show", "--space=micro", MICRO.replace("4 0 3 1 1", "4 0 3 1 9")],
          ["position 39", "[0, 4]", "received: 9"]),
         (["show", "--space=micro", "0 1 x 4 0 0 0 3"], ["position 2", "'x'"]),
-        (["show", "0 1 1 4"], ["needs --space"]),
-        (["show", "--space=rnn_legacy", "enas_lm_ptb"], ["rnn space, not --space=rnn_legacy"]),
+        (["show", "0 1 1 4"], ["needs its space (--space="]),
+        (["show", "--space=rnn_legacy", "enas_lm_ptb"], ["for the rnn space, not the rnn_legacy space"]),
         (["show"], ["needs an architecture"]),
         (["frobnicate"], ["Give a command"]),
         (["--space=cnn", "list"], ["--space=cnn", "macro|micro|rnn|rnn_legacy"]),
         (["--num_nodes=0", "list"], ["num_nodes"]),
-        (["show", "no_such_file.json"], ["needs --space"]),
+        (["show", "no_such_file.json"], ["needs its space (--space="]),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args, fragments):

@@ -78,33 +78,6 @@ def _space_from_flags() -> spaces.SearchSpace:
     return spaces.get_space(FLAGS.space, **_size_config())
 
 
-def _load(text: str) -> tuple[spaces.SearchSpace, spaces.Arc]:
-    """Reads ARC; infers the size of a plain string from its length."""
-    is_named_or_file = text in spaces.archive.PUBLISHED or os.path.isfile(text)
-    is_json = text.lstrip().startswith("{")
-    if is_named_or_file or is_json:
-        expected = _space_from_flags() if FLAGS.space and _size_config() else None
-        space, arc = spaces.load_arc(text, expected)
-        if FLAGS.space and space.name != FLAGS.space:
-            raise ArcError(
-                f"The architecture is for the {space.name} space, not "
-                f"--space={FLAGS.space}."
-            )
-        return space, arc
-    if FLAGS.space is None:
-        raise ArcError(
-            "A plain architecture string needs --space (macro, micro, rnn, "
-            "rnn_legacy); JSON files and published names carry their own."
-        )
-    config = _size_config()
-    cls = spaces.SPACES[FLAGS.space]
-    if not ({"num_layers", "num_nodes"} & set(config)):
-        tokens = [t for t in spaces.base._SEPARATORS.split(text.strip()) if t]
-        config.update(cls.config_for_length(len(tokens)) or {})
-    space = spaces.get_space(FLAGS.space, **config)
-    return space, space.parse(text)
-
-
 def _emit(space: spaces.SearchSpace, arc: spaces.Arc) -> None:
     if FLAGS.to == "json":
         text = spaces.json_text(space, arc)
@@ -148,7 +121,7 @@ def main(argv: list[str]) -> None:
         space = _space_from_flags()
         _emit(space, space.random_arc(FLAGS.seed))
     else:
-        space, arc = _load(rest)
+        space, arc = spaces.resolve_arc(rest, FLAGS.space, **_size_config())
         if command == "validate":
             print(f"valid {space.describe()} architecture")
         elif command == "convert":

@@ -144,6 +144,47 @@ def load_arc(value: str, space: SearchSpace | None = None) -> tuple[SearchSpace,
     return space, space.parse(text)
 
 
+def resolve_arc(
+    value: str, space_name: str | None = None, **sizes: int
+) -> tuple[SearchSpace, Arc]:
+    """Reads an architecture the way the tools accept it.
+
+    Like `load_arc`, but for a plain string the space is named by
+    `space_name` and its size, unless given in `sizes`, is taken from the
+    string's length (each space's length determines its layers or nodes).
+    For JSON and published names, `space_name` and `sizes`, when given, must
+    match theirs.
+
+    Raises:
+      ArcError: naming what is wrong and how to give the architecture.
+    """
+    if space_name is not None and space_name not in SPACES:
+        get_space(space_name)  # raises the unknown-space error
+    is_json = value.lstrip().startswith("{")
+    if value in archive.PUBLISHED or os.path.isfile(value) or is_json:
+        expected = get_space(space_name, **sizes) if space_name and sizes else None
+        space, arc = load_arc(value, expected)
+        if space_name and space.name != space_name:
+            raise ArcError(
+                f"The architecture is for the {space.name} space, not the "
+                f"{space_name} space that was asked for (--space)."
+            )
+        return space, arc
+    if space_name is None:
+        raise ArcError(
+            "A plain architecture string needs its space (--space=macro, micro, "
+            "rnn or rnn_legacy in the tools); JSON files and published names "
+            "carry their own."
+        )
+    config = dict(sizes)
+    cls = SPACES[space_name]
+    if not {"num_layers", "num_nodes"} & set(config):
+        tokens = [t for t in re.split(r"[\s,|]+", value.strip()) if t]
+        config.update(cls.config_for_length(len(tokens)) or {})
+    space = get_space(space_name, **config)
+    return space, space.parse(value)
+
+
 def _check_same_space(
     found: SearchSpace, arc: Arc, expected: SearchSpace | None, origin: str
 ) -> tuple[SearchSpace, Arc]:
@@ -181,4 +222,5 @@ __all__ = [
     "get_space",
     "json_text",
     "load_arc",
+    "resolve_arc",
 ]

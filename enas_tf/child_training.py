@@ -1,0 +1,308 @@
+"""Final training of a fixed child network with the ENAS recipe.
+
+Keras `fit` does the work; this module supplies the ENAS pieces:
+SGD with Nesterov momentum, cosine learning rate with warm restarts held
+constant within an epoch, L2 (built into the layers), gradient clipping by
+global norm, the auxiliary loss, drop path fading in over the run, optional
+cutout and label smoothing. Resuming uses Keras' `BackupAndRestore`; the run
+directory layout is:
+
+  config.json     what was asked for (checked on resume)
+  backup/         checkpoint after every epoch (model, optimizer, epoch)
+  logs/           TensorBoard (loss, accuracy, learning rate)
+  history.csv     one row per epoch, appended across resumes
+  model.keras     the trained inference model (stock Keras layers only)
+  summary.json    architecture, params, FLOPs, accuracies, timing, config
+
+Departure from the original (ENAS_REFERENCE sec. 10, bug 5): the gradient is
+really clipped; the original computed a clipped gradient and applied the
+unclipped one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from enas_tf import rundir
+from enas_tf.child import build_child, inference_model
+from enas_tf.config import ChildConfig, TrainConfig
+from enas_tf.data.images import ImageSplits
+from enas_tf.data.pipeline import eval_dataset, train_dataset
+from enas_tf.errors import UserError
+from enas_tf.flops import count_flops, count_params
+from enas_tf.layers import DropPath
+from enas_tf.spaces import Arc, SearchSpace
+
+# Outputs of a run directory, removed by `overwrite`.
+RUN_FILES = ("backup", "logs", "history.csv", "model.keras", "summary.json")
+# Settings that may change when a run is resumed.
+SAFE_KEYS = ("train.epochs", "train.eval_batch_size", "data.data_dir", "verbose")
+
+
+@keras.saving.register_keras_serializable(package="enas_tf")
+class EpochCosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
+    """SGDR cosine restarts evaluated per epoch, as the original does.
+
+    For epoch e in a cycle that started at epoch r with length T_i:
+    lr = lr_min + (lr_max - lr_min) * (1 + cos(pi * (e - r) / T_i)) / 2,
+    T_0 = `t0` epochs, T_{i+1} = t_mul * T_i. The rate is constant within an
+    epoch. Keras' `CosineDecayRestarts` computes the curve; this wrapper
+    feeds it whole epochs.
+    """
+
+    def __init__(self, lr_max, lr_min, t0, t_mul, steps_per_epoch):
+        self.lr_max = float(lr_max)
+        self.lr_min = float(lr_min)
+        self.t0 = int(t0)
+        self.t_mul = float(t_mul)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self._cosine = keras.optimizers.schedules.CosineDecayRestarts(
+            self.lr_max,
+            self.t0,
+            t_mul=self.t_mul,
+            m_mul=1.0,
+            alpha=self.lr_min / self.lr_max if self.lr_max > 0 else 0.0,
+        )
+
+    def __call__(self, step):
+        epoch = keras.ops.floor_divide(
+            keras.ops.cast(step, "float32"), float(self.steps_per_epoch)
+        )
+        return self._cosine(epoch)
+
+    def get_config(self):
+        return {
+            "lr_max": self.lr_max,
+            "lr_min": self.lr_min,
+            "t0": self.t0,
+            "t_mul": self.t_mul,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+
+class DropPathSchedule(keras.callbacks.Callback):
+    """Raises every `DropPath` layer's progress linearly to 1 over the run.
+
+    progress = min(1, (step + 1) / total_steps), read from the optimizer's
+    step counter, so it is right after a resume too (ENAS_REFERENCE sec. 0.6).
+    """
+
+    def __init__(self, total_steps: int):
+        super().__init__()
+        self.total_steps = total_steps
+        self._layers: list[DropPath] = []
+
+    def on_train_begin(self, logs=None):
+        self._layers = [l for l in self.model.layers if isinstance(l, DropPath)]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        progress = min(1.0, (step + 1) / self.total_steps)
+        for layer in self._layers:
+            layer.progress.assign(progress)
+
+
+def sparse_cross_entropy(label_smoothing: float, num_classes: int):
+    """Cross-entropy on integer labels and logits, with label smoothing."""
+
+    def loss(labels, logits):
+        labels = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)
+        return keras.losses.categorical_crossentropy(
+            labels, logits, from_logits=True, label_smoothing=label_smoothing
+        )
+
+    return loss
+
+
+def _accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
+    correct = total = 0
+    for images, labels in dataset:
+        logits = model(images, training=False)
+        correct += int(tf.reduce_sum(tf.cast(
+            tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.int32)))
+        total += int(labels.shape[0])
+    return correct / max(total, 1)
+
+
+def _history(path: str) -> list[dict[str, float]]:
+    """Rows of history.csv, the last row of each epoch kept."""
+    if not os.path.exists(path):
+        return []
+    rows: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if v}
+    return [rows[e] for e in sorted(rows)]
+
+
+def run_config(
+    space: SearchSpace,
+    arc: Arc,
+    child: ChildConfig,
+    train: TrainConfig,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON-ready configuration recorded in config.json."""
+    return {
+        "tool": "enas-train",
+        "space": space.name,
+        "space_config": space.config(),
+        "arc": space.format(arc),
+        "child": dataclasses.asdict(child),
+        "train": dataclasses.asdict(train),
+        "data": data,
+    }
+
+
+def train_child(
+    space: SearchSpace,
+    arc: Arc,
+    child: ChildConfig,
+    train: TrainConfig,
+    splits: ImageSplits,
+    output_dir: str,
+    *,
+    data: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Trains `arc` from scratch, saves the inference model and a summary.
+
+    Args:
+      space: the architecture's space (macro or micro).
+      arc: the architecture.
+      child: how to build the network.
+      train: optimisation settings.
+      splits: the dataset (validation split may be empty).
+      output_dir: run directory; an earlier compatible run there is resumed.
+      data: dataset settings recorded in config.json (name, valid size...).
+      overwrite: replace an incompatible earlier run in `output_dir`.
+      verbose: Keras verbosity (1: progress bar per epoch).
+
+    Returns:
+      The summary written to `summary.json`.
+
+    Raises:
+      UserError: for bad settings or an incompatible `output_dir`.
+    """
+    child.check(space)
+    train.check()
+    arc = space.validate(arc)
+    if train.cutout_size > min(splits.image_shape[:2]):
+        raise UserError(
+            f"cutout_size {train.cutout_size} is larger than the "
+            f"{splits.image_shape[0]}x{splits.image_shape[1]} images."
+        )
+    data = data or {"dataset": splits.name, "valid_size": len(splits.valid_images)}
+    config = run_config(space, arc, child, train, data)
+    resumed = rundir.prepare(
+        output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
+    )
+    keras.utils.set_random_seed(train.seed)
+    model = build_child(
+        space, arc, child, image_shape=splits.image_shape, num_classes=splits.num_classes
+    )
+    steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
+    loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
+    aux = len(model.outputs) == 2
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            learning_rate=EpochCosineRestarts(
+                train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
+            ),
+            momentum=train.momentum,
+            nesterov=True,
+            global_clipnorm=train.grad_bound or None,
+        ),
+        loss=[loss, loss] if aux else loss,
+        loss_weights=[1.0, child.aux_weight] if aux else None,
+        metrics=[["accuracy"], []] if aux else ["accuracy"],
+        jit_compile=train.jit_compile,
+    )
+    train_data = train_dataset(
+        splits,
+        train.batch_size,
+        cutout_size=train.cutout_size,
+        pad=train.pad,
+        flip=train.flip,
+        seed=train.seed,
+    )
+    if aux:
+        train_data = train_data.map(lambda x, y: (x, (y, y)))
+    valid_data = None
+    if len(splits.valid_images):
+        valid_data = eval_dataset(
+            splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
+        )
+        if aux:
+            valid_data = valid_data.map(lambda x, y: (x, (y, y)))
+    history_path = os.path.join(output_dir, "history.csv")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            os.path.join(output_dir, "backup"), delete_checkpoint=False
+        ),
+        keras.callbacks.CSVLogger(history_path, append=True),
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
+    ]
+    if any(isinstance(layer, DropPath) for layer in model.layers):
+        callbacks.append(DropPathSchedule(train.epochs * steps_per_epoch))
+    start = time.time()
+    model.fit(
+        train_data,
+        epochs=train.epochs,
+        validation_data=valid_data,
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles, seeded
+        verbose=verbose,
+    )
+    wall_time = time.time() - start
+
+    twin = inference_model(space, arc, child, model)
+    model_path = os.path.join(output_dir, "model.keras")
+    tmp_path = os.path.join(output_dir, ".tmp-model.keras")
+    twin.save(tmp_path)
+    os.replace(tmp_path, model_path)
+    test_data = eval_dataset(
+        splits.test_images, splits.test_labels, splits, train.eval_batch_size
+    )
+    history = _history(history_path)
+    valid_key = "val_accuracy" if not aux else "val_logits_accuracy"
+    train_key = "accuracy" if not aux else "logits_accuracy"
+    valid_curve = [row[valid_key] for row in history if valid_key in row]
+    summary = {
+        "space": space.name,
+        "space_config": space.config(),
+        "arc": space.format(arc),
+        "params": count_params(twin),
+        "flops": count_flops(twin),
+        "dataset": splits.name,
+        "image_shape": list(splits.image_shape),
+        "num_classes": splits.num_classes,
+        "mean": [float(v) for v in splits.mean],
+        "std": [float(v) for v in splits.std],
+        "epochs": len(history),
+        "final_train_accuracy": history[-1].get(train_key) if history else None,
+        "best_valid_accuracy": max(valid_curve) if valid_curve else None,
+        "final_valid_accuracy": valid_curve[-1] if valid_curve else None,
+        "test_accuracy": _accuracy(twin, test_data),
+        "wall_time_s": round(wall_time, 2),
+        "resumed": resumed,
+        "config": config,
+    }
+    rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
+    return summary
+
+
+def load_summary(output_dir: str) -> dict[str, Any]:
+    """Reads a finished run's summary.json."""
+    with open(os.path.join(output_dir, "summary.json"), encoding="utf-8") as f:
+        return json.load(f)

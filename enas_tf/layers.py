@@ -1,0 +1,195 @@
+"""Building blocks of the fixed child networks, made of stock Keras layers.
+
+Every block takes a `Blocks` settings object (L2 weight, BN constants) and a
+name prefix, so that layer names are stable (`cell3.node2.a.sep1.dw`) and
+weights can be matched by name, e.g. when copying shared weights from a
+supernet or from a training model into its inference twin.
+
+Conventions from the original code (ENAS_REFERENCE sec. 0):
+- channels-last; convolutions have no bias (a BN follows each);
+- He-normal initialisation (fan-in, truncated normal, std sqrt(2 / fan_in));
+- BN momentum 0.9, epsilon 1e-5, scale and offset trainable;
+- L2 of weight `l2` on every trainable variable, BN scale and offset included,
+  as `l2 * sum(w ** 2)` (no 1/2), which is what `keras.regularizers.L2` adds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from enas_tf.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """Settings shared by every block of one network.
+
+    Attributes:
+      l2: L2 weight on every trainable variable (0 disables it).
+      bn_momentum: moving-average decay of batch norm.
+      bn_epsilon: batch-norm epsilon.
+    """
+
+    l2: float = 0.0
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+
+    def regularizer(self):
+        return keras.regularizers.L2(self.l2) if self.l2 > 0 else None
+
+    def conv(self, filters, kernel, name, strides=1):
+        """A k x k convolution, no bias, He-normal."""
+        return keras.layers.Conv2D(
+            filters,
+            kernel,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            kernel_regularizer=self.regularizer(),
+            name=name,
+        )
+
+    def sep_conv(self, filters, kernel, name, strides=1):
+        """Depthwise k x k (multiplier 1) then pointwise 1x1, no bias."""
+        return keras.layers.SeparableConv2D(
+            filters,
+            kernel,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            depthwise_initializer="he_normal",
+            pointwise_initializer="he_normal",
+            depthwise_regularizer=self.regularizer(),
+            pointwise_regularizer=self.regularizer(),
+            name=name,
+        )
+
+    def bn(self, name):
+        return keras.layers.BatchNormalization(
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            beta_regularizer=self.regularizer(),
+            gamma_regularizer=self.regularizer(),
+            name=name,
+        )
+
+    def dense(self, units, name):
+        """The classifier: linear, no bias (as in the original heads)."""
+        return keras.layers.Dense(
+            units,
+            use_bias=False,
+            kernel_initializer="he_normal",
+            kernel_regularizer=self.regularizer(),
+            name=name,
+        )
+
+
+def relu(x, name):
+    return keras.layers.ReLU(name=name)(x)
+
+
+def conv_bn(blocks: Blocks, x, filters, kernel, name, strides=1, pre_relu=False):
+    """[ReLU ->] conv -> BN."""
+    if pre_relu:
+        x = relu(x, f"{name}.relu")
+    x = blocks.conv(filters, kernel, f"{name}.conv", strides)(x)
+    return blocks.bn(f"{name}.bn")(x)
+
+
+def factorized_reduction(blocks: Blocks, x, filters, name):
+    """FR(x, C_out): halves height and width, sets channels to `filters`.
+
+    Two paths of 1x1 stride-2 convolutions to C_out/2 each, one on the input
+    and one on the input shifted by one pixel up and left, concatenated and
+    batch-normalised (ENAS_REFERENCE sec. 0.4). No ReLU inside.
+
+    Raises:
+      UserError: when `filters` is odd.
+    """
+    if filters % 2:
+        raise UserError(
+            f"Factorized reduction needs an even channel count; received "
+            f"{filters}. Use an even --out_filters."
+        )
+    path1 = blocks.conv(filters // 2, 1, f"{name}.path1", strides=2)(x)
+    shifted = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}.pad")(x)
+    shifted = keras.layers.Cropping2D(((1, 0), (1, 0)), name=f"{name}.shift")(shifted)
+    path2 = blocks.conv(filters // 2, 1, f"{name}.path2", strides=2)(shifted)
+    x = keras.layers.Concatenate(name=f"{name}.concat")([path1, path2])
+    return blocks.bn(f"{name}.bn")(x)
+
+
+def classifier_head(blocks: Blocks, x, num_classes, keep_prob, name, pre_relu):
+    """[ReLU ->] global average pool -> dropout -> linear (no bias).
+
+    Logits are float32 even under a mixed-precision policy.
+    """
+    if pre_relu:
+        x = relu(x, f"{name}.relu")
+    x = keras.layers.GlobalAveragePooling2D(name=f"{name}.pool")(x)
+    if keep_prob < 1.0:
+        x = keras.layers.Dropout(1.0 - keep_prob, name=f"{name}.dropout")(x)
+    x = blocks.dense(num_classes, f"{name}.fc")(x)
+    return keras.layers.Activation("linear", dtype="float32", name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="enas_tf")
+class DropPath(keras.layers.Layer):
+    """Drops a whole branch for some examples (NASNet/ENAS drop path).
+
+    In training, each example's branch output is zeroed with probability
+    `1 - keep` and otherwise scaled by `1 / keep`, where
+    `keep = 1 - progress * (1 - final_keep_prob)`. `progress` is a
+    non-trainable scalar in [0, 1] that the training loop raises from 0 to 1
+    over the run (`DropPathSchedule`), so drop path fades in linearly
+    (ENAS_REFERENCE sec. 0.6). At inference it is the identity.
+
+    Args:
+      final_keep_prob: keep probability reached at the end of training.
+      seed: optional seed of the dropout masks.
+
+    Call arguments:
+      inputs: `[batch, height, width, channels]`.
+      training: Python bool or boolean tensor.
+    """
+
+    def __init__(self, final_keep_prob: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < final_keep_prob <= 1.0:
+            raise ValueError(
+                f"final_keep_prob must be in (0, 1]; received {final_keep_prob}."
+            )
+        self.final_keep_prob = float(final_keep_prob)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        self.progress = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="progress"
+        )
+
+    def call(self, inputs, training=False):
+        if not training:
+            return inputs
+        keep = 1.0 - keras.ops.cast(self.progress, "float32") * (
+            1.0 - self.final_keep_prob
+        )
+        batch = keras.ops.shape(inputs)[0]
+        noise = keras.random.uniform(
+            (batch, 1, 1, 1), seed=self.seed_generator, dtype="float32"
+        )
+        mask = keras.ops.floor(keep + noise) / keep
+        return inputs * keras.ops.cast(mask, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "final_keep_prob": self.final_keep_prob,
+            "seed": self.seed,
+        }

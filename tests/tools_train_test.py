@@ -1,0 +1,79 @@
+"""Drives `tools/train.py` (enas-train) in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--dataset=digits", "--valid_size=100", "--num_layers=3", "--out_filters=4",
+    "--epochs=1", "--batch_size=256", "--pad=1", "--verbose=0",
+]
+
+
+def run_train(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def test_trains_a_published_cell_and_prints_where_things_are(tmp_path):
+    out = tmp_path / "run"
+    result = run_train("--arc=enas_micro_final", f"--output_dir={out}", *TINY)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arc"].startswith("0 2 0 0 0 4") and summary["epochs"] == 1
+    assert summary["config"]["child"]["num_layers"] == 3
+    assert f"model:       {out / 'model.keras'}" in result.stdout
+    assert "test accuracy" in result.stdout
+    # Same directory, different architecture: refused, run left as it was.
+    before = (out / "summary.json").read_text()
+    again = run_train("--space=micro", "--arc=0 1 1 4 0 0 0 3", f"--output_dir={out}", *TINY)
+    assert_user_error(again, "holds a different run", "--overwrite")
+    assert (out / "summary.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--output_dir=x"], ["--arc"]),
+        (["--arc=enas_micro_final"], ["--output_dir"]),
+        (["--arc=0 1 2", "--output_dir=x"], ["needs its space"]),
+        (["--space=micro", "--arc=0 1 2", "--output_dir=x"], ["expected 40 integers", "received 3"]),
+        (["--space=micro", "--arc=0 9 1 4 0 0 0 3", "--output_dir=x"], ["position 1", "[0, 4]", "received: 9"]),
+        (["--arc=enas_lm_ptb", "--output_dir=x"], ["rnn cell"]),
+        (["--arc=enas_macro_final", "--aux_weight=0.4", "--output_dir=x"], ["no auxiliary head"]),
+        (["--arc=enas_micro_final", "--out_filters=7", "--output_dir=x"], ["even number"]),
+        (["--arc=enas_micro_final", "--lr_min=1", "--output_dir=x"], ["lr_min <= lr_max"]),
+        (["--arc=enas_micro_final", "--dataset=cifar10", "--data_dir=/nonexistent", "--output_dir=x"],
+         ["cifar10", "not available offline", "--download"]),
+        (["--arc=enas_micro_final", "--keep_prob=1.5", "--output_dir=x"], ["keep_prob"]),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), *args],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert_user_error(result, *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_output_dir_is_refused(tmp_path):
+    (tmp_path / "data.csv").write_text("keep")
+    result = run_train("--arc=enas_micro_final", f"--output_dir={tmp_path}", *TINY)
+    assert_user_error(result, "not a run directory")
+    assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]

@@ -1,0 +1,225 @@
+r"""enas-train: train a fixed architecture from scratch (final training).
+
+Trains the macro or micro network of an architecture with the ENAS recipe
+(SGD with Nesterov momentum, cosine learning rate with warm restarts, L2,
+gradient clipping, auxiliary head, drop path, optional cutout and label
+smoothing), logs to TensorBoard, checkpoints every epoch, and writes the
+trained inference model and a summary.json to --output_dir. Rerunning with
+the same --output_dir resumes; a different architecture or incompatible flags
+there are refused unless --overwrite.
+
+The architecture (--arc) is an arc string (with --space), the name of a
+published architecture (`enas-arc list`), or a file holding the string or the
+JSON form (e.g. the best_arc.json of a search).
+
+Examples:
+  enas-train --flagfile=flags/digits_quick.flags --output_dir=runs/digits
+  enas-train --flagfile=flags/cifar10_micro_final.flags --data_dir=~/cifar \
+      --output_dir=runs/micro_final
+  enas-train --space=micro --arc="0 1 1 4 0 0 0 3" --dataset=digits \
+      --num_layers=3 --out_filters=16 --epochs=5 --output_dir=runs/x
+"""
+
+import os
+import sys
+
+if __package__ in (None, ""):  # `python tools/train.py` from a clone
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags
+
+from enas_tf import cli, data, spaces
+from enas_tf.config import ChildConfig, TrainConfig
+from enas_tf.errors import UserError
+
+# Digit and letter images must not be mirrored.
+NO_FLIP = ("digits", "mnist", "fashion_mnist")
+
+# Architecture.
+flags.DEFINE_string(
+    "arc",
+    None,
+    "Architecture: arc string (with --space), published name, or a file with "
+    "the string or JSON form.",
+)
+flags.DEFINE_enum(
+    "space", None, ["macro", "micro"], "Space of a plain --arc string."
+)
+# Data.
+flags.DEFINE_enum("dataset", "digits", list(data.IMAGE_DATASETS), "Dataset.")
+flags.DEFINE_string(
+    "data_dir", None, "Directory with the official dataset files (see enas-data)."
+)
+flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
+flags.DEFINE_integer(
+    "valid_size",
+    0,
+    "Training images held out for validation (0: train on all of them, as "
+    "the original final training does).",
+    lower_bound=0,
+)
+# Network.
+flags.DEFINE_integer(
+    "out_filters", 36, "Channels of the first stage (C; C0 for micro).", lower_bound=2
+)
+flags.DEFINE_integer(
+    "num_layers",
+    15,
+    "Micro: normal cells L (the net has L + 2 cells, 2 of them reductions). "
+    "Macro networks take their depth from the architecture.",
+    lower_bound=1,
+)
+flags.DEFINE_float(
+    "keep_prob", 0.8, "Keep probability of the dropout before the classifier.",
+    lower_bound=0.0, upper_bound=1.0,
+)
+flags.DEFINE_float(
+    "drop_path_keep_prob",
+    1.0,
+    "Micro: drop-path keep probability reached by the last cell at the end "
+    "of training (1: no drop path).",
+    lower_bound=0.0, upper_bound=1.0,
+)
+flags.DEFINE_float(
+    "aux_weight", 0.0, "Micro: auxiliary head loss weight (0: no aux head).",
+    lower_bound=0.0,
+)
+flags.DEFINE_bool(
+    "separable",
+    True,
+    "Macro: ops 1 and 3 are depthwise-separable convs (the paper); "
+    "--noseparable builds regular convs as the original final code did.",
+)
+flags.DEFINE_bool(
+    "layer_base", False, "Micro: the original's extra 1x1 conv on each cell's input 1."
+)
+flags.DEFINE_float("l2", 2e-4, "L2 weight on every trainable variable.", lower_bound=0.0)
+# Optimisation.
+flags.DEFINE_integer("epochs", 630, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 144, "Training batch size.", lower_bound=1)
+flags.DEFINE_integer("eval_batch_size", 100, "Evaluation batch size.", lower_bound=1)
+flags.DEFINE_float("lr_max", 0.05, "Maximum learning rate.", lower_bound=0.0)
+flags.DEFINE_float("lr_min", 1e-4, "Minimum learning rate.", lower_bound=0.0)
+flags.DEFINE_integer("lr_t0", 10, "Epochs of the first cosine cycle.", lower_bound=1)
+flags.DEFINE_float(
+    "lr_t_mul", 2.0, "Each cosine cycle is this many times longer.", lower_bound=1.0
+)
+flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float(
+    "grad_bound", 5.0, "Global-norm gradient clipping (0: none).", lower_bound=0.0
+)
+flags.DEFINE_float(
+    "label_smoothing", 0.0, "Label smoothing.", lower_bound=0.0, upper_bound=0.99
+)
+flags.DEFINE_integer("cutout_size", 0, "Cutout square side (0: none).", lower_bound=0)
+flags.DEFINE_integer(
+    "pad", 4, "Zero padding before the random crop (0: no crop).", lower_bound=0
+)
+flags.DEFINE_bool(
+    "flip", None, "Random horizontal flips (default: on, off for digit datasets)."
+)
+flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling, augmentation.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+# Run.
+flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
+flags.DEFINE_bool(
+    "overwrite", False, "Replace an incompatible earlier run in --output_dir."
+)
+flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
+    if not FLAGS.arc:
+        raise UserError("Give the architecture with --arc (see enas-train --help).")
+    if not FLAGS.output_dir:
+        raise UserError("Give the run directory with --output_dir.")
+    space, arc = spaces.resolve_arc(FLAGS.arc, FLAGS.space)
+    if space.name not in ("macro", "micro"):
+        raise UserError(
+            f"enas-train trains CNN architectures (macro or micro); --arc is a "
+            f"{space.name} cell."
+        )
+    child = ChildConfig(
+        out_filters=FLAGS.out_filters,
+        num_layers=FLAGS.num_layers,
+        keep_prob=FLAGS.keep_prob,
+        drop_path_keep_prob=FLAGS.drop_path_keep_prob,
+        aux_weight=FLAGS.aux_weight,
+        separable=FLAGS.separable,
+        layer_base=FLAGS.layer_base,
+        l2=FLAGS.l2,
+    )
+    flip = FLAGS.flip if FLAGS.flip is not None else FLAGS.dataset not in NO_FLIP
+    train = TrainConfig(
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
+        lr_max=FLAGS.lr_max,
+        lr_min=FLAGS.lr_min,
+        lr_t0=FLAGS.lr_t0,
+        lr_t_mul=FLAGS.lr_t_mul,
+        momentum=FLAGS.momentum,
+        grad_bound=FLAGS.grad_bound,
+        label_smoothing=FLAGS.label_smoothing,
+        cutout_size=FLAGS.cutout_size,
+        pad=FLAGS.pad,
+        flip=flip,
+        seed=FLAGS.seed,
+        jit_compile=FLAGS.jit_compile,
+    )
+    child.check(space)
+    train.check()
+    # Imported only now: bad flags and architectures are reported without
+    # waiting for TensorFlow.
+    from enas_tf.child_training import train_child
+
+    splits = data.load_images(
+        FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        valid_size=FLAGS.valid_size,
+        download=FLAGS.download,
+    )
+    print(splits.summary())
+    print(f"{space.describe()}: {space.format(arc)}")
+    summary = train_child(
+        space,
+        arc,
+        child,
+        train,
+        splits,
+        FLAGS.output_dir,
+        data={
+            "dataset": FLAGS.dataset,
+            "valid_size": FLAGS.valid_size,
+            "data_dir": FLAGS.data_dir,
+        },
+        overwrite=FLAGS.overwrite,
+        verbose=FLAGS.verbose,
+    )
+    out = FLAGS.output_dir
+    valid = summary["final_valid_accuracy"]
+    print(
+        f"params {summary['params']:,}  FLOPs {summary['flops']:,} multiply-adds "
+        f"per image  epochs {summary['epochs']}"
+    )
+    if valid is not None:
+        print(f"valid accuracy: final {valid:.4f}, best {summary['best_valid_accuracy']:.4f}")
+    print(f"test accuracy {summary['test_accuracy']:.4f}")
+    print(f"model:       {os.path.join(out, 'model.keras')}")
+    print(f"summary:     {os.path.join(out, 'summary.json')}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(out, 'logs')}")
+
+
+def run() -> None:
+    """Console-script entry point (`enas-train`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
