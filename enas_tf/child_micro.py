@@ -5,8 +5,8 @@ Structure (ENAS_REFERENCE sec. 2.1-2.4 and 7.2):
 - L + 2 cell positions; positions L//3 and 2*(L//3)+1 are reduction cells,
   where C doubles; each cell reads [output two cells back, previous output];
 - each cell first calibrates its inputs to C channels at its resolution:
-  the older input, when twice as large, gets ReLU -> factorized reduction;
-  an input with the wrong channel count gets ReLU -> 1x1 conv -> BN;
+  the older input, when twice as large, gets ReLU -> factorized reduction,
+  otherwise (and the newer input always) ReLU -> 1x1 conv -> BN;
 - node n = op_a(node[input_a]) + op_b(node[input_b]); in a reduction cell
   ops reading node 0 or 1 have stride 2 (identity becomes a factorized
   reduction);
@@ -74,12 +74,15 @@ def _op(blocks, x, op, filters, strides, name):
 
 
 def _calibrate(blocks, x, y, filters, layer_base, name):
+    # Always calibrated: the original skips the 1x1 conv when an input
+    # already has C channels, which happens only when a cell has a single
+    # loose end. Calibrating every input keeps the network a fixed function
+    # of the shared weights for every architecture (weight inheritance).
     if _spatial(x) == 2 * _spatial(y):
         x = factorized_reduction(blocks, relu(x, f"{name}.x.relu"), filters, f"{name}.x")
-    elif x.shape[-1] != filters:
+    else:
         x = conv_bn(blocks, x, filters, 1, f"{name}.x", pre_relu=True)
-    if y.shape[-1] != filters:
-        y = conv_bn(blocks, y, filters, 1, f"{name}.y", pre_relu=True)
+    y = conv_bn(blocks, y, filters, 1, f"{name}.y", pre_relu=True)
     if layer_base:
         y = conv_bn(blocks, y, filters, 1, f"{name}.base", pre_relu=True)
     return x, y

@@ -34,7 +34,7 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        fail(f"{e}. Run with --helpfull to list the flags.")
+        fail(f"{str(e).rstrip('.')}. Run with --helpfull to list the flags.")
         raise  # not reached
 
 

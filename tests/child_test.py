@@ -66,10 +66,9 @@ def micro_params(arch, num_layers, c0, classes, aux):
         c = 2 * c if red else c
         if pp[1] == 2 * p[1]:
             total += fr(pp[0], c)
-        elif pp[0] != c:
+        else:
             total += conv_bn(pp[0], c)
-        if p[0] != c:
-            total += conv_bn(p[0], c)
+        total += conv_bn(p[0], c)
         cell = arch.reduce if red else arch.normal
         for node in cell.nodes:
             for index, op_id in ((node.input_a, node.op_a), (node.input_b, node.op_b)):

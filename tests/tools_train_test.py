@@ -77,3 +77,18 @@ def test_foreign_output_dir_is_refused(tmp_path):
     result = run_train("--arc=enas_micro_final", f"--output_dir={tmp_path}", *TINY)
     assert_user_error(result, "not a run directory")
     assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
+
+
+@pytest.mark.parametrize(
+    "flagfile, params",
+    [
+        ("flags/cifar10_macro_final.flags", "params 30,947,424 "),
+        ("flags/cifar10_micro_final.flags", "params 3,729,420 (training model 4,224,268)"),
+        ("flags/cifar10_micro_final_cutout.flags", "params 3,729,420 "),
+        ("flags/digits_quick.flags", "params 244,176 "),
+    ],
+)
+def test_flag_files_build_the_published_networks(flagfile, params):
+    result = run_train(f"--flagfile={flagfile}", "--dry_run")
+    assert result.returncode == 0, result.stderr
+    assert params in result.stdout

@@ -127,9 +127,29 @@ flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).
 flags.DEFINE_bool(
     "overwrite", False, "Replace an incompatible earlier run in --output_dir."
 )
+flags.DEFINE_bool(
+    "dry_run",
+    False,
+    "Check the flags, build the network and print its size, then stop "
+    "(loads no data, writes nothing).",
+)
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 FLAGS = flags.FLAGS
+
+
+def _dry_run(space, arc, child) -> None:
+    from enas_tf.child import build_child, inference_model
+    from enas_tf.flops import count_flops, count_params
+
+    shape = data.images.IMAGE_SHAPES[FLAGS.dataset]
+    classes = data.images.NUM_CLASSES[FLAGS.dataset]
+    model = build_child(space, arc, child, image_shape=shape, num_classes=classes)
+    twin = inference_model(space, arc, child, model)
+    print(f"{space.describe()}: {space.format(arc)}")
+    print(f"input {shape[0]}x{shape[1]}x{shape[2]}, {classes} classes")
+    print(f"params {count_params(twin):,} (training model {count_params(model):,})")
+    print(f"FLOPs {count_flops(twin):,} multiply-adds per image")
 
 
 def main(argv: list[str]) -> None:
@@ -137,7 +157,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
     if not FLAGS.arc:
         raise UserError("Give the architecture with --arc (see enas-train --help).")
-    if not FLAGS.output_dir:
+    if not FLAGS.output_dir and not FLAGS.dry_run:
         raise UserError("Give the run directory with --output_dir.")
     space, arc = spaces.resolve_arc(FLAGS.arc, FLAGS.space)
     if space.name not in ("macro", "micro"):
@@ -178,6 +198,10 @@ def main(argv: list[str]) -> None:
     # Imported only now: bad flags and architectures are reported without
     # waiting for TensorFlow.
     from enas_tf.child_training import train_child
+
+    if FLAGS.dry_run:
+        _dry_run(space, arc, child)
+        return
 
     splits = data.load_images(
         FLAGS.dataset,

@@ -38,6 +38,13 @@ from enas_tf.errors import DataError
 
 IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
 DEFAULT_VALID_SIZE = {"digits": 360, **dict.fromkeys(IMAGE_DATASETS[1:], 5000)}
+IMAGE_SHAPES = {
+    "digits": (8, 8, 1),
+    "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+    "cifar100": (32, 32, 3),
+}
 NUM_CLASSES = {**dict.fromkeys(IMAGE_DATASETS[:4], 10), "cifar100": 100}
 
 
