@@ -1,0 +1,97 @@
+"""Tests of the shared-weight micro supernet."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enas_tf.child import build_child
+from enas_tf.supernet_micro import MicroSupernet, load_child_weights
+
+SHAPE = (8, 8, 3)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny supernet, a few SGD steps on random architectures, and its step."""
+    keras.utils.set_random_seed(0)
+    net = MicroSupernet(num_nodes=2, num_layers=3, out_filters=4, num_classes=5,
+                        image_shape=SHAPE)
+    space = net.space
+    optimizer = keras.optimizers.SGD(0.05)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, *SHAPE], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([space.num_decisions], tf.int32),
+        ],
+        autograph=False,
+    )
+    def step(images, labels, arc):
+        with tf.GradientTape() as tape:
+            logits = net(images, arc=arc, training=True)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        variables = net.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(6, *SHAPE)).astype("float32")
+    labels = rng.integers(0, 5, size=6).astype("int32")
+    arcs = [np.asarray(space.random_arc(seed), np.int32) for seed in range(20)]
+    losses = [float(step(images, labels, arc)) for arc in arcs]
+    return net, step, images, labels, losses
+
+
+def test_one_trace_serves_every_architecture(trained):
+    net, step, _, _, losses = trained
+    assert step.experimental_get_tracing_count() == 1
+    assert all(np.isfinite(losses))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_weight_inheritance_gives_the_same_outputs(trained, seed):
+    net, _, images, _, _ = trained
+    arc = net.space.random_arc(100 + seed)
+    child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE,
+                        num_classes=5)
+    load_child_weights(child, net.child_weights(arc))
+    shared = net(images, arc=np.asarray(arc, np.int32), training=False)
+    np.testing.assert_allclose(child(images, training=False), shared, atol=1e-5, rtol=1e-5)
+
+
+def test_only_the_chosen_ops_get_gradients(trained):
+    net, _, images, labels, _ = trained
+    # Normal cell: node 2 = sep_conv_3x3(node 0) + identity(node 1), node 3 =
+    # avg_pool(node 2) + avg_pool(node 0); the reduction cell uses pools only.
+    arc = tf.constant([0, 0, 1, 4, 2, 2, 0, 2, 0, 3, 1, 2, 2, 3, 1, 3], tf.int32)
+    with tf.GradientTape() as tape:
+        logits = net(images, arc=arc, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    names = [v.name for v in net.trainable_variables]
+    grads = dict(zip(names, tape.gradient(loss, net.trainable_variables)))
+
+    def norm(name):
+        g = grads[name]
+        return 0.0 if g is None else float(tf.norm(tf.convert_to_tensor(g)))
+
+    chosen = "cell0.node2.a.sep_conv_3x3.sep1.dw"
+    assert norm(chosen) > 0
+    other = tf.convert_to_tensor(grads[chosen]).numpy()[1]  # input-1 slice
+    assert not other.any()
+    assert norm("cell0.node2.a.sep_conv_5x5.sep1.dw") == 0.0
+    assert norm("cell0.node2.b.sep_conv_3x3.sep1.dw") == 0.0
+
+
+def test_config_round_trip_and_arc_required(trained):
+    net = trained[0]
+    config = net.get_config()
+    again = MicroSupernet.from_config(config)
+    assert again.get_config() == config
+    assert len(again.trainable_variables) == len(net.trainable_variables)
+    with pytest.raises(ValueError, match="needs the architecture"):
+        net(trained[2])
+    with pytest.raises(ValueError, match="expected an arc of 16 integers"):
+        net(trained[2], arc=tf.zeros([8], tf.int32))
