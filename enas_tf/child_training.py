@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any
 
@@ -144,6 +145,37 @@ def _history(path: str) -> list[dict[str, float]]:
     return [rows[e] for e in sorted(rows)]
 
 
+def _check_backup(model: keras.Model, backup_dir: str) -> None:
+    """Fails clearly when no readable checkpoint is left to resume from.
+
+    `BackupAndRestore` keeps the previous checkpoint (`.bkp`) and falls back
+    to it when the newest one cannot be read; when neither can, the user must
+    decide, so nothing is deleted here.
+    """
+    path = os.path.join(backup_dir, "latest.weights.h5")
+    candidates = [p for p in (path, path + ".bkp") if os.path.exists(p)]
+    if not candidates:
+        return
+    model.optimizer.build(model.trainable_variables)
+    probe = os.path.join(backup_dir, ".probe.weights.h5")  # Keras wants the suffix
+    for candidate in candidates:
+        try:
+            shutil.copyfile(candidate, probe)
+            model.load_weights(probe)
+            return
+        except Exception:  # noqa: BLE001 - any unreadable file is corrupt
+            continue
+        finally:
+            if os.path.exists(probe):
+                os.unlink(probe)
+    raise UserError(
+        f"The checkpoint in {backup_dir} is corrupt or truncated and there is "
+        f"no readable earlier copy, so the run cannot resume. Move that "
+        f"directory away to restart training from scratch in the same "
+        f"--output_dir, or pass --overwrite."
+    )
+
+
 def run_config(
     space: SearchSpace,
     arc: Arc,
@@ -246,9 +278,11 @@ def train_child(
         if aux:
             valid_data = valid_data.map(lambda x, y: (x, (y, y)))
     history_path = os.path.join(output_dir, "history.csv")
+    backup_dir = os.path.join(output_dir, "backup")
+    _check_backup(model, backup_dir)
     callbacks = [
         keras.callbacks.BackupAndRestore(
-            os.path.join(output_dir, "backup"), delete_checkpoint=False
+            backup_dir, delete_checkpoint=False, double_checkpoint=True
         ),
         keras.callbacks.CSVLogger(history_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),

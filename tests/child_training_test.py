@@ -119,3 +119,25 @@ def test_bad_train_configs(digits, tmp_path):
         with pytest.raises(UserError, match=match):
             train_child(SPACE, ARC, CHILD, bad, digits, str(tmp_path / "x"), verbose=0)
     assert not (tmp_path / "x").exists()  # refused before writing anything
+
+
+def test_corrupt_checkpoint(digits, tmp_path):
+    out = str(tmp_path / "run")
+    latest = tmp_path / "run" / "backup" / "latest.weights.h5"
+    train_child(SPACE, ARC, CHILD, TRAIN, digits, out, verbose=0)
+    # After one epoch there is no earlier copy: a damaged checkpoint stops the
+    # resume with a clear error and nothing is removed.
+    good = latest.read_bytes()
+    latest.write_bytes(good[:100])
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=2), digits, out,
+                    verbose=0)
+    assert latest.read_bytes() == good[:100]
+    assert (tmp_path / "run" / "summary.json").exists()
+    # With an earlier copy (after two epochs), the run falls back to it.
+    latest.write_bytes(good)
+    train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=2), digits, out, verbose=0)
+    latest.write_bytes(latest.read_bytes()[:100])
+    summary = train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=3), digits,
+                          out, verbose=0)
+    assert summary["epochs"] == 3
