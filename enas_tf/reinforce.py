@@ -1,0 +1,299 @@
+"""Controller training: REINFORCE with an EMA baseline, and random search.
+
+`Reinforce` is the common controller trainer of spec sec. 4: the reward gets an
+entropy bonus, a moving-average baseline is updated on every sample, and the
+gradients of `num_aggregate` samples are averaged into one Adam step (what the
+original's SyncReplicasOptimizer did with one replica). `RandomSearch` has the
+same `sample` / `update` interface with uniform sampling and nothing to learn,
+so a search loop can swap it in (`--controller=random`).
+
+A search loop does, per controller step:
+
+    sample = strategy.sample(strategy.num_aggregate)
+    rewards = [evaluate(arc) for arc in sample.arc.numpy()]
+    metrics = strategy.update(sample.arc, rewards)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from enas_tf.controller import Controller, MacroController, Sample
+from enas_tf.spaces.base import SearchSpace
+
+
+def _as_batch(
+    num_decisions: int, arcs: Any, rewards: Any
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Converts arcs and rewards to int32 `[n, D]` and float32 `[n]` tensors.
+
+    Raises:
+      ValueError: when the shapes do not fit each other or the space.
+    """
+    arcs = tf.convert_to_tensor(arcs, dtype=tf.int32)
+    rewards = tf.convert_to_tensor(rewards, dtype=tf.float32)
+    if arcs.shape.rank != 2 or arcs.shape[1] != num_decisions:
+        raise ValueError(
+            f"Expected arcs of shape [n, {num_decisions}]; received: {arcs.shape}."
+        )
+    if rewards.shape.rank != 1 or rewards.shape[0] != arcs.shape[0]:
+        raise ValueError(
+            f"Expected one reward per arc, shape [{arcs.shape[0]}]; received: "
+            f"{rewards.shape}."
+        )
+    return arcs, rewards
+
+
+class Reinforce(tf.Module):
+    """REINFORCE trainer of a controller (spec sec. 4 "Common trainer").
+
+    For sample i of an update: `R_i = reward_i + entropy_weight * H_i`; the
+    baseline moves `b <- b - (1 - baseline_decay) * (b - R_i)`, sample by
+    sample in order; the loss is
+    `mean_i(-log_prob_i * (R_i - b_i)) + skip_weight * mean_i(skip_penalty_i)`
+    (the penalty for the macro controller only), with `b_i` the baseline just
+    after sample i's update. The spec notes the TF1 graph does not fix whether
+    the loss reads b before or after the update; we take the updated value,
+    the apparent intent. Reward, entropy and baseline are constants for the
+    gradient. One Adam step (beta_1 = 0, epsilon = 1e-3, spec sec. 10) per
+    `update`, no clipping.
+
+    Samples whose reward is NaN or infinite are left out of the loss (its
+    means run over the kept samples) and of the baseline, and are counted in
+    the `skipped` metric; if all are, no step is taken.
+
+    Args:
+      controller: a `MacroController` or `MicroController`.
+      learning_rate: Adam learning rate (1e-3 macro, 3.5e-3 micro scripts).
+      entropy_weight: weight of the entropy bonus in the reward (1e-4).
+      baseline_decay: beta of the moving-average baseline (0.99).
+      skip_weight: weight of the macro skip penalty (0.8); ignored for micro.
+      num_aggregate: arcs a search loop should sample per update (20 macro,
+        10 micro); `update` itself accepts any count.
+      name: module name.
+
+    Raises:
+      ValueError: for out-of-range arguments.
+    """
+
+    def __init__(
+        self,
+        controller: Controller,
+        learning_rate: float = 1e-3,
+        entropy_weight: float = 1e-4,
+        baseline_decay: float = 0.99,
+        skip_weight: float = 0.8,
+        num_aggregate: int = 20,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        if not learning_rate > 0:
+            raise ValueError(f"Expected learning_rate > 0; received: {learning_rate}.")
+        if not 0.0 <= baseline_decay < 1.0:
+            raise ValueError(
+                f"Expected 0 <= baseline_decay < 1; received: {baseline_decay}."
+            )
+        if num_aggregate < 1:
+            raise ValueError(f"Expected num_aggregate >= 1; received: {num_aggregate}.")
+        self.controller = controller
+        self.learning_rate = learning_rate
+        self.entropy_weight = entropy_weight
+        self.baseline_decay = baseline_decay
+        # Spec 4.2: the micro controller has no skip penalty.
+        self.uses_skip_penalty = isinstance(controller, MacroController)
+        self.skip_weight = skip_weight if self.uses_skip_penalty else 0.0
+        self.num_aggregate = num_aggregate
+        # Spec sec. 4 / 10: beta_1 = 0 and epsilon = 1e-3, no clipping; the
+        # learning-rate decay of the scripts never fires, so it is constant.
+        self.optimizer = keras.optimizers.Adam(
+            learning_rate=learning_rate, beta_1=0.0, beta_2=0.999, epsilon=1e-3
+        )
+        self.optimizer.build(controller.trainable_variables)
+        self.baseline = tf.Variable(0.0, trainable=False, name="baseline")
+        signature = [
+            tf.TensorSpec([None, controller.num_decisions], tf.int32),
+            tf.TensorSpec([None], tf.float32),
+        ]
+        # One trace for every arc batch (STYLE "One traced graph for every
+        # arc"); explicit tf.cond, so no autograph.
+        self.update_step = tf.function(
+            self._update_step, input_signature=signature, autograph=False
+        )
+
+    @property
+    def space(self) -> SearchSpace:
+        """The controller's search space."""
+        return self.controller.space
+
+    def sample(self, batch_size: int = 1) -> Sample:
+        """Samples `batch_size` architectures from the controller."""
+        return self.controller.sample(batch_size)
+
+    def update(self, arcs: Any, rewards: Any) -> dict[str, float]:
+        """One controller update from already-sampled arcs and their rewards.
+
+        Args:
+          arcs: int `[n, num_decisions]` arcs, e.g. `Sample.arc`.
+          rewards: float `[n]` child rewards (validation accuracy); NaN or
+            infinite values are skipped.
+
+        Returns:
+          Float metrics: `loss`, `baseline` (after the update), `reward`,
+          `entropy` and `log_prob` (means over the kept samples), `skipped`
+          (samples with a non-finite reward), and for the macro controller
+          `skip_rate` and `skip_penalty`.
+
+        Raises:
+          ValueError: when the shapes do not fit.
+        """
+        arcs, rewards = _as_batch(self.controller.num_decisions, arcs, rewards)
+        metrics = self.update_step(arcs, rewards)
+        return {key: float(value) for key, value in metrics.items()}
+
+    def _update_step(self, arcs: tf.Tensor, rewards: tf.Tensor) -> dict[str, Any]:
+        variables = self.controller.trainable_variables
+        with tf.GradientTape() as tape:
+            scored = self.controller.log_prob_and_entropy(arcs)
+            # The entropy bonus goes into the reward, not the loss (spec 4).
+            total = rewards + self.entropy_weight * scored.entropy
+            keep = tf.math.is_finite(total)
+            total = tf.stop_gradient(tf.where(keep, total, 0.0))
+            weight = tf.cast(keep, tf.float32)
+            count = tf.reduce_sum(weight)
+            denominator = tf.maximum(count, 1.0)
+            with tape.stop_recording():  # constants for the gradient (spec 4)
+                baselines = self._baselines(total, keep)
+            advantage = tf.where(keep, total - baselines, 0.0)
+            loss = tf.reduce_sum(-scored.log_prob * advantage) / denominator
+            penalty = tf.reduce_sum(weight * scored.skip_penalty) / denominator
+            if self.uses_skip_penalty:
+                loss += self.skip_weight * penalty
+        gradients = tape.gradient(loss, variables)
+        # Variables a tiny space never uses (e.g. attention for one layer)
+        # get zero gradients rather than None; embedding gradients are made
+        # dense so Adam decays every row as the original's dense update did.
+        gradients = [
+            tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+            for g, v in zip(gradients, variables)
+        ]
+
+        def apply() -> tf.Tensor:
+            self.optimizer.apply(gradients, variables)
+            return tf.constant(True)
+
+        tf.cond(count > 0, apply, lambda: tf.constant(False))
+        # The last entry is the baseline after the batch (the old one if the
+        # batch is empty).
+        self.baseline.assign(tf.concat([[self.baseline], baselines], 0)[-1])
+
+        def mean(x: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_sum(tf.where(keep, x, 0.0)) / denominator
+
+        metrics = {
+            "loss": loss,
+            "baseline": self.baseline.read_value(),
+            "reward": mean(rewards),
+            "entropy": mean(scored.entropy),
+            "log_prob": mean(scored.log_prob),
+            "skipped": tf.cast(tf.size(keep), tf.float32) - count,
+        }
+        if self.uses_skip_penalty:
+            metrics["skip_rate"] = mean(scored.skip_rate)
+            metrics["skip_penalty"] = penalty
+        return metrics
+
+    def _baselines(self, total: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+        """The baseline after each sample's update, float32 `[n]`.
+
+        Sequential over the batch (spec 4: updated on every sample); samples
+        not kept leave it unchanged.
+        """
+        rate = 1.0 - self.baseline_decay
+
+        def step(b: tf.Tensor, elems: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+            reward, ok = elems
+            return tf.where(ok, b - rate * (b - reward), b)
+
+        return tf.scan(step, (total, keep), initializer=self.baseline.read_value())
+
+
+class RandomSearch(tf.Module):
+    """Uniform random search with the interface of `Reinforce`.
+
+    `sample` draws every decision uniformly (seeded; the generator is
+    checkpointable) and returns zero log-probabilities and entropies; `update`
+    learns nothing and only reports the rewards.
+
+    Args:
+      space: the search space.
+      seed: sampling seed, or None for fresh entropy.
+      num_aggregate: arcs a search loop should sample per update.
+      name: module name.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int | None = None,
+        num_aggregate: int = 1,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        if num_aggregate < 1:
+            raise ValueError(f"Expected num_aggregate >= 1; received: {num_aggregate}.")
+        self.space = space
+        self.num_aggregate = num_aggregate
+        if seed is None:
+            self._generator = tf.random.Generator.from_non_deterministic_state()
+        else:
+            self._generator = tf.random.Generator.from_seed(seed)
+        self._choices = np.asarray(space.choices_per_decision, np.int32)
+        skips = [i for i, n in enumerate(space.decision_names) if "/skip_" in n]
+        self._skip_positions = np.asarray(skips, np.int32)
+        self._sample_fn = tf.function(self._sample, autograph=False)
+
+    @property
+    def sample_function(self) -> Any:
+        """The `tf.function` behind `sample` (for tracing-count checks)."""
+        return self._sample_fn
+
+    def sample(self, batch_size: int = 1) -> Sample:
+        """Samples `batch_size` arcs uniformly.
+
+        Returns:
+          A `Sample`; `log_prob`, `entropy` and `skip_penalty` are zeros,
+          `skip_rate` is the fraction of skip bits set (macro) or zeros.
+        """
+        return self._sample_fn(batch_size)
+
+    def _sample(self, batch_size: int) -> Sample:
+        shape = [batch_size, self.space.num_decisions]
+        # float64 keeps floor(u * n) uniform over [0, n) for every n here.
+        u = self._generator.uniform(shape, dtype=tf.float64)
+        arc = tf.cast(tf.floor(u * self._choices.astype(np.float64)), tf.int32)
+        arc = tf.minimum(arc, self._choices - 1)  # guards u * n rounding to n
+        zero = tf.zeros([batch_size])
+        skip_rate = zero
+        if self._skip_positions.size:
+            bits = tf.gather(arc, self._skip_positions, axis=1)
+            skip_rate = tf.reduce_mean(tf.cast(bits, tf.float32), axis=1)
+        return Sample(arc, zero, zero, zero, skip_rate)
+
+    def update(self, arcs: Any, rewards: Any) -> dict[str, float]:
+        """Learns nothing; returns `reward` (mean of the finite rewards, 0 if
+        none) and `skipped` (the count of the others).
+
+        Raises:
+          ValueError: when the shapes do not fit.
+        """
+        _, rewards = _as_batch(self.space.num_decisions, arcs, rewards)
+        values = rewards.numpy()
+        finite = values[np.isfinite(values)]
+        return {
+            "reward": float(finite.mean()) if finite.size else 0.0,
+            "skipped": float(values.size - finite.size),
+        }
