@@ -12,7 +12,7 @@ VERSION = re.search(
 
 # Console scripts: each tool in tools/ is installed as the package
 # enas_tf.tools, so `enas-arc` runs tools/arc.py's run().
-TOOLS = ("arc", "data", "export", "train")
+TOOLS = ("arc", "data", "export", "search", "train")
 
 setup(
     name="enas-tf",

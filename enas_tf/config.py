@@ -130,3 +130,115 @@ class TrainConfig:
             )
         if self.grad_bound < 0 or self.cutout_size < 0 or self.pad < 0:
             raise UserError("grad_bound, cutout_size and pad must be >= 0.")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Settings of an ENAS search (defaults: the micro search script).
+
+    Attributes:
+      space: "micro" or "macro".
+      num_nodes: micro: computed nodes per cell (B).
+      num_layers: micro: normal cells L of the supernet; macro: layers.
+      num_ops: candidate ops (5 micro, 6 macro).
+      out_filters: C0 (micro) or C (macro) of the supernet.
+      keep_prob: dropout keep probability before the classifier.
+      epochs: search epochs (a child phase, then a controller phase, each).
+      batch_size: child batch size (also the reward minibatch size).
+      eval_batch_size: batch size when scoring on the whole validation split.
+      lr_max, lr_min, lr_t0, lr_t_mul, momentum, l2, grad_bound: child
+        optimisation, as in final training.
+      controller: "reinforce" (the LSTM controller) or "random" (uniform
+        sampling with the same loop: the baseline).
+      controller_lr: Adam learning rate of the controller.
+      controller_steps: controller updates per epoch.
+      num_aggregate: sampled arcs whose gradients one update averages.
+      entropy_weight: entropy bonus added to the reward.
+      baseline_decay: decay of the moving-average reward baseline.
+      tanh_constant, op_tanh_reduce, temperature: controller logit shaping
+        (temperature 0: none).
+      skip_target, skip_weight: macro skip penalty.
+      reward_bn: "moving" (batch norm uses moving statistics for rewards and
+        scoring; the default) or "batch" (batch statistics, as the original
+        micro search did).
+      log_arcs: architectures sampled and shown per epoch.
+      derive_samples: architectures sampled and scored at the end.
+      flip, pad, cutout_size: training augmentation.
+      seed: seed of everything random.
+    """
+
+    space: str = "micro"
+    num_nodes: int = 5
+    num_layers: int = 6
+    num_ops: int = 5
+    out_filters: int = 20
+    keep_prob: float = 0.9
+    epochs: int = 150
+    batch_size: int = 160
+    eval_batch_size: int = 100
+    lr_max: float = 0.05
+    lr_min: float = 5e-4
+    lr_t0: int = 10
+    lr_t_mul: float = 2.0
+    momentum: float = 0.9
+    l2: float = 1e-4
+    grad_bound: float = 5.0
+    controller: str = "reinforce"
+    controller_lr: float = 3.5e-3
+    controller_steps: int = 30
+    num_aggregate: int = 10
+    entropy_weight: float = 1e-4
+    baseline_decay: float = 0.99
+    tanh_constant: float = 1.10
+    op_tanh_reduce: float = 2.5
+    temperature: float = 0.0
+    skip_target: float = 0.4
+    skip_weight: float = 0.8
+    reward_bn: str = "moving"
+    log_arcs: int = 10
+    derive_samples: int = 100
+    flip: bool = True
+    pad: int = 4
+    cutout_size: int = 0
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raises UserError for out-of-range or contradictory settings."""
+        if self.space not in ("micro", "macro"):
+            raise UserError(f"space must be micro or macro; received {self.space!r}.")
+        if self.controller not in ("reinforce", "random"):
+            raise UserError(
+                f"controller must be reinforce or random; received {self.controller!r}."
+            )
+        if self.reward_bn not in ("moving", "batch"):
+            raise UserError(f"reward_bn must be moving or batch; received {self.reward_bn!r}.")
+        for key in ("epochs", "batch_size", "eval_batch_size", "lr_t0",
+                    "controller_steps", "num_aggregate", "derive_samples"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{key} must be >= 1; received {getattr(self, key)}.")
+        if not 0 <= self.lr_min <= self.lr_max:
+            raise UserError(
+                f"Need 0 <= lr_min <= lr_max; received lr_min={self.lr_min}, "
+                f"lr_max={self.lr_max}."
+            )
+        if not 0 < self.keep_prob <= 1:
+            raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
+        if not 0 <= self.baseline_decay < 1:
+            raise UserError(
+                f"baseline_decay must be in [0, 1); received {self.baseline_decay}."
+            )
+        if self.log_arcs < 0 or self.l2 < 0 or self.grad_bound < 0:
+            raise UserError("log_arcs, l2 and grad_bound must be >= 0.")
+
+    def search_space(self) -> SearchSpace:
+        """The space searched."""
+        if self.space == "micro":
+            return MicroSpace(num_nodes=self.num_nodes, num_ops=self.num_ops)
+        return MacroSpace(num_layers=self.num_layers, num_ops=self.num_ops)
+
+    def child_config(self) -> ChildConfig:
+        """The fixed networks the supernet computes (search sizes)."""
+        return ChildConfig(
+            out_filters=self.out_filters, num_layers=self.num_layers,
+            keep_prob=self.keep_prob,
+        )

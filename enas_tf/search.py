@@ -1,0 +1,303 @@
+"""The ENAS search: shared-weight training alternating with the controller.
+
+Each epoch (ENAS_REFERENCE sec. 5):
+1. child phase: one pass over the training split; every step samples a new
+   architecture from the controller and trains the supernet on it (SGD with
+   Nesterov momentum, cosine restarts, L2, gradient clipping);
+2. controller phase: `controller_steps` updates, each from `num_aggregate`
+   sampled architectures rewarded with their accuracy on a random validation
+   minibatch (REINFORCE with a moving-average baseline, `enas_tf.reinforce`);
+3. `log_arcs` sampled architectures are shown with their minibatch accuracy;
+   metrics go to TensorBoard and a checkpoint is saved.
+At the end the derive step samples `derive_samples` architectures, scores each
+on the whole validation split with the shared weights, and writes
+`best_arc.txt` (the original string form), `best_arc.json` and
+`candidates.json`. The original code has no derive step; this is the paper's
+procedure (sec. 5 "Final architecture selection"), scored on the whole split
+rather than one minibatch.
+
+Run directory: config.json, checkpoints/ (supernet, controller, both
+optimizers, baseline, sampler RNG, epoch; the last 3 kept), logs/
+(TensorBoard), search_log.jsonl (one JSON line per epoch), and the derive
+outputs. Rerunning with the same directory resumes after the last finished
+epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from enas_tf import rundir, spaces
+from enas_tf.child_training import EpochCosineRestarts
+from enas_tf.config import SearchConfig
+from enas_tf.controller import controller_for
+from enas_tf.data.images import ImageSplits
+from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
+from enas_tf.errors import UserError
+from enas_tf.reinforce import RandomSearch, Reinforce
+
+RUN_FILES = (
+    "checkpoints", "logs", "search_log.jsonl", "best_arc.txt", "best_arc.json",
+    "candidates.json",
+)
+SAFE_KEYS = (
+    "search.epochs", "search.derive_samples", "search.log_arcs",
+    "search.eval_batch_size", "data.data_dir",
+)
+
+
+def build_supernet(config: SearchConfig, image_shape, num_classes) -> keras.Model:
+    """The supernet of `config.space` at the search sizes."""
+    if config.space == "micro":
+        from enas_tf.supernet_micro import MicroSupernet
+
+        return MicroSupernet(
+            num_nodes=config.num_nodes, num_ops=config.num_ops,
+            num_layers=config.num_layers, out_filters=config.out_filters,
+            num_classes=num_classes, image_shape=image_shape,
+            keep_prob=config.keep_prob,
+        )
+    from enas_tf.supernet_macro import MacroSupernet
+
+    return MacroSupernet(
+        num_layers=config.num_layers, num_ops=config.num_ops,
+        out_filters=config.out_filters, num_classes=num_classes,
+        image_shape=image_shape, keep_prob=config.keep_prob,
+    )
+
+
+def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
+    """The controller and its REINFORCE trainer, or the random baseline."""
+    if config.controller == "random":
+        return RandomSearch(space, seed=config.seed, num_aggregate=config.num_aggregate)
+    kwargs = dict(
+        tanh_constant=config.tanh_constant or None,
+        temperature=config.temperature or None,
+        seed=config.seed,
+    )
+    if config.space == "micro":
+        kwargs["op_tanh_reduce"] = config.op_tanh_reduce
+    else:
+        kwargs["skip_target"] = config.skip_target
+    controller = controller_for(space, **kwargs)
+    return Reinforce(
+        controller, learning_rate=config.controller_lr,
+        entropy_weight=config.entropy_weight, baseline_decay=config.baseline_decay,
+        skip_weight=config.skip_weight, num_aggregate=config.num_aggregate,
+    )
+
+
+class Search:
+    """One search run in a run directory (see the module docstring).
+
+    Args:
+      config: the search settings (checked).
+      splits: the dataset; rewards and scores use its validation split.
+      output_dir: run directory; a compatible earlier run there is resumed.
+      data: dataset settings recorded in config.json.
+      overwrite: replace an incompatible earlier run.
+      verbose: 1 for a progress bar per child phase, 0 for none.
+    """
+
+    def __init__(self, config: SearchConfig, splits: ImageSplits, output_dir: str,
+                 *, data: dict | None = None, overwrite: bool = False, verbose: int = 1):
+        config.check()
+        if len(splits.valid_images) == 0:
+            raise UserError(
+                "The search rewards architectures on a validation split; give "
+                "--valid_size > 0."
+            )
+        self.config, self.splits, self.output_dir = config, splits, output_dir
+        self.verbose = verbose
+        self.space = config.search_space()
+        run = {
+            "tool": "enas-search",
+            "search": dataclasses.asdict(config),
+            "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
+        }
+        self.resumed = rundir.prepare(
+            output_dir, run, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES)
+        self.run_config = run
+        keras.utils.set_random_seed(config.seed)
+        self.net = build_supernet(config, splits.image_shape, splits.num_classes)
+        self.sampler = build_sampler(config, self.space)
+        self.steps_per_epoch = math.ceil(len(splits.train_images) / config.batch_size)
+        self.optimizer = keras.optimizers.SGD(
+            EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
+                                config.lr_t_mul, self.steps_per_epoch),
+            momentum=config.momentum, nesterov=True,
+            global_clipnorm=config.grad_bound or None,
+        )
+        self.optimizer.build(self.net.trainable_variables)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.checkpoint = tf.train.Checkpoint(
+            supernet=self.net, sampler=self.sampler, optimizer=self.optimizer,
+            epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=3)
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        self._build_steps()
+        self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+        valid = tf.data.Dataset.from_tensor_slices(
+            (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels))
+        self.reward_batches = iter(
+            valid.shuffle(len(splits.valid_images), seed=config.seed)
+            .repeat().batch(config.batch_size))
+
+    def _build_steps(self) -> None:
+        net, space, config = self.net, self.space, self.config
+        image = tf.TensorSpec([None, *self.splits.image_shape], tf.float32)
+        label = tf.TensorSpec([None], tf.int32)
+        arc = tf.TensorSpec([space.num_decisions], tf.int32)
+        reward_training = config.reward_bn == "batch"
+
+        @tf.function(input_signature=[image, label, arc], autograph=False)
+        def child_step(images, labels, arc):
+            with tf.GradientTape() as tape:
+                logits = net(images, arc=arc, training=True)
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+                total = loss
+                if config.l2 > 0:
+                    total += config.l2 * tf.add_n(
+                        [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+            variables = net.trainable_variables
+            self.optimizer.apply(tape.gradient(total, variables), variables)
+            return loss, _accuracy(logits, labels)
+
+        @tf.function(input_signature=[image, label, arc], autograph=False)
+        def eval_step(images, labels, arc):
+            logits = net(images, arc=arc, training=reward_training)
+            return _accuracy(logits, labels)
+
+        self.child_step, self.eval_step = child_step, eval_step
+
+    # ----- phases -------------------------------------------------------------
+
+    def _child_phase(self) -> dict[str, float]:
+        config = self.config
+        epoch = int(self.epoch.numpy())
+        data = train_dataset(
+            self.splits, config.batch_size, cutout_size=config.cutout_size,
+            flip=config.flip, pad=config.pad, seed=config.seed + epoch)
+        bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose,
+                                  stateful_metrics=["loss", "accuracy"])
+        losses, accs = [], []
+        for step, (images, labels) in enumerate(data):
+            arc = self.sampler.sample(1).arc[0]
+            loss, acc = self.child_step(images, labels, arc)
+            losses.append(float(loss))
+            accs.append(float(acc))
+            bar.update(step + 1, [("loss", losses[-1]), ("accuracy", accs[-1])])
+        return {"child/loss": float(np.mean(losses)), "child/accuracy": float(np.mean(accs)),
+                "child/learning_rate": float(self.optimizer.learning_rate.numpy())}
+
+    def _reward(self, arc) -> float:
+        images, labels = next(self.reward_batches)
+        return float(self.eval_step(images, labels, arc))
+
+    def _controller_phase(self) -> dict[str, float]:
+        totals: dict[str, list[float]] = {}
+        for _ in range(self.config.controller_steps):
+            sample = self.sampler.sample(self.config.num_aggregate)
+            rewards = np.array([self._reward(arc) for arc in sample.arc], np.float32)
+            metrics = self.sampler.update(sample.arc, rewards)
+            metrics["skip_rate"] = float(np.mean(sample.skip_rate))
+            for key, value in metrics.items():
+                totals.setdefault(key, []).append(float(value))
+        return {f"controller/{k}": float(np.mean(v)) for k, v in totals.items()}
+
+    def _log_arcs(self) -> list[tuple[str, float]]:
+        if not self.config.log_arcs:
+            return []
+        sample = self.sampler.sample(self.config.log_arcs)
+        return [(self.space.format(arc.numpy()), self._reward(arc)) for arc in sample.arc]
+
+    def score(self, arc) -> float:
+        """Accuracy of `arc` on the whole validation split, shared weights."""
+        data = eval_dataset(self.splits.valid_images, self.splits.valid_labels,
+                            self.splits, self.config.eval_batch_size)
+        arc = tf.constant(arc, tf.int32)
+        correct = 0.0
+        for images, labels in data:
+            correct += float(self.eval_step(images, labels, arc)) * int(labels.shape[0])
+        return correct / len(self.splits.valid_images)
+
+    # ----- the run ------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Searches the remaining epochs, then derives; returns the best."""
+        log_path = os.path.join(self.output_dir, "search_log.jsonl")
+        if self.verbose and int(self.epoch.numpy()) < self.config.epochs:
+            print("The first step traces the supernet's graph once for every "
+                  "architecture; it takes a while.")
+        while int(self.epoch.numpy()) < self.config.epochs:
+            epoch = int(self.epoch.numpy())
+            start = time.time()
+            if self.verbose:
+                print(f"Epoch {epoch + 1}/{self.config.epochs}")
+            metrics = self._child_phase()
+            metrics.update(self._controller_phase())
+            arcs = self._log_arcs()
+            metrics["epoch_seconds"] = round(time.time() - start, 2)
+            with self.writer.as_default(step=epoch + 1):
+                for key, value in metrics.items():
+                    tf.summary.scalar(key, value)
+                if arcs:
+                    tf.summary.text("sampled_architectures", "\n\n".join(
+                        f"`{a}` valid minibatch accuracy {r:.3f}" for a, r in arcs))
+            if self.verbose:
+                shown = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in metrics.items()
+                                  if k.startswith("controller/"))
+                print(f"  controller: {shown}")
+                for arc, reward in arcs:
+                    print(f"  {reward:.3f}  {arc}")
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"epoch": epoch + 1, **metrics,
+                                    "arcs": [{"arc": a, "reward": r} for a, r in arcs]}) + "\n")
+            self.epoch.assign_add(1)
+            self.manager.save()
+        return self.derive()
+
+    def derive(self) -> dict[str, Any]:
+        """Samples `derive_samples` architectures, scores them, writes the best."""
+        sample = self.sampler.sample(self.config.derive_samples)
+        unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in sample.arc.numpy()))
+        candidates = sorted(
+            ({"arc": self.space.format(arc), "valid_accuracy": self.score(arc)}
+             for arc in unique),
+            key=lambda c: -c["valid_accuracy"])
+        best = candidates[0]
+        arc = self.space.parse(best["arc"])
+        meta = {"valid_accuracy": best["valid_accuracy"], "epoch": int(self.epoch.numpy()),
+                "seed": self.config.seed}
+        out = self.output_dir
+        rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
+        rundir.write_text_atomic(os.path.join(out, "best_arc.json"),
+                                 spaces.json_text(self.space, arc, **meta))
+        rundir.write_json_atomic(os.path.join(out, "candidates.json"), {
+            "space": self.space.name, "config": self.space.config(),
+            "epoch": meta["epoch"], "seed": self.config.seed,
+            "samples": self.config.derive_samples, "candidates": candidates,
+            "flags": self.run_config})
+        with self.writer.as_default(step=meta["epoch"]):
+            tf.summary.text("derived_candidates", "\n\n".join(
+                f"`{c['arc']}` valid accuracy {c['valid_accuracy']:.4f}"
+                for c in candidates[:20]))
+        self.writer.flush()
+        return {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
+
+
+def _accuracy(logits, labels):
+    predictions = tf.argmax(logits, -1, output_type=tf.int32)
+    return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))

@@ -1,0 +1,140 @@
+r"""enas-search: search an architecture with ENAS (or random search).
+
+Trains a shared-weight supernet and an LSTM controller alternately (one child
+epoch, then one controller phase), then derives the best architecture: it
+samples --derive_samples architectures, scores each on the whole validation
+split with the shared weights and writes best_arc.txt, best_arc.json and
+candidates.json to --output_dir. Train the result from scratch with
+`enas-train --arc=OUTPUT_DIR/best_arc.json`. Rerunning with the same
+--output_dir resumes after the last finished epoch.
+
+Examples:
+  enas-search --flagfile=flags/quickstart.flags --output_dir=runs/q/search
+  enas-search --flagfile=flags/cifar10_micro_search.flags --data_dir=~/cifar \
+      --output_dir=runs/micro_search
+  enas-search --flagfile=flags/quickstart.flags --controller=random \
+      --output_dir=runs/q/random
+"""
+
+import dataclasses
+import os
+import sys
+
+if __package__ in (None, ""):  # `python tools/search.py` from a clone
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+
+from enas_tf import cli, data
+from enas_tf.config import SearchConfig
+from enas_tf.errors import UserError
+
+NO_FLIP = ("digits", "mnist", "fashion_mnist")
+DEFAULTS = SearchConfig()
+HELP = {
+    "space": "Search space: micro (cells) or macro (whole network).",
+    "num_nodes": "Micro: computed nodes per cell (B).",
+    "num_layers": "Micro: normal cells L of the supernet; macro: layers.",
+    "num_ops": "Candidate ops (micro 5, macro 6).",
+    "out_filters": "Channels of the supernet's first stage.",
+    "keep_prob": "Keep probability of the dropout before the classifier.",
+    "epochs": "Search epochs.",
+    "batch_size": "Child batch size (also the reward minibatch).",
+    "eval_batch_size": "Batch size when scoring candidates on the validation split.",
+    "lr_max": "Maximum child learning rate.",
+    "lr_min": "Minimum child learning rate.",
+    "lr_t0": "Epochs of the first cosine cycle.",
+    "lr_t_mul": "Each cosine cycle is this many times longer.",
+    "momentum": "Child Nesterov momentum.",
+    "l2": "L2 weight on the shared weights.",
+    "grad_bound": "Global-norm gradient clipping of the child (0: none).",
+    "controller": "reinforce (the LSTM controller) or random (uniform sampling, "
+    "the baseline).",
+    "controller_lr": "Controller Adam learning rate.",
+    "controller_steps": "Controller updates per epoch.",
+    "num_aggregate": "Sampled architectures averaged per controller update.",
+    "entropy_weight": "Entropy bonus added to the reward.",
+    "baseline_decay": "Decay of the reward baseline's moving average.",
+    "tanh_constant": "Controller logits are c * tanh(logits / T) (0: no tanh).",
+    "op_tanh_reduce": "Micro: op logits use c / op_tanh_reduce.",
+    "temperature": "Controller temperature T (0: none).",
+    "skip_target": "Macro: target skip probability of the skip penalty.",
+    "skip_weight": "Macro: weight of the skip penalty.",
+    "reward_bn": "moving: batch norm uses moving statistics for rewards and "
+    "scores (default); batch: batch statistics, as the original micro search.",
+    "log_arcs": "Architectures sampled and shown per epoch.",
+    "derive_samples": "Architectures sampled and scored at the end.",
+    "flip": "Random horizontal flips (default: on, off for digit datasets).",
+    "pad": "Zero padding before the random crop.",
+    "cutout_size": "Cutout square side (0: none).",
+    "seed": "Seed of everything random.",
+}
+for field in dataclasses.fields(SearchConfig):
+    default = getattr(DEFAULTS, field.name)
+    if field.name == "flip":
+        flags.DEFINE_bool("flip", None, HELP["flip"])
+    elif field.name in ("space", "controller", "reward_bn"):
+        choices = {"space": ["micro", "macro"], "controller": ["reinforce", "random"],
+                   "reward_bn": ["moving", "batch"]}[field.name]
+        flags.DEFINE_enum(field.name, default, choices, HELP[field.name])
+    elif isinstance(default, bool):
+        flags.DEFINE_bool(field.name, default, HELP[field.name])
+    elif isinstance(default, int):
+        flags.DEFINE_integer(field.name, default, HELP[field.name])
+    else:
+        flags.DEFINE_float(field.name, default, HELP[field.name])
+flags.DEFINE_enum("dataset", "digits", list(data.IMAGE_DATASETS), "Dataset.")
+flags.DEFINE_string("data_dir", None, "Directory with the official dataset files.")
+flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
+flags.DEFINE_integer(
+    "valid_size", None, "Training images held out for rewards (default: 5000, "
+    "360 for digits).", lower_bound=1)
+flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
+flags.DEFINE_bool("overwrite", False, "Replace an incompatible run in --output_dir.")
+flags.DEFINE_integer("verbose", 1, "1: a progress bar per child phase; 0: quiet.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
+    if not FLAGS.output_dir:
+        raise UserError("Give the run directory with --output_dir.")
+    if not FLAGS["verbosity"].present:  # TF logs every checkpoint write at INFO
+        logging.set_verbosity(logging.WARNING)
+    values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(SearchConfig)}
+    if values["flip"] is None:
+        values["flip"] = FLAGS.dataset not in NO_FLIP
+    config = SearchConfig(**values)
+    config.check()
+    splits = data.load_images(
+        FLAGS.dataset, data_dir=FLAGS.data_dir, valid_size=FLAGS.valid_size,
+        download=FLAGS.download)
+    print(splits.summary())
+    print(f"searching {config.search_space().describe()} with {config.controller}")
+    from enas_tf.search import Search  # TensorFlow only after the checks
+
+    search = Search(
+        config, splits, FLAGS.output_dir, overwrite=FLAGS.overwrite,
+        verbose=FLAGS.verbose,
+        data={"dataset": FLAGS.dataset, "valid_size": len(splits.valid_images),
+              "data_dir": FLAGS.data_dir})
+    result = search.run()
+    out = FLAGS.output_dir
+    print(f"best architecture (valid accuracy {result['valid_accuracy']:.4f} with "
+          f"shared weights, {result['candidates']} candidates): {result['best_arc']}")
+    print(f"architecture: {os.path.join(out, 'best_arc.json')} (and best_arc.txt)")
+    print(f"candidates:   {os.path.join(out, 'candidates.json')}")
+    print(f"TensorBoard:  tensorboard --logdir {os.path.join(out, 'logs')}")
+
+
+def run() -> None:
+    """Console-script entry point (`enas-search`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
