@@ -114,14 +114,8 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raises UserError for out-of-range settings."""
-        for key in ("epochs", "batch_size", "eval_batch_size", "lr_t0"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1; received {getattr(self, key)}.")
-        if not 0 <= self.lr_min <= self.lr_max:
-            raise UserError(
-                f"Need 0 <= lr_min <= lr_max; received lr_min={self.lr_min}, "
-                f"lr_max={self.lr_max}."
-            )
+        _check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0"))
+        _check_lr_range(self)
         if self.lr_t_mul < 1:
             raise UserError(f"lr_t_mul must be >= 1; received {self.lr_t_mul}.")
         if not 0 <= self.label_smoothing < 1:
@@ -212,15 +206,9 @@ class SearchConfig:
             )
         if self.reward_bn not in ("moving", "batch"):
             raise UserError(f"reward_bn must be moving or batch; received {self.reward_bn!r}.")
-        for key in ("epochs", "batch_size", "eval_batch_size", "lr_t0",
-                    "controller_steps", "num_aggregate", "derive_samples"):
-            if getattr(self, key) < 1:
-                raise UserError(f"{key} must be >= 1; received {getattr(self, key)}.")
-        if not 0 <= self.lr_min <= self.lr_max:
-            raise UserError(
-                f"Need 0 <= lr_min <= lr_max; received lr_min={self.lr_min}, "
-                f"lr_max={self.lr_max}."
-            )
+        _check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0",
+                               "controller_steps", "num_aggregate", "derive_samples"))
+        _check_lr_range(self)
         if not 0 < self.keep_prob <= 1:
             raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
         if not 0 <= self.baseline_decay < 1:
@@ -241,4 +229,18 @@ class SearchConfig:
         return ChildConfig(
             out_filters=self.out_filters, num_layers=self.num_layers,
             keep_prob=self.keep_prob,
+        )
+
+
+def _check_positive(config, keys) -> None:
+    for key in keys:
+        if getattr(config, key) < 1:
+            raise UserError(f"{key} must be >= 1; received {getattr(config, key)}.")
+
+
+def _check_lr_range(config) -> None:
+    if not 0 <= config.lr_min <= config.lr_max:
+        raise UserError(
+            f"Need 0 <= lr_min <= lr_max; received lr_min={config.lr_min}, "
+            f"lr_max={config.lr_max}."
         )
