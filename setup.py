@@ -37,6 +37,8 @@ setup(
         "tensorboard>=2.16",
         # Bundled 8x8 digits: the offline default dataset.
         "scikit-learn>=1.3",
+        # Architecture drawings (enas_tf.draw, `enas-arc draw`); no graphviz.
+        "pillow>=9",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],

@@ -5,6 +5,7 @@ import TensorFlow until a TensorFlow-backed piece is used:
 
 - `enas_tf.spaces`: search spaces, architecture encodings, published arcs.
 - `enas_tf.data`: datasets (digits, MNIST, Fashion-MNIST, CIFAR, PTB).
+- `enas_tf.draw`: architecture drawings as PNG images.
 - `enas_tf.errors`: `UserError` and its subclasses.
 """
 
@@ -12,7 +13,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "errors", "spaces")
+_SUBMODULES = ("data", "draw", "errors", "spaces")
 
 
 def __getattr__(name):

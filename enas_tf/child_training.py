@@ -13,6 +13,12 @@ directory layout is:
   history.csv     one row per epoch, appended across resumes
   model.keras     the trained inference model (stock Keras layers only)
   summary.json    architecture, params, FLOPs, accuracies, timing, config
+  inherited.json  with `init_from_search`: the search checkpoint the
+                  network started from and the layers it initialised
+
+With `init_from_search` the network starts from a search's shared weights
+(`enas_tf.inherit`) instead of a fresh initialisation, when the run starts;
+a resumed run continues from its own checkpoint.
 
 Departure from the original (ENAS_REFERENCE sec. 10, bug 5): the gradient is
 really clipped; the original computed a clipped gradient and applied the
@@ -40,11 +46,14 @@ from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, train_dataset
 from enas_tf.errors import UserError
 from enas_tf.flops import count_flops, count_params
+from enas_tf.inherit import Inheritance, load_inherited, weights_from_search
 from enas_tf.layers import DropPath
 from enas_tf.spaces import Arc, SearchSpace
 
 # Outputs of a run directory, removed by `overwrite`.
-RUN_FILES = ("backup", "logs", "history.csv", "model.keras", "summary.json")
+RUN_FILES = (
+    "backup", "logs", "history.csv", "model.keras", "summary.json", "inherited.json"
+)
 # Settings that may change when a run is resumed.
 SAFE_KEYS = ("train.epochs", "train.eval_batch_size", "data.data_dir", "verbose")
 
@@ -145,6 +154,12 @@ def _history(path: str) -> list[dict[str, float]]:
     return [rows[e] for e in sorted(rows)]
 
 
+def _backups(backup_dir: str) -> list[str]:
+    """The `BackupAndRestore` checkpoints a run would resume from."""
+    path = os.path.join(backup_dir, "latest.weights.h5")
+    return [p for p in (path, path + ".bkp") if os.path.exists(p)]
+
+
 def _check_backup(model: keras.Model, backup_dir: str) -> None:
     """Fails clearly when no readable checkpoint is left to resume from.
 
@@ -152,8 +167,7 @@ def _check_backup(model: keras.Model, backup_dir: str) -> None:
     to it when the newest one cannot be read; when neither can, the user must
     decide, so nothing is deleted here.
     """
-    path = os.path.join(backup_dir, "latest.weights.h5")
-    candidates = [p for p in (path, path + ".bkp") if os.path.exists(p)]
+    candidates = _backups(backup_dir)
     if not candidates:
         return
     model.optimizer.build(model.trainable_variables)
@@ -182,6 +196,7 @@ def run_config(
     child: ChildConfig,
     train: TrainConfig,
     data: dict[str, Any],
+    init_from_search: str | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready configuration recorded in config.json."""
     return {
@@ -192,7 +207,36 @@ def run_config(
         "child": dataclasses.asdict(child),
         "train": dataclasses.asdict(train),
         "data": data,
+        "init_from_search": (
+            os.path.abspath(init_from_search) if init_from_search else None
+        ),
     }
+
+
+def _inherit(
+    model: keras.Model,
+    init_from_search: str,
+    inherited: Inheritance,
+    output_dir: str,
+    verbose: int,
+) -> None:
+    """Sets `model` from the search's shared weights; writes inherited.json."""
+    fresh = load_inherited(model, inherited.weights)
+    record = {
+        "run_dir": os.path.abspath(init_from_search),
+        "checkpoint": os.path.abspath(inherited.checkpoint),
+        "search_epoch": inherited.epoch,
+        "inherited_layers": len(inherited.weights),
+        "fresh_layers": fresh,
+        "missing_bn_statistics": inherited.missing_statistics,
+    }
+    rundir.write_json_atomic(os.path.join(output_dir, "inherited.json"), record)
+    if verbose:
+        kept = f"; fresh: {', '.join(fresh)}" if fresh else ""
+        print(
+            f"Initialised {len(inherited.weights)} layers from the search "
+            f"checkpoint {inherited.checkpoint} (epoch {inherited.epoch}){kept}."
+        )
 
 
 def train_child(
@@ -206,8 +250,12 @@ def train_child(
     data: dict[str, Any] | None = None,
     overwrite: bool = False,
     verbose: int = 1,
+    init_from_search: str | None = None,
 ) -> dict[str, Any]:
-    """Trains `arc` from scratch, saves the inference model and a summary.
+    """Trains `arc`, saves the inference model and a summary.
+
+    The network starts from a fresh initialisation, or with
+    `init_from_search` from the search's shared weights.
 
     Args:
       space: the architecture's space (macro or micro).
@@ -219,12 +267,16 @@ def train_child(
       data: dataset settings recorded in config.json (name, valid size...).
       overwrite: replace an incompatible earlier run in `output_dir`.
       verbose: Keras verbosity (1: progress bar per epoch).
+      init_from_search: an enas-search run directory whose latest shared
+        weights the network starts from (`enas_tf.inherit`); applied when
+        the run starts, not when it resumes from its own checkpoint.
 
     Returns:
       The summary written to `summary.json`.
 
     Raises:
-      UserError: for bad settings or an incompatible `output_dir`.
+      UserError: for bad settings, an incompatible `output_dir`, or a
+        search run the network cannot inherit from.
     """
     child.check(space)
     train.check()
@@ -235,7 +287,19 @@ def train_child(
             f"{splits.image_shape[0]}x{splits.image_shape[1]} images."
         )
     data = data or {"dataset": splits.name, "valid_size": len(splits.valid_images)}
-    config = run_config(space, arc, child, train, data)
+    config = run_config(space, arc, child, train, data, init_from_search)
+    backup_dir = os.path.join(output_dir, "backup")
+
+    def shared_weights():
+        return weights_from_search(
+            init_from_search, space, arc, child, splits.image_shape, splits.num_classes
+        )
+
+    # Read before anything is written, so an unusable search run leaves no
+    # run directory behind; not read when the run resumes from its backup.
+    inherited = None
+    if init_from_search and not _backups(backup_dir):
+        inherited = shared_weights()
     resumed = rundir.prepare(
         output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
     )
@@ -243,6 +307,11 @@ def train_child(
     model = build_child(
         space, arc, child, image_shape=splits.image_shape, num_classes=splits.num_classes
     )
+    if init_from_search and not _backups(backup_dir):
+        # Once training has started, the run's own backup wins.
+        if inherited is None:  # --overwrite removed the earlier run's backup
+            inherited = shared_weights()
+        _inherit(model, init_from_search, inherited, output_dir, verbose)
     steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
     loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
     aux = len(model.outputs) == 2
@@ -278,7 +347,6 @@ def train_child(
         if aux:
             valid_data = valid_data.map(lambda x, y: (x, (y, y)))
     history_path = os.path.join(output_dir, "history.csv")
-    backup_dir = os.path.join(output_dir, "backup")
     _check_backup(model, backup_dir)
     callbacks = [
         keras.callbacks.BackupAndRestore(
@@ -330,10 +398,18 @@ def train_child(
         "test_accuracy": _accuracy(twin, test_data),
         "wall_time_s": round(wall_time, 2),
         "resumed": resumed,
+        "inherited": _read_json(os.path.join(output_dir, "inherited.json")),
         "config": config,
     }
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+def _read_json(path: str) -> Any:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def load_summary(output_dir: str) -> dict[str, Any]:

@@ -25,9 +25,18 @@ CONFIG_FILE = "config.json"
 
 
 def write_text_atomic(path: str, text: str, *, overwrite: bool = True) -> None:
-    """Writes `text` to `path` so that no reader ever sees half a file.
+    """Writes `text` (UTF-8) to `path` so that no reader ever sees half a file.
 
-    The text goes to a temporary file in the same directory, which then
+    Raises:
+      UserError: as `write_bytes_atomic`.
+    """
+    write_bytes_atomic(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_bytes_atomic(path: str, data: bytes, *, overwrite: bool = True) -> None:
+    """Writes `data` to `path` so that no reader ever sees half a file.
+
+    The bytes go to a temporary file in the same directory, which then
     replaces `path` in one `os.replace`.
 
     Raises:
@@ -46,8 +55,8 @@ def write_text_atomic(path: str, text: str, *, overwrite: bool = True) -> None:
     except OSError as e:
         raise UserError(f"Cannot write {path}: {e.strerror}.") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         # mkstemp creates the file private (0600); give it the usual mode.
         umask = os.umask(0)
         os.umask(umask)

@@ -9,6 +9,12 @@ updates only the selected slice, only on the branch that runs.
 Every op computes exactly what the stock Keras layer of the fixed child
 computes (same TensorFlow kernels, same padding), so weights copied from a
 supernet into a child give the same outputs.
+
+Tracing cost: building a `tf.switch_case` and, above all, its gradient
+takes Python time proportional to the ops in its branches and their inputs,
+so a supernet with one switch per decision traces slowly. `shared_trace`
+makes a piece built once per input signature and called from every place
+with that signature (`select_shared` is `select` so wrapped).
 """
 
 from __future__ import annotations
@@ -37,30 +43,61 @@ class SharedBN:
         averages of slice `index` only; at inference the moving averages of
         slice `index` normalise.
         """
-        gamma = tf.gather(self.gamma.value, index)
-        beta = tf.gather(self.beta.value, index)
-        mean = tf.gather(self.mean.value, index)
-        var = tf.gather(self.var.value, index)
-        if not training:
-            # The formula of Keras' BatchNormalization at inference, so a
-            # child with copied weights computes the same numbers.
-            return tf.nn.batch_normalization(x, mean, var, beta, gamma, self.epsilon)
-        # One fused kernel normalises with batch statistics and computes the
-        # new moving averages (m * momentum + batch * (1 - momentum); the
-        # variance average uses the unbiased batch variance, as TensorFlow's
-        # fused kernel does).
-        y, new_mean, new_var = tf.compat.v1.nn.fused_batch_norm(
-            x, gamma, beta, mean, var, epsilon=self.epsilon, is_training=True,
-            exponential_avg_factor=1.0 - self.momentum,
-        )[:3]
-        rows = tf.reshape(tf.convert_to_tensor(index), [1])
-        for stat, new in ((self.mean, new_mean), (self.var, new_var)):
-            stat.value.scatter_update(tf.IndexedSlices(new[None], rows))
+        params = [tf.gather(_tf_variable(v), index) for v in self.variables]
+        y, stats = batch_norm(x, *params, self.momentum, self.epsilon, training)
+        if training:
+            update_rows(self.mean, self.var, index, stats)
         return y
+
+    @property
+    def variables(self) -> tuple:
+        """`(gamma, beta, mean, var)`."""
+        return (self.gamma, self.beta, self.mean, self.var)
 
     def slice(self, index: int) -> list:
         """Keras BatchNormalization weights of one candidate."""
-        return [v.numpy()[index] for v in (self.gamma, self.beta, self.mean, self.var)]
+        return [v.numpy()[index] for v in self.variables]
+
+
+def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training: bool):
+    """Batch norm of `x` with given (not stacked) `[channels]` parameters.
+
+    Args:
+      x: `[batch, height, width, channels]`.
+      gamma, beta, mean, var: `[channels]` tensors.
+      momentum, epsilon: Keras BatchNormalization settings.
+      training: Python bool.
+
+    Returns:
+      `(y, stats)`: in training, `y` is normalised with batch statistics
+      and `stats` is `(new_mean, new_var)`, the updated moving averages
+      (m * momentum + batch * (1 - momentum); the variance average uses the
+      unbiased batch variance, as TensorFlow's fused kernel does); at
+      inference `y` uses `mean` and `var`, and `stats` is None.
+    """
+    if not training:
+        # The formula of Keras' BatchNormalization at inference, so a child
+        # with copied weights computes the same numbers.
+        return tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon), None
+    # One fused kernel normalises and computes the new moving averages.
+    y, new_mean, new_var = tf.compat.v1.nn.fused_batch_norm(
+        x, gamma, beta, mean, var, epsilon=epsilon, is_training=True,
+        exponential_avg_factor=1.0 - momentum,
+    )[:3]
+    return y, (new_mean, new_var)
+
+
+def update_rows(mean, var, index, stats):
+    """Writes `stats = (new_mean, new_var)` into row `index` of the stacks."""
+    rows = tf.reshape(tf.convert_to_tensor(index), [1])
+    for stat, new in zip((mean, var), stats):
+        _tf_variable(stat).scatter_update(tf.IndexedSlices(new[None], rows))
+
+
+def _tf_variable(variable):
+    # Inside a `tf.function` that takes variables as arguments they are
+    # plain `tf.Variable`s; elsewhere Keras variables wrap one.
+    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 def conv(x, kernel, strides=1):
@@ -92,3 +129,39 @@ def select(candidates, index):
     if len(candidates) == 1:
         return candidates[0]
     return tf.switch_case(index, [lambda c=c: c for c in candidates])
+
+
+def shared_trace(fn):
+    """`fn` as a `tf.function` whose trace every call site shares.
+
+    Each distinct input signature (shapes, dtypes, Python values) is traced
+    once, its gradient built once, and called, not copied, by every call
+    site. Pass variables as arguments, not captures: a `tf.Variable`
+    argument is traced by shape, so variables of equal shapes share the
+    trace.
+    """
+    # Not inlined into the caller: otherwise the runtime graph holds a copy
+    # per call site, and optimising it on the first call takes as long as
+    # the trace saved (measured: 2x less first-call time for a micro step).
+    # No `reduce_retracing`: TF 2.21 then lets a trace made for variables of
+    # one shape serve variables of another, with wrong gradient shapes.
+    return tf.function(fn, autograph=False, experimental_attributes={"_noinline": True})
+
+
+_select_traced = shared_trace(select)
+
+
+def select_shared(candidates, index):
+    """`select`, traced once per candidate count and shapes (`shared_trace`)."""
+    return candidates[0] if len(candidates) == 1 else _select_traced(candidates, index)
+
+
+def factorized_reduction(x, path1, path2):
+    """The two paths of a factorized reduction, concatenated (before BN).
+
+    Args:
+      x: `[batch, height, width, channels]`.
+      path1, path2: `[channels, out_channels // 2]` 1x1 kernels.
+    """
+    return tf.concat(
+        [conv(x, path1[None, None], 2), conv(shift(x), path2[None, None], 2)], -1)

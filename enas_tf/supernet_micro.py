@@ -3,16 +3,20 @@
 `MicroSupernet(...)(images, arc=arc)` runs the fixed micro network of `arc`
 (`enas_tf.child_micro`, same sizes) on weights shared by all architectures.
 The arc is an int32 tensor, so one traced graph serves every architecture;
-only the chosen ops run (`tf.switch_case` on the op id, `tf.cond` on whether
-a reduction-cell input is strided), and their weights are picked with
-`tf.gather` from stacks indexed by the chosen input node.
+only the chosen ops run: each slot (node input) is one `tf.switch_case`
+over its candidate ops (in a reduction cell, over op x {strided on input 0
+or 1, plain on a later node}), applied to the input node picked by another
+switch (`shared_ops.select`) with the weights of that input gathered from
+stacks.
 
 Sharing follows the original (ENAS_REFERENCE sec. 2.6): a weight belongs to
 one (cell position, node, slot, op, input node); positions share nothing.
-Unlike the original search model, the supernet computes exactly the final
-network (paper: the searched child *is* the network that gets retrained),
-so `child_weights` can copy the selected weights into `build_child` and get
-the same outputs. In particular (sec. 10):
+A cell's op weights are stored as one stack per weight with a row per
+(node, slot, input node) (`slot_rows`). Unlike the original search model,
+the supernet computes exactly the final network (paper: the searched child
+*is* the network that gets retrained), so `child_weights` can copy the
+selected weights into `build_child` and get the same outputs. In
+particular (sec. 10):
 - bug 7: reduction cells are strided and read [prev-prev, prev] like the
   final model, instead of running stride 1 on pre-reduced copies;
 - bug 9: batch norm uses moving statistics at inference (validation and
@@ -20,11 +24,17 @@ the same outputs. In particular (sec. 10):
 - the cell output concatenates its loose ends (k * C channels) and every
   consumer (the next cells' calibration, the classifier) reads that concat
   through weights stored per node block and gathered for the loose ends.
+
+Tracing: building switches and their gradients is what makes a step slow to
+trace, so the slot switch and the input switch are `shared_ops.shared_trace`
+functions of tensors and variables: every slot of every cell with the same
+shapes (all slots of the cells of a stage, as a cell's stacks have the same
+shapes whatever the node) calls one trace, whose gradient is built once.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -36,12 +46,71 @@ from enas_tf.config import ChildConfig
 from enas_tf.spaces.micro import MICRO_OPS, MicroSpace
 
 
-@dataclasses.dataclass
-class _Out:
-    """A cell output: its nodes (same shape) and the loose-end indices."""
+def slot_rows(n: int, slot: int) -> tuple[int, int]:
+    """First rows of node `n`'s slot (0 = a, 1 = b) in a cell's stacks.
 
-    nodes: list
-    ends: tf.Tensor  # int64 [k], increasing
+    Sep-conv stacks hold one row per input (earlier node) for each slot of
+    each node, in order: node n's slot starts at 2 * (2 + ... + (n - 1)) +
+    slot * n. Reduce stacks (identity on input 0 or 1 of a reduction cell)
+    hold two rows per slot.
+    """
+    return (n - 2) * (n + 1) + slot * n, 2 * (2 * (n - 2) + slot)
+
+
+def candidate_ops(inputs, strides, rows, weights, num_ops, momentum, epsilon, training):
+    """A slot's candidate ops, as callables in branch order.
+
+    Branch b applies op `MICRO_OPS[b % num_ops]` to `inputs[b // num_ops]`
+    with stride `strides[b // num_ops]`. The weight rows are gathered here,
+    once for all branches, so a switch over the branches has few inputs;
+    a branch that runs in training updates the moving statistics of the
+    rows it uses.
+
+    Args:
+      inputs: the chosen node, or (in a reduction cell) the chosen still
+        large node and the chosen reduced node.
+      strides: Python ints, one per input.
+      rows: int32 `[2]`: the row of the sep-conv stacks and of the reduce
+        stacks (`slot_rows` plus the input index).
+      weights: `{op: [(dw, pw, gamma, beta, mean, var)] * 2}` for the sep
+        convs and, in a reduction cell, `{"identity": [(path1, path2, gamma,
+        beta, mean, var)]}`, as `tf.Variable`s.
+      num_ops, momentum, epsilon, training: as `MicroSupernet`.
+
+    Returns:
+      `len(inputs) * num_ops` callables without arguments, each returning
+      a float32 `[batch, height, width, channels]` output of the slot.
+    """
+    row = {op: rows[1] if op == "identity" else rows[0] for op in weights}
+    picked = {op: [[tf.gather(w, row[op]) for w in unit] for unit in units]
+              for op, units in weights.items()}
+
+    def norm(x, op, u):
+        x, stats = ops.batch_norm(x, *picked[op][u][2:], momentum, epsilon, training)
+        if training:
+            ops.update_rows(*weights[op][u][4:], row[op], stats)
+        return x
+
+    def run(op, x, stride):
+        if op.startswith("sep_conv"):
+            for u, (dw, pw, *_) in enumerate(picked[op]):
+                x = ops.sep_conv(tf.nn.relu(x), dw, pw, stride if u == 0 else 1)
+                x = norm(x, op, u)
+            return x
+        if op.endswith("pool_3x3"):
+            return ops.pool(x, op[:3], stride)
+        if stride == 2:  # identity on a large input: factorized reduction
+            return norm(ops.factorized_reduction(x, *picked[op][0][:2]), op, 0)
+        return tf.identity(x)
+
+    return [functools.partial(run, op, x, stride)
+            for x, stride in zip(inputs, strides) for op in MICRO_OPS[:num_ops]]
+
+
+def switch_slot(inputs, strides, branch, rows, weights, **settings):
+    """The output of candidate `branch` (see `candidate_ops`); only it runs."""
+    branches = candidate_ops(inputs, strides, rows, weights, **settings)
+    return tf.switch_case(branch, branches)
 
 
 @keras.saving.register_keras_serializable(package="enas_tf")
@@ -65,6 +134,11 @@ class MicroSupernet(keras.Model):
         update) and dropout when True.
     """
 
+    # How a slot picks its input and computes its output; the benchmark
+    # `bench/sharing_overhead.py` swaps in "compute every op, then pick".
+    pick_input = staticmethod(ops.select_shared)
+    slot_function = staticmethod(switch_slot)
+
     def __init__(
         self,
         num_nodes: int = 5,
@@ -79,6 +153,9 @@ class MicroSupernet(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # One traced slot per supernet: a trace holds on to the variables it
+        # first saw, so sharing it across supernets fails once one is deleted.
+        self._run_slot = ops.shared_trace(self.slot_function)
         self.space = MicroSpace(num_nodes=num_nodes, num_ops=num_ops)
         ChildConfig(out_filters=out_filters, num_layers=num_layers).check(self.space)
         self.num_nodes, self.num_ops = num_nodes, num_ops
@@ -99,13 +176,17 @@ class MicroSupernet(keras.Model):
             fan_in = int(np.prod(shape[1:-1])) if len(shape) > 2 else shape[-2]
             if len(shape) == 5:  # depthwise [n, k, k, C, 1]: fan-in k*k
                 fan_in = shape[1] * shape[2]
-            init = keras.initializers.TruncatedNormal(stddev=np.sqrt(2.0 / fan_in) / 0.87962566)
-        var = self.add_weight(name=name, shape=shape, initializer=init, trainable=trainable)
+            init = keras.initializers.TruncatedNormal(
+                stddev=np.sqrt(2.0 / fan_in) / 0.87962566)
+        var = self.add_weight(name=name, shape=shape, initializer=init,
+                              trainable=trainable)
         self.shared[name] = var
         return var
 
     def _bn(self, name, rows, channels):
-        make = lambda kind, init, t: self._weight(f"{name}.{kind}", (rows, channels), init, t)
+        def make(kind, init, trainable):
+            return self._weight(f"{name}.{kind}", (rows, channels), init, trainable)
+
         self.bns[name] = ops.SharedBN(
             make("gamma", "ones", True), make("beta", "zeros", True),
             make("mean", "zeros", False), make("var", "ones", False),
@@ -138,20 +219,21 @@ class MicroSupernet(keras.Model):
             else:
                 self._conv_bn_weights(f"{name}.in.x", prev_prev[0], prev_prev[1], c)
             self._conv_bn_weights(f"{name}.in.y", prev[0], prev[1], c)
-            for n in range(2, b + 2):
-                for slot in ("a", "b"):
-                    base = f"{name}.node{n}.{slot}"
-                    for op in self.space.ops:
-                        if not op.startswith("sep_conv"):
-                            continue
-                        k = int(op[-1])
-                        for unit in (1, 2):
-                            unit_name = f"{base}.{op}.sep{unit}"
-                            self._weight(f"{unit_name}.dw", (n, k, k, c, 1))
-                            self._weight(f"{unit_name}.pw", (n, 1, 1, c, c))
-                            self._bn(f"{unit_name}.bn", n, c)
-                    if reduction and "identity" in self.space.ops:
-                        self._fr_weights(f"{base}.reduce", 2, c, c, bn_rows=2)
+            # One stack per op weight for the whole cell, a row per (node,
+            # slot, input node): few variables keep the optimizer's graph
+            # small, and every cell of a stage has the same shapes, so the
+            # traced slot function is shared (`slot_rows` gives the rows).
+            rows = b * (b + 3)
+            for op in self.space.ops:
+                if op.startswith("sep_conv"):
+                    k = int(op[-1])
+                    for unit in (1, 2):
+                        self._weight(f"{name}.{op}.sep{unit}.dw", (rows, k, k, c, 1))
+                        self._weight(f"{name}.{op}.sep{unit}.pw", (rows, 1, 1, c, c))
+                        self._bn(f"{name}.{op}.sep{unit}.bn", rows, c)
+            if reduction and "identity" in self.space.ops:
+                # Identity on a strided input: one row per (node, slot, input 0/1).
+                self._fr_weights(f"{name}.reduce", 4 * b, c, c, bn_rows=4 * b)
             if reduction:
                 for i in (0, 1):
                     self._fr_weights(f"{name}.end{i}", 1, c, c)
@@ -161,103 +243,92 @@ class MicroSupernet(keras.Model):
 
     # ----- forward -----------------------------------------------------------
 
-    def _concat(self, source):
-        """The concatenated loose ends of a cell output (or the stem)."""
-        if isinstance(source, tf.Tensor):
-            return source, tf.zeros([1], tf.int64)
-        selected = tf.gather(tf.stack(source.nodes), source.ends)  # [k, N, H, W, C]
+    def _concat(self, nodes, ends):
+        """A cell's output: its loose ends `ends` (int64 `[k]`, increasing)
+        concatenated on channels, and `ends` (rows of the consumers' weights)."""
+        selected = tf.gather(tf.stack(nodes), ends)  # [k, N, H, W, C]
         shape = tf.shape(selected)
         merged = tf.transpose(selected, [1, 2, 3, 0, 4])
         x = tf.reshape(merged, [shape[1], shape[2], shape[3], shape[0] * shape[4]])
-        return x, source.ends
+        return x, ends
 
     def _rows(self, name, rows):
-        """Gathers per-node weight blocks into a `[1, 1, k * C_in, C_out]` kernel."""
+        """Gathers per-node weight blocks into a `[k * C_in, C_out]` kernel."""
         w = tf.gather(self.shared[name].value, rows)
-        return tf.reshape(w, [1, 1, -1, w.shape[-1]])
+        return tf.reshape(w, [-1, w.shape[-1]])
 
     def _linear_in(self, source, name, training, reduce=False):
-        """ReLU -> 1x1 conv -> BN, or ReLU -> factorized reduction, on a source."""
-        x, rows = self._concat(source)
+        """ReLU -> 1x1 conv -> BN, or ReLU -> factorized reduction, on a cell
+        output (or the stem) `source = (x, rows)`."""
+        x, rows = source
         x = tf.nn.relu(x)
         if reduce:
-            x = tf.concat(
-                [ops.conv(x, self._rows(f"{name}.path1", rows), 2),
-                 ops.conv(ops.shift(x), self._rows(f"{name}.path2", rows), 2)], -1)
+            x = ops.factorized_reduction(
+                x, self._rows(f"{name}.path1", rows), self._rows(f"{name}.path2", rows))
         else:
-            x = ops.conv(x, self._rows(f"{name}.conv", rows))
+            x = ops.conv(x, self._rows(f"{name}.conv", rows)[None, None])
         return self.bns[f"{name}.bn"](x, 0, training)
 
     def _fr(self, x, name, index, training):
         """Factorized reduction of a plain tensor with weights row `index`."""
-        w1 = tf.gather(self.shared[f"{name}.path1"].value, index)[None, None]
-        w2 = tf.gather(self.shared[f"{name}.path2"].value, index)[None, None]
-        x = tf.concat([ops.conv(x, w1, 2), ops.conv(ops.shift(x), w2, 2)], -1)
+        paths = (tf.gather(self.shared[f"{name}.{path}"].value, index)
+                 for path in ("path1", "path2"))
+        x = ops.factorized_reduction(x, *paths)
         return self.bns[f"{name}.bn"](x, index, training)
 
-    def _op(self, x, op_id, index, base, strided, training):
-        strides = 2 if strided else 1
-
-        def sep(op):
-            def run():
-                y = x
-                for unit in (1, 2):
-                    unit_name = f"{base}.{op}.sep{unit}"
-                    dw = tf.gather(self.shared[f"{unit_name}.dw"].value, index)
-                    pw = tf.gather(self.shared[f"{unit_name}.pw"].value, index)
-                    y = ops.sep_conv(tf.nn.relu(y), dw, pw, strides if unit == 1 else 1)
-                    y = self.bns[f"{unit_name}.bn"](y, index, training)
-                return y
-            return run
-
-        branches = []
+    def _cell_weights(self, p):
+        """Cell `p`'s op weights as `tf.Variable`s (see `candidate_ops`)."""
+        var = lambda name: self.shared[name].value
+        bn = lambda name: tuple(v.value for v in self.bns[name].variables)
+        weights = {}
         for op in self.space.ops:
             if op.startswith("sep_conv"):
-                branches.append(sep(op))
-            elif op.endswith("pool_3x3"):
-                branches.append(lambda kind=op[:3]: ops.pool(x, kind, strides))
-            elif strided:
-                branches.append(lambda: self._fr(x, f"{base}.reduce", index, training))
-            else:
-                branches.append(lambda: tf.identity(x))
-        return tf.switch_case(op_id, branches)
+                weights[op] = [
+                    (var(f"cell{p}.{op}.sep{u}.dw"), var(f"cell{p}.{op}.sep{u}.pw"),
+                     *bn(f"cell{p}.{op}.sep{u}.bn")) for u in (1, 2)]
+        if f"cell{p}.reduce.bn" in self.bns:
+            paths = (var(f"cell{p}.reduce.path1"), var(f"cell{p}.reduce.path2"))
+            weights["identity"] = [(*paths, *bn(f"cell{p}.reduce.bn"))]
+        return weights
+
+    def _slot_output(self, nodes, n, s, index, op_id, weights, reduction, settings):
+        """Slot `s` (0 = a, 1 = b) of node `n`: op `op_id` on node `index`."""
+        row, reduce_row = slot_rows(n, s)
+        rows = tf.stack([row + index, reduce_row + tf.minimum(index, 1)])
+        if reduction and n > 2:
+            # Inputs 0 and 1 are still large: ops on them are strided.
+            inputs = (self.pick_input(nodes[:2], tf.minimum(index, 1)),
+                      self.pick_input(nodes[2:], tf.maximum(index - 2, 0)))
+            strides = (2, 1)
+            branch = op_id + self.num_ops * tf.cast(index >= 2, tf.int32)
+        else:
+            inputs, strides = (self.pick_input(nodes, index),), (2 if reduction else 1,)
+            branch = op_id
+        return self._run_slot(inputs, strides, branch, rows, weights, **settings)
 
     def _cell(self, p, cell_arc, x, y, reduction, training):
+        """Cell `p` on calibrated inputs `x`, `y`: `(output, loose ends)`."""
         nodes = [x, y]
+        weights = self._cell_weights(p)
+        settings = {"num_ops": self.num_ops, "momentum": self.bn_momentum,
+                    "epsilon": self.bn_epsilon, "training": training}
         for n in range(2, self.num_nodes + 2):
-            outs = []
-            for s, slot in enumerate(("a", "b")):
-                index = cell_arc[4 * (n - 2) + 2 * s]
-                op_id = cell_arc[4 * (n - 2) + 2 * s + 1]
-                base = f"cell{p}.node{n}.{slot}"
-
-                def run(candidates, offset, strided, index=index, op_id=op_id, base=base):
-                    def branch():
-                        inp = ops.select(candidates, index - offset)
-                        return self._op(inp, op_id, index, base, strided, training)
-                    return branch
-
-                if reduction and n > 2:
-                    # Inputs 0 and 1 are still large: their ops are strided.
-                    out = tf.cond(index < 2, run(nodes[:2], 0, True),
-                                  run(nodes[2:], 2, False))
-                elif reduction:
-                    out = run(nodes[:2], 0, True)()
-                else:
-                    out = run(nodes, 0, False)()
-                outs.append(out)
-            nodes.append(outs[0] + outs[1])
-        inputs = tf.stack([cell_arc[4 * i + j] for i in range(self.num_nodes) for j in (0, 2)])
+            a, b = (self._slot_output(nodes, n, s, cell_arc[4 * (n - 2) + 2 * s],
+                                      cell_arc[4 * (n - 2) + 2 * s + 1], weights,
+                                      reduction, settings) for s in (0, 1))
+            nodes.append(a + b)
+        inputs = tf.stack(
+            [cell_arc[4 * i + j] for i in range(self.num_nodes) for j in (0, 2)])
         used = tf.reduce_any(
             tf.equal(tf.range(self.num_nodes + 2)[:, None], inputs[None, :]), axis=1)
         if reduction:
+            reduced_shape = tf.shape(nodes[2])
             for i in (0, 1):
-                reduced_shape = tf.shape(nodes[2])
                 nodes[i] = tf.cond(
                     used[i],
                     lambda: tf.zeros(reduced_shape, nodes[2].dtype),
                     lambda i=i: self._fr(nodes[i], f"cell{p}.end{i}", 0, training))
-        return _Out(nodes, tf.where(~used)[:, 0])
+        return self._concat(nodes, tf.where(~used)[:, 0])
 
     def forward(self, images, arc, training=False):
         """Logits `[batch, num_classes]` (float32) of `arc` on `images`."""
@@ -270,7 +341,7 @@ class MicroSupernet(keras.Model):
         half = 4 * self.num_nodes
         x = ops.conv(tf.cast(images, tf.float32), self.shared["stem.conv"].value)
         stem = self.bns["stem.bn"](x, 0, training)
-        prev_prev = prev = stem
+        prev_prev = prev = (stem, tf.zeros([1], tf.int64))
         for p in range(self.num_layers + 2):
             reduction = p in self.reductions
             larger = p - 1 in self.reductions
@@ -279,16 +350,18 @@ class MicroSupernet(keras.Model):
             cell_arc = arc[half:] if reduction else arc[:half]
             out = self._cell(p, cell_arc, x, y, reduction, training)
             prev_prev, prev = prev, out
-        features, rows = self._concat(prev)
+        features, rows = prev
         features = tf.reduce_mean(tf.nn.relu(features), axis=[1, 2])
         if training and self.keep_prob < 1.0:
             features = tf.nn.dropout(features, rate=1.0 - self.keep_prob)
-        fc = tf.reshape(tf.gather(self.shared["logits.fc"].value, rows), [-1, self.num_classes])
+        fc = tf.gather(self.shared["logits.fc"].value, rows)
+        fc = tf.reshape(fc, [-1, self.num_classes])
         return tf.matmul(features, fc)
 
     def call(self, images, arc=None, training=False):
         if arc is None:
-            raise ValueError("MicroSupernet needs the architecture: call(images, arc=...).")
+            raise ValueError(
+                "MicroSupernet needs the architecture: call(images, arc=...).")
         return self.forward(images, arc, training=bool(training))
 
     def get_config(self):
@@ -335,42 +408,50 @@ class MicroSupernet(keras.Model):
 
             if p - 1 in self.reductions:
                 for path in ("path1", "path2"):
-                    weights[f"{name}.in.x.{path}"] = [blocks(f"{name}.in.x.{path}", prev_prev_ends)]
+                    weights[f"{name}.in.x.{path}"] = [
+                        blocks(f"{name}.in.x.{path}", prev_prev_ends)]
             else:
-                weights[f"{name}.in.x.conv"] = [blocks(f"{name}.in.x.conv", prev_prev_ends)]
+                weights[f"{name}.in.x.conv"] = [
+                    blocks(f"{name}.in.x.conv", prev_prev_ends)]
             weights[f"{name}.in.x.bn"] = self.bns[f"{name}.in.x.bn"].slice(0)
             weights[f"{name}.in.y.conv"] = [blocks(f"{name}.in.y.conv", prev_ends)]
             weights[f"{name}.in.y.bn"] = self.bns[f"{name}.in.y.bn"].slice(0)
             for n, node in enumerate(cell.nodes, start=2):
-                for slot, index, op_id in (("a", node.input_a, node.op_a),
-                                           ("b", node.input_b, node.op_b)):
-                    op = MICRO_OPS[op_id]
-                    base = f"{name}.node{n}.{slot}"
+                for s, index, op_id in ((0, node.input_a, node.op_a),
+                                        (1, node.input_b, node.op_b)):
+                    op, base = MICRO_OPS[op_id], f"{name}.node{n}.{'ab'[s]}"
+                    row, reduce_row = (r + index for r in slot_rows(n, s))
                     if op.startswith("sep_conv"):
-                        for unit in (1, 2):
-                            src = f"{base}.{op}.sep{unit}"
-                            weights[f"{base}.sep{unit}.conv"] = [
-                                value(f"{src}.dw")[index], value(f"{src}.pw")[index]]
-                            weights[f"{base}.sep{unit}.bn"] = self.bns[f"{src}.bn"].slice(index)
+                        for u in (1, 2):
+                            src = f"{name}.{op}.sep{u}"
+                            weights[f"{base}.sep{u}.conv"] = [
+                                value(f"{src}.dw")[row], value(f"{src}.pw")[row]]
+                            weights[f"{base}.sep{u}.bn"] = (
+                                self.bns[f"{src}.bn"].slice(row))
                     elif op == "identity" and reduction and index < 2:
                         for path in ("path1", "path2"):
                             weights[f"{base}.reduce.{path}"] = [
-                                value(f"{base}.reduce.{path}")[index][None, None]]
-                        weights[f"{base}.reduce.bn"] = self.bns[f"{base}.reduce.bn"].slice(index)
+                                value(f"{name}.reduce.{path}")[reduce_row][None, None]]
+                        weights[f"{base}.reduce.bn"] = (
+                            self.bns[f"{name}.reduce.bn"].slice(reduce_row))
             ends = list(cell.loose_ends)
             if reduction:
                 for i in (0, 1):
                     if i in ends:
                         for path in ("path1", "path2"):
-                            weights[f"{name}.end{i}.{path}"] = [value(f"{name}.end{i}.{path}")[0][None, None]]
-                        weights[f"{name}.end{i}.bn"] = self.bns[f"{name}.end{i}.bn"].slice(0)
+                            weights[f"{name}.end{i}.{path}"] = [
+                                value(f"{name}.end{i}.{path}")[0][None, None]]
+                        weights[f"{name}.end{i}.bn"] = (
+                            self.bns[f"{name}.end{i}.bn"].slice(0))
             prev_prev_ends, prev_ends = prev_ends, ends
         fc = value("logits.fc")[prev_ends]
         weights["logits.fc"] = [fc.reshape(-1, self.num_classes)]
         return weights
 
 
-def load_child_weights(child: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
+def load_child_weights(
+    child: keras.Model, weights: dict[str, list[np.ndarray]]
+) -> None:
     """Sets a fixed child's layers from `MicroSupernet.child_weights`.
 
     Raises:
@@ -383,3 +464,4 @@ def load_child_weights(child: keras.Model, weights: dict[str, list[np.ndarray]])
         if layer.name not in weights:
             raise ValueError(f"No shared weights for child layer {layer.name!r}.")
         layer.set_weights(weights[layer.name])
+

@@ -17,6 +17,7 @@ PIP_NAMES = {
     "absl": "absl-py",
     "keras": "keras",
     "numpy": "numpy",
+    "PIL": "pillow",
     "pytest": "pytest",
     "sklearn": "scikit-learn",
     "tensorflow": "tensorflow",

@@ -62,6 +62,32 @@ def test_output_is_never_overwritten_without_asking(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["arc.txt"]  # no temp files
 
 
+def test_draw_writes_a_png(tmp_path):
+    out = tmp_path / "micro.png"
+    result = run_arc("draw", "enas_micro_final", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    result = run_arc("draw", "--space=rnn", "0 1 1 3", f"--output={out}", "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["micro.png"]  # no temp files
+
+
+def test_draw_needs_a_png_output():
+    assert_user_error(run_arc("draw", "enas_lm_ptb"), "--output=FILE.png")
+    assert_user_error(run_arc("draw", "enas_lm_ptb", "--output=cell.jpg"), ".png")
+    assert_user_error(run_arc("draw", "--output=cell.png"), "needs an architecture")
+
+
+def test_draw_never_overwrites_without_asking(tmp_path):
+    out = tmp_path / "cell.png"
+    out.write_bytes(b"keep me")
+    result = run_arc("draw", "enas_lm_ptb", f"--output={out}")
+    assert_user_error(result, "already exists", "--overwrite")
+    assert out.read_bytes() == b"keep me"
+
+
 def test_random_is_seeded():
     a = run_arc("random", "--space=macro", "--num_layers=5", "--seed=4").stdout
     b = run_arc("random", "--space=macro", "--num_layers=5", "--seed=4").stdout

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from enas_tf import data
+from enas_tf.config import SearchConfig
+from enas_tf.testing import search_run
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--dataset=digits", "--valid_size=100", "--num_layers=3", "--out_filters=4",
@@ -61,6 +65,7 @@ def test_trains_a_published_cell_and_prints_where_things_are(tmp_path):
         (["--arc=enas_micro_final", "--dataset=cifar10", "--data_dir=/nonexistent", "--output_dir=x"],
          ["cifar10", "not available offline", "--download"]),
         (["--arc=enas_micro_final", "--keep_prob=1.5", "--output_dir=x"], ["keep_prob"]),
+        (["--init_from_search=no_search", "--output_dir=x"], ["no_search does not exist"]),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
@@ -92,3 +97,51 @@ def test_flag_files_build_the_published_networks(flagfile, params):
     result = run_train(f"--flagfile={flagfile}", "--dry_run")
     assert result.returncode == 0, result.stderr
     assert params in result.stdout
+
+
+@pytest.fixture(scope="module")
+def search_dir(tmp_path_factory):
+    """A micro search run (2 nodes, 3 cells, 4 filters) on digits."""
+    out = tmp_path_factory.mktemp("search") / "run"
+    config = SearchConfig(num_nodes=2, num_layers=3, out_filters=4, flip=False, pad=1)
+    search_run(str(out), config, data.load_images("digits", valid_size=100))
+    return out
+
+
+def _files(directory):
+    return {p: p.stat().st_mtime_ns for p in directory.rglob("*")}
+
+
+def test_starts_from_a_search_and_resumes_from_its_own_backup(search_dir, tmp_path):
+    out = tmp_path / "run"
+    before = _files(search_dir)
+    result = run_train(f"--init_from_search={search_dir}", f"--output_dir={out}", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "started from: " in result.stdout
+    inherited = json.loads((out / "inherited.json").read_text())
+    assert inherited["checkpoint"] == str(search_dir / "checkpoints" / "ckpt-1")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inherited"] == inherited and summary["epochs"] == 1
+    best = json.loads((search_dir / "best_arc.json").read_text())
+    assert summary["arc"] == " ".join(map(str, best["arc"]))  # the default --arc
+    assert summary["config"]["init_from_search"] == str(search_dir)
+    # Rerun: the run resumes from its backup; the search is not read again.
+    stamp = (out / "inherited.json").stat().st_mtime_ns
+    again = run_train(f"--init_from_search={search_dir}", f"--output_dir={out}", *TINY)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "summary.json").read_text())["resumed"]
+    assert (out / "inherited.json").stat().st_mtime_ns == stamp
+    assert _files(search_dir) == before
+
+
+def test_a_search_of_other_sizes_is_refused(search_dir, tmp_path):
+    out = tmp_path / "run"
+    result = run_train(
+        f"--init_from_search={search_dir}", f"--output_dir={out}", *TINY,
+        "--out_filters=8",
+    )
+    assert_user_error(
+        result, "out_filters is 8 here but 4 in the search", "--out_filters=4",
+        "drop --init_from_search",
+    )
+    assert not out.exists()

@@ -1,8 +1,10 @@
-r"""enas-arc: validate, show, convert and sample ENAS architectures.
+r"""enas-arc: validate, show, draw, convert and sample ENAS architectures.
 
 Usage:
   enas-arc show ARC          readable rendering, one line per layer or node
   enas-arc validate ARC      check only; exit 0 if valid, 2 if not
+  enas-arc draw ARC --output=FILE.png [--overwrite]
+                             the architecture drawn as a graph (PNG)
   enas-arc convert ARC --to=json|string [--output=FILE]
   enas-arc random --space=S [--seed=N] [--to=json|string] [--output=FILE]
   enas-arc info --space=S    decisions, choices per decision and exact size
@@ -15,6 +17,7 @@ nodes) is taken from its length unless a size flag is given.
 
 Examples:
   enas-arc show enas_micro_final
+  enas-arc draw enas_micro_final --output=micro.png
   enas-arc convert --space=micro "0 2 0 0 0 4 0 1 ..." --to=json --output=arc.json
   enas-arc random --space=macro --num_layers=12 --seed=3
 """
@@ -27,10 +30,10 @@ if __package__ in (None, ""):  # `python tools/arc.py` from a clone
 
 from absl import app, flags
 
-from enas_tf import cli, rundir, spaces
+from enas_tf import cli, draw, rundir, spaces
 from enas_tf.errors import ArcError
 
-COMMANDS = ("show", "validate", "convert", "random", "info", "list")
+COMMANDS = ("show", "validate", "draw", "convert", "random", "info", "list")
 SIZE_FLAGS = ("num_layers", "num_nodes", "num_ops", "num_funcs")
 
 flags.DEFINE_enum(
@@ -60,7 +63,10 @@ flags.DEFINE_enum(
     "to", "string", ["string", "json"], "Output form of `convert` and `random`."
 )
 flags.DEFINE_string(
-    "output", None, "Write the converted or sampled architecture to this file."
+    "output",
+    None,
+    "Write the converted or sampled architecture, or the drawing (a .png, "
+    "required by `draw`), to this file.",
 )
 flags.DEFINE_bool("overwrite", False, "Allow --output to replace an existing file.")
 flags.DEFINE_integer("seed", None, "Seed of `random` (default: fresh entropy).")
@@ -105,11 +111,18 @@ def main(argv: list[str]) -> None:
         got = f" (received {argv[1]!r})" if len(argv) > 1 else ""
         raise app.UsageError(f"Give a command: {', '.join(COMMANDS)}{got}.")
     command, rest = argv[1], " ".join(argv[2:])
-    needs_arc = command in ("show", "validate", "convert")
+    needs_arc = command in ("show", "validate", "draw", "convert")
     if needs_arc and not rest.strip():
         raise app.UsageError(f"`{command}` needs an architecture (ARC).")
     if not needs_arc and rest.strip():
         raise app.UsageError(f"`{command}` takes no architecture; received {rest!r}.")
+    if command == "draw" and not FLAGS.output:
+        raise app.UsageError("`draw` needs the image's path: --output=FILE.png.")
+    if command == "draw" and not FLAGS.output.lower().endswith(".png"):
+        raise app.UsageError(
+            f"`draw` writes a PNG image; give --output a .png name "
+            f"(received {FLAGS.output!r})."
+        )
 
     if command == "list":
         for name, entry in spaces.archive.PUBLISHED.items():
@@ -124,6 +137,9 @@ def main(argv: list[str]) -> None:
         space, arc = spaces.resolve_arc(rest, FLAGS.space, **_size_config())
         if command == "validate":
             print(f"valid {space.describe()} architecture")
+        elif command == "draw":
+            draw.write_drawing(FLAGS.output, space, arc, overwrite=FLAGS.overwrite)
+            print(f"wrote {FLAGS.output}")
         elif command == "convert":
             _emit(space, arc)
         else:

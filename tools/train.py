@@ -1,4 +1,4 @@
-r"""enas-train: train a fixed architecture from scratch (final training).
+r"""enas-train: train a fixed architecture (final training).
 
 Trains the macro or micro network of an architecture with the ENAS recipe
 (SGD with Nesterov momentum, cosine learning rate with warm restarts, L2,
@@ -12,12 +12,21 @@ The architecture (--arc) is an arc string (with --space), the name of a
 published architecture (`enas-arc list`), or a file holding the string or the
 JSON form (e.g. the best_arc.json of a search).
 
+The network starts from a fresh initialisation, or with
+--init_from_search=SEARCH_RUN from the shared weights of an enas-search run
+(its latest checkpoint; --arc defaults to its best_arc.json). The network must
+then have the search's structure (--num_layers, --out_filters, --dataset);
+the differences are listed otherwise.
+
 Examples:
   enas-train --flagfile=flags/digits_quick.flags --output_dir=runs/digits
   enas-train --flagfile=flags/cifar10_micro_final.flags --data_dir=~/cifar \
       --output_dir=runs/micro_final
   enas-train --space=micro --arc="0 1 1 4 0 0 0 3" --dataset=digits \
       --num_layers=3 --out_filters=16 --epochs=5 --output_dir=runs/x
+  enas-train --init_from_search=runs/quickstart/search --dataset=digits \
+      --valid_size=360 --num_layers=3 --out_filters=8 --pad=1 --epochs=5 \
+      --output_dir=runs/inherited
 """
 
 import os
@@ -30,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from enas_tf import cli, data, spaces
+from enas_tf import cli, data, inherit, spaces
 from enas_tf.config import ChildConfig, TrainConfig
 from enas_tf.errors import UserError
 
@@ -46,6 +55,18 @@ flags.DEFINE_string(
 )
 flags.DEFINE_enum(
     "space", None, ["macro", "micro"], "Space of a plain --arc string."
+)
+flags.DEFINE_string(
+    "init_from_search",
+    None,
+    "Run directory of an enas-search run: start from its shared weights (the "
+    "supernet in its latest readable checkpoint, ENAS weight inheritance) "
+    "instead of a fresh initialisation. --arc defaults to its best_arc.json. "
+    "The network must have the search's structure (--num_layers, "
+    "--out_filters, --dataset); layers the supernet does not have (the "
+    "auxiliary head) keep their fresh initialisation. Applied when the run "
+    "starts; a resumed run continues from its own checkpoint. The search "
+    "directory is only read.",
 )
 # Data.
 flags.DEFINE_enum("dataset", "digits", list(data.IMAGE_DATASETS), "Dataset.")
@@ -155,11 +176,20 @@ def _dry_run(space, arc, child) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
-    if not FLAGS.arc:
-        raise UserError("Give the architecture with --arc (see enas-train --help).")
+    if not FLAGS.arc and not FLAGS.init_from_search:
+        raise UserError(
+            "Give the architecture with --arc, or a search run with "
+            "--init_from_search (see enas-train --help)."
+        )
     if not FLAGS.output_dir and not FLAGS.dry_run:
         raise UserError("Give the run directory with --output_dir.")
-    space, arc = spaces.resolve_arc(FLAGS.arc, FLAGS.space)
+    search = None
+    if FLAGS.init_from_search:
+        search = inherit.open_search_run(FLAGS.init_from_search)
+    if FLAGS.arc:
+        space, arc = spaces.resolve_arc(FLAGS.arc, FLAGS.space)
+    else:
+        space, arc = inherit.search_arc(search)
     if space.name not in ("macro", "micro"):
         raise UserError(
             f"enas-train trains CNN architectures (macro or micro); --arc is a "
@@ -195,6 +225,15 @@ def main(argv: list[str]) -> None:
     )
     child.check(space)
     train.check()
+    if search:
+        # Before loading data: a mismatch is reported at once.
+        inherit.check_compatible(
+            search,
+            space,
+            child,
+            data.images.IMAGE_SHAPES[FLAGS.dataset],
+            data.images.NUM_CLASSES[FLAGS.dataset],
+        )
     # Imported only now: bad flags and architectures are reported without
     # waiting for TensorFlow.
     from enas_tf.child_training import train_child
@@ -225,6 +264,7 @@ def main(argv: list[str]) -> None:
         },
         overwrite=FLAGS.overwrite,
         verbose=FLAGS.verbose,
+        init_from_search=FLAGS.init_from_search,
     )
     out = FLAGS.output_dir
     valid = summary["final_valid_accuracy"]
@@ -235,6 +275,12 @@ def main(argv: list[str]) -> None:
     if valid is not None:
         print(f"valid accuracy: final {valid:.4f}, best {summary['best_valid_accuracy']:.4f}")
     print(f"test accuracy {summary['test_accuracy']:.4f}")
+    if summary["inherited"]:
+        inherited = summary["inherited"]
+        print(
+            f"started from: {inherited['inherited_layers']} layers of "
+            f"{inherited['checkpoint']} (search epoch {inherited['search_epoch']})"
+        )
     print(f"model:       {os.path.join(out, 'model.keras')}")
     print(f"summary:     {os.path.join(out, 'summary.json')}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(out, 'logs')}")
