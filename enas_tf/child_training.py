@@ -228,7 +228,6 @@ def _inherit(
         "search_epoch": inherited.epoch,
         "inherited_layers": len(inherited.weights),
         "fresh_layers": fresh,
-        "missing_bn_statistics": inherited.missing_statistics,
     }
     rundir.write_json_atomic(os.path.join(output_dir, "inherited.json"), record)
     if verbose:

@@ -1,7 +1,8 @@
 """LSTM policies over the macro and micro spaces (ENAS sec. 3, spec sec. 4).
 
 `MacroController` and `MicroController` build on `controller_base.Controller`
-(re-exported here with `Sample`). A controller is a `keras.Model` whose only
+(re-exported here with `Sample`, and with `RnnController`, the enas_lm
+controller of `enas_tf.controller_rnn`). A controller is a `keras.Model` whose only
 job is to sample architectures and to score given ones:
 
 - `sample(batch_size)` draws `batch_size` independent arcs in one vectorised
@@ -32,9 +33,11 @@ import keras
 import tensorflow as tf
 
 from enas_tf.controller_base import Controller, Sample, choose, select
+from enas_tf.controller_rnn import RnnController
 from enas_tf.spaces.base import SearchSpace
 from enas_tf.spaces.macro import MacroSpace
 from enas_tf.spaces.micro import MicroSpace
+from enas_tf.spaces.rnn import RnnSpace
 
 # Spec sec. 4.2 / 10: initial micro op bias (favours the two sep-convs) and the
 # fixed normal-cell op offset. Spaces with fewer ops take the first entries.
@@ -270,23 +273,28 @@ class MicroController(Controller):
 
 
 def controller_for(space: SearchSpace, **kwargs: Any) -> Controller:
-    """Builds the controller of a macro or micro space.
+    """Builds the controller of a macro, micro or enas_lm recurrent space.
 
     Args:
-      space: a `MacroSpace` or `MicroSpace`.
+      space: a `MacroSpace`, `MicroSpace` or `RnnSpace`.
       **kwargs: controller arguments (lstm_size, tanh_constant, seed, ...).
 
     Returns:
-      A `MacroController` or `MicroController` emitting arcs of `space`.
+      A `MacroController`, `MicroController` or `RnnController` emitting arcs
+      of `space`.
 
     Raises:
-      ValueError: for a space without a controller here (the RNN spaces).
+      ValueError: for a space without a controller (`LegacyRnnSpace`).
     """
     if isinstance(space, MacroSpace):
         return MacroController(space.num_layers, space.num_ops, **kwargs)
     if isinstance(space, MicroSpace):
         return MicroController(space.num_nodes, space.num_ops, **kwargs)
-    raise ValueError(f"Expected a macro or micro space; received: {space.describe()}.")
+    if isinstance(space, RnnSpace):
+        return RnnController(space.num_nodes, space.num_funcs, **kwargs)
+    raise ValueError(
+        f"Expected a macro, micro or rnn space; received: {space.describe()}."
+    )
 
 
 __all__ = [
@@ -295,6 +303,7 @@ __all__ = [
     "Controller",
     "MacroController",
     "MicroController",
+    "RnnController",
     "Sample",
     "controller_for",
 ]

@@ -140,13 +140,25 @@ class Controller(keras.Model):
         """Length of an arc."""
         return self.space.num_decisions
 
-    def _build_common(self, num_ops: int) -> None:
-        """Creates the variables both controllers have (spec 4.1/4.2)."""
+    def _build_common(
+        self,
+        num_ops: int,
+        init_range: float = _INIT_RANGE,
+        op_softmax: bool = True,
+    ) -> None:
+        """Creates the variables every controller has (spec 4.1/4.2).
+
+        Args:
+          num_ops: rows of the op embedding (and columns of the op softmax).
+          init_range: variables start uniform(-init_range, init_range).
+          op_softmax: False for controllers whose op logits reuse the op
+            embedding (the enas_lm controller), so no `op_softmax` exists.
+        """
         # A local seed stream so that a seeded controller is reproducible
         # without giving two same-shaped variables the same values.
         seeds = None if self.seed is None else keras.random.SeedGenerator(self.seed)
         size = self.lstm_size
-        init = keras.initializers.RandomUniform(-_INIT_RANGE, _INIT_RANGE, seed=seeds)
+        init = keras.initializers.RandomUniform(-init_range, init_range, seed=seeds)
 
         def weight(name, shape):
             return self.add_weight(shape=shape, initializer=init, name=name)
@@ -154,7 +166,8 @@ class Controller(keras.Model):
         self.lstm_kernel = weight("lstm_kernel", (2 * size, 4 * size))
         self.start_embedding = weight("start_embedding", (1, size))
         self.op_embedding = weight("op_embedding", (num_ops, size))
-        self.op_softmax = weight("op_softmax", (size, num_ops))
+        if op_softmax:
+            self.op_softmax = weight("op_softmax", (size, num_ops))
         self.attn_key = weight("attn_w1", (size, size))
         self.attn_query = weight("attn_w2", (size, size))
         self.attn_v = weight("attn_v", (size, 1))

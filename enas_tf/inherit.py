@@ -11,17 +11,8 @@ keep their fresh initialisation.
 
 A search run directory is only read, never written.
 
-Checkpoint layout: Keras 3 does not track variables kept in a dict (the
-supernets' `shared`), so the search's `tf.train.Checkpoint(supernet=...)`
-saves nothing under `supernet`; the trainable shared weights are saved
-through the optimizer that tracks them (`optimizer/_trainable_variables/<i>`,
-in the supernet's `trainable_variables` order), and the batch-norm moving
-statistics are not saved at all. `weights_from_search` restores through
-that path, through `supernet`, and through `shared` (a
-`tf.train.Checkpoint(**supernet.shared)`, which saves every variable), so
-it reads checkpoints that save the supernet in any of these ways; moving
-statistics that none holds keep their initial values (mean 0, variance 1)
-and are reported.
+The checkpoint holds the supernet as `enas_tf.supernet.weights_checkpoint`
+saves it (every shared variable, moving statistics included).
 """
 
 from __future__ import annotations
@@ -97,14 +88,11 @@ class Inheritance:
       weights: child layer name -> the arrays `layer.set_weights` takes.
       checkpoint: the search checkpoint they were read from.
       epoch: search epochs finished when it was saved.
-      missing_statistics: batch-norm moving statistics the checkpoint does
-        not hold (they have their initial values).
     """
 
     weights: dict[str, list[np.ndarray]]
     checkpoint: str
     epoch: int
-    missing_statistics: int
 
 
 def open_search_run(run_dir: str) -> SearchRun:
@@ -265,31 +253,6 @@ def check_compatible(
     )
 
 
-def build_supernet(config: SearchConfig, image_shape, num_classes):
-    """The supernet of a search, as `enas_tf.search.build_supernet` builds it.
-
-    A copy: `enas_tf.search` imports `enas_tf.child_training`, which imports
-    this module, and Bazel forbids the cycle. `inherit_test` checks that the
-    two agree.
-    """
-    if config.space == "micro":
-        from enas_tf.supernet_micro import MicroSupernet
-
-        return MicroSupernet(
-            num_nodes=config.num_nodes, num_ops=config.num_ops,
-            num_layers=config.num_layers, out_filters=config.out_filters,
-            num_classes=num_classes, image_shape=image_shape,
-            keep_prob=config.keep_prob,
-        )
-    from enas_tf.supernet_macro import MacroSupernet
-
-    return MacroSupernet(
-        num_layers=config.num_layers, num_ops=config.num_ops,
-        out_filters=config.out_filters, num_classes=num_classes,
-        image_shape=image_shape, keep_prob=config.keep_prob,
-    )
-
-
 def weights_from_search(
     run_dir: str,
     space: SearchSpace,
@@ -332,24 +295,18 @@ def weights_from_search(
     # for TensorFlow.
     import tensorflow as tf
 
+    from enas_tf.supernet import build_supernet, weights_checkpoint
+
     net = build_supernet(run.config, run.image_shape, run.num_classes)
-    initial = [v.numpy() for v in net.variables]
-    # Mirrors the layouts of a search checkpoint (module docstring).
-    tracked = tf.Module()
-    tracked._trainable_variables = list(net.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64)
-    target = tf.train.Checkpoint(
-        supernet=net, shared=tf.train.Checkpoint(**net.shared), optimizer=tracked,
-        epoch=epoch)
+    # Only the weights and the epoch; the controller and optimizers are
+    # left in the file (`expect_partial`).
+    target = tf.train.Checkpoint(supernet=weights_checkpoint(net), epoch=epoch)
     errors = []
     for path in run.checkpoints:
-        # NaN marks what the checkpoint does not hold (checked below: no
-        # layout holds every path of `target`).
-        for v in net.variables:
-            v.assign(np.full(v.shape, np.nan, v.dtype))
         try:
-            target.restore(path).expect_partial()
-        except Exception as e:  # noqa: BLE001 - an unreadable file is corrupt
+            target.restore(path).expect_partial().assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - unreadable, truncated, or another net
             errors.append(f"{os.path.basename(path)}: {str(e).splitlines()[0]}")
             continue
         break
@@ -362,26 +319,10 @@ def weights_from_search(
         )
     if errors:
         logging.warning("Skipped unreadable search checkpoints: %s", "; ".join(errors))
-    missing = 0
-    for v, value in zip(net.variables, initial):
-        if np.isnan(v.numpy()).all():
-            if v.trainable:
-                raise UserError(
-                    f"The search checkpoint {path} holds no value for the shared "
-                    f"weight {v.path}; drop --init_from_search."
-                )
-            v.assign(value)
-            missing += 1
-    if missing:
-        logging.warning(
-            "The search checkpoint %s holds no batch-norm moving statistics "
-            "(%d variables); they start at mean 0, variance 1 and are "
-            "re-estimated during training.", path, missing)
     return Inheritance(
         weights=net.child_weights(arc),
         checkpoint=path,
         epoch=int(epoch.numpy()),
-        missing_statistics=missing,
     )
 
 

@@ -11,8 +11,9 @@ Each epoch (ENAS_REFERENCE sec. 5):
    metrics go to TensorBoard and a checkpoint is saved.
 At the end the derive step samples `derive_samples` architectures, scores each
 on the whole validation split with the shared weights, and writes
-`best_arc.txt` (the original string form), `best_arc.json` and
-`candidates.json`. The original code has no derive step; this is the paper's
+`best_arc.txt` (the original string form), `best_arc.json`,
+`best_arc.png` (a drawing, also in TensorBoard) and `candidates.json`. The
+original code has no derive step; this is the paper's
 procedure (sec. 5 "Final architecture selection"), scored on the whole split
 rather than one minibatch.
 
@@ -36,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import rundir, spaces
+from enas_tf import draw, rundir, shared_ops, spaces
 from enas_tf.child_training import EpochCosineRestarts
 from enas_tf.config import SearchConfig
 from enas_tf.controller import controller_for
@@ -44,10 +45,11 @@ from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
 from enas_tf.errors import UserError
 from enas_tf.reinforce import RandomSearch, Reinforce
+from enas_tf.supernet import build_supernet, weights_checkpoint
 
 RUN_FILES = (
     "checkpoints", "logs", "search_log.jsonl", "best_arc.txt", "best_arc.json",
-    "candidates.json",
+    "best_arc.png", "candidates.json",
 )
 SAFE_KEYS = (
     "search.epochs", "search.derive_samples", "search.log_arcs",
@@ -55,24 +57,32 @@ SAFE_KEYS = (
 )
 
 
-def build_supernet(config: SearchConfig, image_shape, num_classes) -> keras.Model:
-    """The supernet of `config.space` at the search sizes."""
-    if config.space == "micro":
-        from enas_tf.supernet_micro import MicroSupernet
+def make_strategy(name: str = "default", devices: list[str] | None = None):
+    """The `tf.distribute.Strategy` called `name`.
 
-        return MicroSupernet(
-            num_nodes=config.num_nodes, num_ops=config.num_ops,
-            num_layers=config.num_layers, out_filters=config.out_filters,
-            num_classes=num_classes, image_shape=image_shape,
-            keep_prob=config.keep_prob,
-        )
-    from enas_tf.supernet_macro import MacroSupernet
+    Args:
+      name: "default" (the current strategy: one device) or "mirrored"
+        (synchronous data parallelism on one machine).
+      devices: for "mirrored", the devices (default: every local GPU, or
+        the CPU when there is none).
 
-    return MacroSupernet(
-        num_layers=config.num_layers, num_ops=config.num_ops,
-        out_filters=config.out_filters, num_classes=num_classes,
-        image_shape=image_shape, keep_prob=config.keep_prob,
-    )
+    Raises:
+      UserError: for an unknown name or device.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name != "mirrored":
+        raise UserError(f"Unknown strategy {name!r}; use default or mirrored.")
+    def short(name):  # "/job:x/.../device:GPU:1", "/gpu:1" -> "gpu:1"
+        return ":".join(name.lower().split(":")[-2:]).rsplit("/", 1)[-1]
+
+    known = {short(d.name) for d in tf.config.list_logical_devices()}
+    unknown = [d for d in devices or () if short(d) not in known]
+    if unknown:
+        raise UserError(
+            f"Unknown device(s) {', '.join(unknown)} in --devices; this machine "
+            f"has {', '.join('/' + d for d in sorted(known))}.")
+    return tf.distribute.MirroredStrategy(devices or None)
 
 
 def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
@@ -106,10 +116,15 @@ class Search:
       data: dataset settings recorded in config.json.
       overwrite: replace an incompatible earlier run.
       verbose: 1 for a progress bar per child phase, 0 for none.
+      strategy: the `tf.distribute.Strategy` of the child phase and the
+        rewards (default: the current one, normally one device). Each step's
+        batch is split over the replicas, which all run the same sampled
+        architecture; the controller stays outside it (one copy, float32).
     """
 
     def __init__(self, config: SearchConfig, splits: ImageSplits, output_dir: str,
-                 *, data: dict | None = None, overwrite: bool = False, verbose: int = 1):
+                 *, data: dict | None = None, overwrite: bool = False, verbose: int = 1,
+                 strategy: tf.distribute.Strategy | None = None):
         config.check()
         if len(splits.valid_images) == 0:
             raise UserError(
@@ -127,21 +142,32 @@ class Search:
         self.resumed = rundir.prepare(
             output_dir, run, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES)
         self.run_config = run
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size < self.replicas:
+            raise UserError(
+                f"batch_size {config.batch_size} is smaller than the "
+                f"{self.replicas} replicas it is split over; give a larger "
+                f"--batch_size.")
         keras.utils.set_random_seed(config.seed)
-        self.net = build_supernet(config, splits.image_shape, splits.num_classes)
+        # With several replicas the last, smaller batch of each pass is
+        # dropped, so no replica ever gets an empty share.
+        rounding = math.ceil if self.replicas == 1 else math.floor
+        self.steps_per_epoch = max(
+            1, rounding(len(splits.train_images) / config.batch_size))
+        with self.strategy.scope():
+            self.net = build_supernet(config, splits.image_shape, splits.num_classes)
+            # Clipping is done on the all-reduced gradient (`_build_steps`).
+            self.optimizer = keras.optimizers.SGD(
+                EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
+                                    config.lr_t_mul, self.steps_per_epoch),
+                momentum=config.momentum, nesterov=True)
+            self.optimizer.build(self.net.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.sampler = build_sampler(config, self.space)
-        self.steps_per_epoch = math.ceil(len(splits.train_images) / config.batch_size)
-        self.optimizer = keras.optimizers.SGD(
-            EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
-                                config.lr_t_mul, self.steps_per_epoch),
-            momentum=config.momentum, nesterov=True,
-            global_clipnorm=config.grad_bound or None,
-        )
-        self.optimizer.build(self.net.trainable_variables)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(
-            supernet=self.net, sampler=self.sampler, optimizer=self.optimizer,
-            epoch=self.epoch)
+            supernet=weights_checkpoint(self.net), sampler=self.sampler,
+            optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=3)
         if self.manager.latest_checkpoint:
@@ -150,35 +176,73 @@ class Search:
         self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
         valid = tf.data.Dataset.from_tensor_slices(
             (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels))
-        self.reward_batches = iter(
+        self.reward_batches = iter(self._distribute(
             valid.shuffle(len(splits.valid_images), seed=config.seed)
-            .repeat().batch(config.batch_size))
+            .repeat().batch(config.batch_size, drop_remainder=True)))
+
+    def _distribute(self, dataset: tf.data.Dataset):
+        """`dataset`'s batches split over the replicas (as is on one device)."""
+        return self.strategy.experimental_distribute_dataset(dataset)
 
     def _build_steps(self) -> None:
-        net, space, config = self.net, self.space, self.config
-        image = tf.TensorSpec([None, *self.splits.image_shape], tf.float32)
-        label = tf.TensorSpec([None], tf.int32)
-        arc = tf.TensorSpec([space.num_decisions], tf.int32)
-        reward_training = config.reward_bn == "batch"
+        """The child training step and the evaluation step.
 
-        @tf.function(input_signature=[image, label, arc], autograph=False)
-        def child_step(images, labels, arc):
+        Both take a (distributed) batch and an arc, run on every replica and
+        return sums over the global batch. The child step all-reduces the
+        gradients, clips their global norm (on the global gradient, as on one
+        device) and applies them; the arc is the same tensor on every
+        replica, so one architecture runs per step.
+        """
+        net, space, config, strategy = self.net, self.space, self.config, self.strategy
+        # The batch spec: per-replica specs under a multi-device strategy.
+        batch = self._distribute(eval_dataset(
+            self.splits.valid_images[:2], self.splits.valid_labels[:2], self.splits, 2)
+        ).element_spec
+        arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
+        batch_stats = config.reward_bn == "batch"
+        replicas = self.replicas
+
+        def train(images, labels, arc):
+            ctx = tf.distribute.get_replica_context()
+            count = ctx.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
             with tf.GradientTape() as tape:
                 logits = net(images, arc=arc, training=True)
-                loss = tf.reduce_mean(
+                loss_sum = tf.reduce_sum(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-                total = loss
+                total = loss_sum / count
                 if config.l2 > 0:
-                    total += config.l2 * tf.add_n(
+                    total += config.l2 / replicas * tf.add_n(
                         [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
             variables = net.trainable_variables
-            self.optimizer.apply(tape.gradient(total, variables), variables)
-            return loss, _accuracy(logits, labels)
+            grads = tape.gradient(total, variables)
+            if config.grad_bound > 0:
+                if replicas > 1:
+                    grads = ctx.all_reduce("sum", grads)
+                grads, _ = tf.clip_by_global_norm(grads, config.grad_bound)
+                if replicas > 1:
+                    # The optimizer sums over replicas again.
+                    grads = [_scale(g, 1.0 / replicas) for g in grads]
+            self.optimizer.apply(grads, variables)
+            return loss_sum, _correct(logits, labels), count
 
-        @tf.function(input_signature=[image, label, arc], autograph=False)
-        def eval_step(images, labels, arc):
-            logits = net(images, arc=arc, training=reward_training)
-            return _accuracy(logits, labels)
+        def evaluate(images, labels, arc):
+            logits = net(images, arc=arc, batch_stats=batch_stats)
+            return _correct(logits, labels), tf.cast(tf.shape(labels)[0], tf.float32)
+
+        def summed(values):
+            return [strategy.reduce("sum", v, axis=None) for v in values]
+
+        @tf.function(input_signature=[batch, arc_spec], autograph=False)
+        def child_step(batch, arc):
+            loss_sum, correct, count = summed(strategy.run(train, args=(*batch, arc)))
+            # `count` is the global count on every replica: sum / replicas.
+            count /= replicas
+            return loss_sum / count, correct / count
+
+        @tf.function(input_signature=[batch, arc_spec], autograph=False)
+        def eval_step(batch, arc):
+            """(correct predictions, examples) of `arc` on the batch."""
+            return tuple(summed(strategy.run(evaluate, args=(*batch, arc))))
 
         self.child_step, self.eval_step = child_step, eval_step
 
@@ -187,24 +251,28 @@ class Search:
     def _child_phase(self) -> dict[str, float]:
         config = self.config
         epoch = int(self.epoch.numpy())
-        data = train_dataset(
+        data = self._distribute(train_dataset(
             self.splits, config.batch_size, cutout_size=config.cutout_size,
-            flip=config.flip, pad=config.pad, seed=config.seed + epoch)
+            flip=config.flip, pad=config.pad, seed=config.seed + epoch,
+            drop_remainder=self.replicas > 1))
         bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose,
                                   stateful_metrics=["loss", "accuracy"])
         losses, accs = [], []
-        for step, (images, labels) in enumerate(data):
+        for step, batch in enumerate(data):
             arc = self.sampler.sample(1).arc[0]
-            loss, acc = self.child_step(images, labels, arc)
+            loss, acc = self.child_step(batch, arc)
             losses.append(float(loss))
             accs.append(float(acc))
             bar.update(step + 1, [("loss", losses[-1]), ("accuracy", accs[-1])])
+        # Each replica kept moving statistics of its part of the batches;
+        # rewards and scores use their mean.
+        shared_ops.sync_statistics(self.net)
         return {"child/loss": float(np.mean(losses)), "child/accuracy": float(np.mean(accs)),
                 "child/learning_rate": float(self.optimizer.learning_rate.numpy())}
 
     def _reward(self, arc) -> float:
-        images, labels = next(self.reward_batches)
-        return float(self.eval_step(images, labels, arc))
+        correct, count = self.eval_step(next(self.reward_batches), arc)
+        return float(correct / count)
 
     def _controller_phase(self) -> dict[str, float]:
         totals: dict[str, list[float]] = {}
@@ -225,12 +293,13 @@ class Search:
 
     def score(self, arc) -> float:
         """Accuracy of `arc` on the whole validation split, shared weights."""
-        data = eval_dataset(self.splits.valid_images, self.splits.valid_labels,
-                            self.splits, self.config.eval_batch_size)
+        data = self._distribute(eval_dataset(
+            self.splits.valid_images, self.splits.valid_labels, self.splits,
+            self.config.eval_batch_size))
         arc = tf.constant(arc, tf.int32)
         correct = 0.0
-        for images, labels in data:
-            correct += float(self.eval_step(images, labels, arc)) * int(labels.shape[0])
+        for batch in data:
+            correct += float(self.eval_step(batch, arc)[0])
         return correct / len(self.splits.valid_images)
 
     # ----- the run ------------------------------------------------------------
@@ -290,14 +359,25 @@ class Search:
             "epoch": meta["epoch"], "seed": self.config.seed,
             "samples": self.config.derive_samples, "candidates": candidates,
             "flags": self.run_config})
+        draw.write_drawing(os.path.join(out, "best_arc.png"), self.space, arc,
+                           overwrite=True)
         with self.writer.as_default(step=meta["epoch"]):
             tf.summary.text("derived_candidates", "\n\n".join(
                 f"`{c['arc']}` valid accuracy {c['valid_accuracy']:.4f}"
                 for c in candidates[:20]))
+            tf.summary.image("derived_architecture",
+                             draw.draw_arc_array(self.space, arc)[None])
         self.writer.flush()
         return {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
 
 
-def _accuracy(logits, labels):
+def _correct(logits, labels):
+    """Correct predictions (float32 scalar)."""
     predictions = tf.argmax(logits, -1, output_type=tf.int32)
-    return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))
+    return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+
+
+def _scale(grad, factor):
+    if isinstance(grad, tf.IndexedSlices):
+        return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
+    return grad * factor

@@ -36,16 +36,17 @@ class SharedBN:
     momentum: float
     epsilon: float
 
-    def __call__(self, x, index, training: bool):
+    def __call__(self, x, index, training):
         """Normalises `x` with candidate `index`'s parameters.
 
-        In training, batch statistics normalise `x` and update the moving
-        averages of slice `index` only; at inference the moving averages of
-        slice `index` normalise.
+        `training` is a batch-norm mode (`bn_mode`): True normalises with
+        batch statistics and updates the moving averages of slice `index`
+        only; `BATCH_STATS` normalises with batch statistics and updates
+        nothing; False normalises with the moving averages of slice `index`.
         """
         params = [tf.gather(_tf_variable(v), index) for v in self.variables]
         y, stats = batch_norm(x, *params, self.momentum, self.epsilon, training)
-        if training:
+        if training is True:
             update_rows(self.mean, self.var, index, stats)
         return y
 
@@ -59,17 +60,57 @@ class SharedBN:
         return [v.numpy()[index] for v in self.variables]
 
 
-def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training: bool):
+def moving_statistic(layer: keras.layers.Layer, name: str, shape, initializer):
+    """A batch-norm moving-statistics variable of `layer`, tracked by it.
+
+    Synchronised on read, averaged: under a `tf.distribute` strategy each
+    replica updates its own copy from its part of the batch, without a
+    synchronisation point (which a `tf.switch_case` branch or a nested
+    `tf.function` cannot hold), and reading it across replicas (checkpoints,
+    `sync_statistics`) gives their mean. On one device it is a plain variable.
+    """
+    var = keras.Variable(initializer, shape=shape, trainable=False, name=name,
+                         synchronization="on_read", aggregation="mean")
+    layer._track_variable(var)
+    return var
+
+
+def sync_statistics(layer: keras.layers.Layer) -> None:
+    """Sets every replica's copy of `layer`'s moving statistics to their mean.
+
+    Call in the cross-replica context (outside `strategy.run`); a no-op on
+    one device.
+    """
+    for var in layer.non_trainable_variables:
+        var.assign(var.value.read_value())
+
+
+# Batch-norm mode of a forward pass that normalises with batch statistics
+# but is not training: nothing updates, no dropout (`bn_mode`).
+BATCH_STATS = "batch_stats"
+
+
+def bn_mode(training, batch_stats: bool = False):
+    """The mode a supernet passes down as `training`: True (training: batch
+    statistics, moving averages updated, dropout), `BATCH_STATS` (batch
+    statistics only) or False (inference: moving averages)."""
+    if training:
+        return True
+    return BATCH_STATS if batch_stats else False
+
+
+def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training):
     """Batch norm of `x` with given (not stacked) `[channels]` parameters.
 
     Args:
       x: `[batch, height, width, channels]`.
       gamma, beta, mean, var: `[channels]` tensors.
       momentum, epsilon: Keras BatchNormalization settings.
-      training: Python bool.
+      training: a mode (`bn_mode`); True and `BATCH_STATS` use batch
+        statistics.
 
     Returns:
-      `(y, stats)`: in training, `y` is normalised with batch statistics
+      `(y, stats)`: with batch statistics, `y` is normalised with them
       and `stats` is `(new_mean, new_var)`, the updated moving averages
       (m * momentum + batch * (1 - momentum); the variance average uses the
       unbiased batch variance, as TensorFlow's fused kernel does); at
@@ -88,10 +129,15 @@ def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training: bool):
 
 
 def update_rows(mean, var, index, stats):
-    """Writes `stats = (new_mean, new_var)` into row `index` of the stacks."""
-    rows = tf.reshape(tf.convert_to_tensor(index), [1])
+    """Writes `stats = (new_mean, new_var)` into row `index` of the stacks.
+
+    The whole stack is assigned (a few KB), which every kind of variable
+    supports (`moving_statistic`).
+    """
+    rows = tf.reshape(tf.convert_to_tensor(index), [1, 1])
     for stat, new in zip((mean, var), stats):
-        _tf_variable(stat).scatter_update(tf.IndexedSlices(new[None], rows))
+        stat = _tf_variable(stat)
+        stat.assign(tf.tensor_scatter_nd_update(stat, rows, new[None]))
 
 
 def _tf_variable(variable):

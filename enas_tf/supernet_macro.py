@@ -28,7 +28,8 @@ the same outputs:
 - as in the fixed child, ops 1 and 3 are separable unless `separable=False`,
   and the pooling ops are built (bug 3);
 - batch norm uses moving statistics at inference (validation and rewards)
-  unless the caller passes `training=True`.
+  unless the caller passes `training=True` (or `batch_stats=True`: batch
+  statistics without updates, as the original evaluated rewards).
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class MacroSupernet(keras.Model):
       arc: int32 `[L * (L + 1) / 2]`, an arc of `MacroSpace(L, num_ops)`.
       training: Python bool: batch statistics (and their moving-average
         update) and dropout when True.
+      batch_stats: with `training=False`, normalise with the batch's
+        statistics instead of the moving averages, updating nothing and
+        without dropout (the original search's reward evaluation).
     """
 
     def __init__(
@@ -140,12 +144,11 @@ class MacroSupernet(keras.Model):
 
     def _bn(self, name, rows, channels):
         def make(kind, init, trainable):
-            var = self.add_weight(
-                name=f"{name}.{kind}",
-                shape=(rows, channels),
-                initializer=init,
-                trainable=trainable,
-            )
+            if trainable:
+                var = self.add_weight(
+                    name=f"{name}.{kind}", shape=(rows, channels), initializer=init)
+            else:
+                var = ops.moving_statistic(self, f"{name}.{kind}", (rows, channels), init)
             self.shared[f"{name}.{kind}"] = var
             return var
 
@@ -256,7 +259,7 @@ class MacroSupernet(keras.Model):
         Args:
           images: float32 `[batch, height, width, channels]`.
           arc: int32 `[num_decisions]` tensor or sequence.
-          training: Python bool.
+          training: a batch-norm mode, `shared_ops.bn_mode`.
 
         Returns:
           float32 logits `[batch, num_classes]`.
@@ -289,16 +292,16 @@ class MacroSupernet(keras.Model):
                     for j, t in enumerate(prev)
                 ]
         features = tf.reduce_mean(prev[-1], axis=[1, 2])
-        if training and self.keep_prob < 1.0:
+        if training is True and self.keep_prob < 1.0:
             features = tf.nn.dropout(features, rate=1.0 - self.keep_prob)
         return tf.matmul(features, self.shared["logits.fc"].value)
 
-    def call(self, images, arc=None, training=False):
+    def call(self, images, arc=None, training=False, batch_stats=False):
         if arc is None:
             raise ValueError(
                 "MacroSupernet needs the architecture: call(images, arc=...)."
             )
-        return self.forward(images, arc, training=bool(training))
+        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats))
 
     def get_config(self):
         return {

@@ -20,7 +20,8 @@ particular (sec. 10):
 - bug 7: reduction cells are strided and read [prev-prev, prev] like the
   final model, instead of running stride 1 on pre-reduced copies;
 - bug 9: batch norm uses moving statistics at inference (validation and
-  rewards) unless the caller passes `training=True`;
+  rewards) unless the caller passes `training=True` (or `batch_stats=True`,
+  batch statistics without updates, as the original evaluated rewards);
 - the cell output concatenates its loose ends (k * C channels) and every
   consumer (the next cells' calibration, the classifier) reads that concat
   through weights stored per node block and gathered for the loose ends.
@@ -75,7 +76,7 @@ def candidate_ops(inputs, strides, rows, weights, num_ops, momentum, epsilon, tr
       weights: `{op: [(dw, pw, gamma, beta, mean, var)] * 2}` for the sep
         convs and, in a reduction cell, `{"identity": [(path1, path2, gamma,
         beta, mean, var)]}`, as `tf.Variable`s.
-      num_ops, momentum, epsilon, training: as `MicroSupernet`.
+      num_ops, momentum, epsilon, training: as `MicroSupernet` (`training` is a `shared_ops.bn_mode`).
 
     Returns:
       `len(inputs) * num_ops` callables without arguments, each returning
@@ -87,7 +88,7 @@ def candidate_ops(inputs, strides, rows, weights, num_ops, momentum, epsilon, tr
 
     def norm(x, op, u):
         x, stats = ops.batch_norm(x, *picked[op][u][2:], momentum, epsilon, training)
-        if training:
+        if training is True:
             ops.update_rows(*weights[op][u][4:], row[op], stats)
         return x
 
@@ -132,6 +133,9 @@ class MicroSupernet(keras.Model):
       arc: int32 `[8 * num_nodes]`, an arc of `MicroSpace(num_nodes, num_ops)`.
       training: Python bool: batch statistics (and their moving-average
         update) and dropout when True.
+      batch_stats: with `training=False`, normalise with the batch's
+        statistics instead of the moving averages, updating nothing and
+        without dropout (the original search's reward evaluation).
     """
 
     # How a slot picks its input and computes its output; the benchmark
@@ -178,8 +182,10 @@ class MicroSupernet(keras.Model):
                 fan_in = shape[1] * shape[2]
             init = keras.initializers.TruncatedNormal(
                 stddev=np.sqrt(2.0 / fan_in) / 0.87962566)
-        var = self.add_weight(name=name, shape=shape, initializer=init,
-                              trainable=trainable)
+        if trainable:
+            var = self.add_weight(name=name, shape=shape, initializer=init)
+        else:
+            var = ops.moving_statistic(self, name, shape, init)
         self.shared[name] = var
         return var
 
@@ -352,17 +358,17 @@ class MicroSupernet(keras.Model):
             prev_prev, prev = prev, out
         features, rows = prev
         features = tf.reduce_mean(tf.nn.relu(features), axis=[1, 2])
-        if training and self.keep_prob < 1.0:
+        if training is True and self.keep_prob < 1.0:
             features = tf.nn.dropout(features, rate=1.0 - self.keep_prob)
         fc = tf.gather(self.shared["logits.fc"].value, rows)
         fc = tf.reshape(fc, [-1, self.num_classes])
         return tf.matmul(features, fc)
 
-    def call(self, images, arc=None, training=False):
+    def call(self, images, arc=None, training=False, batch_stats=False):
         if arc is None:
             raise ValueError(
                 "MicroSupernet needs the architecture: call(images, arc=...).")
-        return self.forward(images, arc, training=bool(training))
+        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats))
 
     def get_config(self):
         return {

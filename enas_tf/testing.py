@@ -23,9 +23,9 @@ def search_run(
     """A search run directory as one epoch of `Search` leaves it, untrained.
 
     `Search` writes config.json and saves its checkpoint (epoch 1); the
-    trainable shared weights are first scaled by random factors in
-    [0.5, 1.5] and shifted by noise of std 0.05, so that inherited weights
-    differ from a fresh initialisation. A random architecture stands in for
+    shared weights and moving statistics are first scaled by random factors
+    in [0.5, 1.5] and shifted by noise of std 0.05, so that inherited
+    weights differ from a fresh initialisation. A random architecture stands in for
     the derived best_arc.json.
 
     Args:
@@ -39,7 +39,7 @@ def search_run(
     """
     search = Search(config, splits, output_dir, verbose=0)
     rng = np.random.default_rng(seed)
-    for v in search.net.trainable_variables:
+    for v in search.net.variables:
         scale = rng.uniform(0.5, 1.5, v.shape)
         v.assign((v.numpy() * scale + rng.normal(0, 0.05, v.shape)).astype(v.dtype))
     search.epoch.assign(1)

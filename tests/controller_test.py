@@ -11,10 +11,11 @@ from enas_tf.controller import (
     MICRO_NORMAL_OP_OFFSET,
     MacroController,
     MicroController,
+    RnnController,
     Sample,
     controller_for,
 )
-from enas_tf.spaces import MacroSpace, MicroSpace, RnnSpace
+from enas_tf.spaces import LegacyRnnSpace, MacroSpace, MicroSpace, RnnSpace
 
 SMALL = {"lstm_size": 16}
 
@@ -283,8 +284,11 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
         micro = controller_for(MicroSpace(num_nodes=2, num_ops=4), **SMALL)
         self.assertIsInstance(micro, MicroController)
         self.assertEqual(micro.space, MicroSpace(num_nodes=2, num_ops=4))
-        with self.assertRaisesRegex(ValueError, "macro or micro"):
-            controller_for(RnnSpace())
+        self.assertIsInstance(
+            controller_for(RnnSpace(num_nodes=2), **SMALL), RnnController
+        )
+        with self.assertRaisesRegex(ValueError, "macro, micro or rnn"):
+            controller_for(LegacyRnnSpace())
 
     def test_scoring_rejects_out_of_range_arcs(self):
         controller = MicroController(num_nodes=2, **SMALL)

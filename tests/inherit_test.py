@@ -6,20 +6,17 @@ import shutil
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from enas_tf import child_training, data, rundir, spaces
 from enas_tf.child import build_child
 from enas_tf.config import ChildConfig, SearchConfig, TrainConfig
 from enas_tf.errors import UserError
 from enas_tf.inherit import (
-    build_supernet,
     load_inherited,
     open_search_run,
     search_arc,
     weights_from_search,
 )
-from enas_tf.search import build_supernet as search_supernet
 from enas_tf.testing import search_run
 
 COMMON = {"out_filters": 4, "batch_size": 256, "flip": False, "pad": 1}
@@ -75,50 +72,6 @@ def test_child_starts_with_the_supernets_function(runs, digits, name):
     shared = search.net(images, arc=np.asarray(arc, np.int32), training=False)
     np.testing.assert_allclose(logits, shared, atol=1e-5, rtol=1e-5)
     assert _snapshot(run_dir) == before  # the search run is only read
-
-
-def test_a_checkpoint_with_every_shared_variable_gives_them_all(
-        runs, digits, tmp_path):
-    # A checkpoint that also holds the moving statistics (the layout the
-    # search's checkpoint lacks, see the inherit module docstring).
-    run_dir, search = runs["micro"]
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
-    net = search.net
-    saved = {name: v.numpy() for name, v in net.shared.items()}
-    rng = np.random.default_rng(1)
-    for v in net.non_trainable_variables:  # mean ~ 0.1, variance in [0.5, 1.5]
-        v.assign((v.numpy() * rng.uniform(0.5, 1.5, v.shape)
-                  + rng.normal(0, 0.1, v.shape)).astype(v.dtype))
-    try:
-        tf.train.Checkpoint(shared=tf.train.Checkpoint(**net.shared)).write(
-            str(copy / "checkpoints" / "ckpt-2"))
-        space, arc = search_arc(open_search_run(str(copy)))
-        child = CHILDREN["micro"]
-        inherited = weights_from_search(
-            str(copy), space, arc, child, digits.image_shape, digits.num_classes)
-        assert inherited.missing_statistics == 0
-        assert inherited.checkpoint.endswith("ckpt-2")
-        model = build_child(space, arc, child, image_shape=digits.image_shape,
-                            num_classes=digits.num_classes)
-        load_inherited(model, inherited.weights)
-        images = rng.normal(size=(4, *digits.image_shape)).astype("float32")
-        shared = net(images, arc=np.asarray(arc, np.int32), training=False)
-        np.testing.assert_allclose(model(images, training=False)[0], shared,
-                                   atol=1e-5, rtol=1e-5)
-    finally:
-        for name, value in saved.items():
-            net.shared[name].assign(value)
-
-
-@pytest.mark.parametrize("name", ["micro", "macro"])
-def test_the_supernet_is_the_searchs(name):
-    def settings(net):
-        return {k: v for k, v in net.get_config().items() if k != "name"}
-
-    config = SEARCHES[name]
-    assert settings(build_supernet(config, (8, 8, 1), 10)) == settings(
-        search_supernet(config, (8, 8, 1), 10))
 
 
 def test_different_structure_lists_every_difference(runs):

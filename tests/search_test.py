@@ -1,10 +1,14 @@
 """Tests of the search loop on a tiny supernet (digits)."""
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from enas_tf import data, spaces
+from enas_tf import data, shared_ops, spaces
+from enas_tf.data.pipeline import train_dataset
 from enas_tf.config import SearchConfig
 from enas_tf.errors import UserError
 from enas_tf.search import Search
@@ -34,6 +38,7 @@ def test_search_derives_and_resumes(digits, tmp_path):
     assert scores == sorted(scores, reverse=True) and 1 <= len(scores) <= 4
     assert candidates["candidates"][0]["arc"] == best
     assert candidates["flags"]["search"]["num_nodes"] == 2
+    assert (tmp_path / "run" / "best_arc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # One trace of the child step for every sampled architecture.
     assert search.child_step.experimental_get_tracing_count() == 1
     log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").open()]
@@ -43,6 +48,11 @@ def test_search_derives_and_resumes(digits, tmp_path):
     # Resume: one more epoch continues from the checkpoint.
     more = Search(TINY.__class__(**{**TINY.__dict__, "epochs": 2}), digits, out, verbose=0)
     assert more.resumed and int(more.epoch.numpy()) == 1
+    # The checkpoint holds every shared variable, moving statistics included
+    # (the derive step after it changes nothing).
+    for a, b in zip(search.net.variables, more.net.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert any(v.numpy().any() for v in more.net.non_trainable_variables[::2])
     more.run()
     log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").open()]
     assert [row["epoch"] for row in log] == [1, 2]
@@ -56,3 +66,60 @@ def test_random_search_and_refusals(digits, tmp_path):
         Search(TINY, digits, str(tmp_path / "r"), verbose=0)
     with pytest.raises(UserError, match="validation split"):
         Search(TINY, data.load_images("digits", valid_size=0), str(tmp_path / "v"))
+
+
+def test_mirrored_strategy_matches_one_device(digits, tmp_path):
+    """Two replicas (logical CPUs, see conftest) run one arc, each on half of
+    the batch; batch norm uses each replica's own statistics (no cross-replica
+    batch norm), so one device computes the same on the two halves."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    one = Search(TINY, digits, str(tmp_path / "one"), verbose=0)
+    two = Search(TINY, digits, str(tmp_path / "two"), verbose=0, strategy=strategy)
+    assert two.replicas == 2
+    for a, b in zip(one.net.variables, two.net.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    arc = tf.constant(one.space.random_arc(0), tf.int32)
+    # Rewards: correct predictions summed over the replicas.
+    assert two._reward(arc) == pytest.approx(one._reward(arc))
+
+    images, labels = next(iter(train_dataset(digits, 64, flip=False, pad=0,
+                                             shuffle=False)))
+    net, variables = one.net, one.net.trainable_variables
+
+    @tf.function(autograph=False)
+    def halves_step(images, labels):
+        with tf.GradientTape() as tape:
+            loss = tf.add_n([tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels[h], net(images[h], arc=arc, training=True)))
+                for h in (slice(0, 32), slice(32, 64))]) / 64
+            total = loss + TINY.l2 * tf.add_n([tf.reduce_sum(v * v) for v in variables])
+        grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables),
+                                          TINY.grad_bound)
+        one.optimizer.apply(grads, variables)
+        return loss
+
+    expected = halves_step(images, labels)
+    batch = next(iter(two._distribute(tf.data.Dataset.from_tensors((images, labels)))))
+    loss, _ = two.child_step(batch, arc)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    for a, b in zip(variables, two.net.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    # Each replica kept statistics of its half; synchronised, both hold their
+    # mean.
+    shared_ops.sync_statistics(two.net)
+    for v in two.net.non_trainable_variables:
+        copies = [c.numpy() for c in v.value.values]
+        np.testing.assert_allclose(copies[0], copies[1], atol=1e-6)
+    result = two.run()  # a whole epoch and the derive step
+    assert len(result["best_arc"].split()) == 16
+    assert two.child_step.experimental_get_tracing_count() == 1
+
+
+def test_reward_bn_batch_updates_no_statistics(digits, tmp_path):
+    config = dataclasses.replace(TINY, reward_bn="batch")
+    search = Search(config, digits, str(tmp_path / "b"), verbose=0)
+    before = [v.numpy() for v in search.net.non_trainable_variables]
+    arc = tf.constant(search.space.random_arc(1), tf.int32)
+    search.score(arc)
+    for a, b in zip(before, search.net.non_trainable_variables):
+        np.testing.assert_array_equal(a, b.numpy())

@@ -1,5 +1,7 @@
 """Tests of the shared-weight micro supernet."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -43,6 +45,25 @@ def trained():
     arcs = [np.asarray(space.random_arc(seed), np.int32) for seed in range(20)]
     losses = [float(step(images, labels, arc)) for arc in arcs]
     return net, step, images, labels, losses
+
+
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_memory_stays_flat_over_500_architectures(trained):
+    net, step, images, labels, _ = trained
+    rng = np.random.default_rng(5)
+    arcs = [np.asarray(net.space.random_arc(rng), np.int32) for _ in range(600)]
+    for arc in arcs[:100]:  # warm-up: allocator pools, caches
+        step(images, labels, arc)
+    start = _rss_mb()
+    for arc in arcs[100:]:
+        step(images, labels, arc)
+    assert _rss_mb() - start < 25, (start, _rss_mb())
+    assert step.experimental_get_tracing_count() == 1
 
 
 def test_one_trace_serves_every_architecture(trained):
@@ -124,6 +145,23 @@ def test_a_training_step_moves_the_weights_as_in_the_child(trained, seed):
                 for name, v in net.shared.items() if name in means)
     assert moved == sum(isinstance(layer, keras.layers.BatchNormalization)
                         for layer in child.layers)
+
+
+def test_batch_stats_normalise_with_the_batch_and_update_nothing(trained):
+    net, _, images, _, _ = trained
+    arc = tf.constant(net.space.random_arc(7), tf.int32)
+    stats = [v.numpy() for v in net.non_trainable_variables]
+    with_batch = net(images, arc=arc, batch_stats=True)
+    for before, v in zip(stats, net.non_trainable_variables):
+        np.testing.assert_array_equal(before, v.numpy())
+    try:
+        # keep_prob is 1: training differs only in updating the statistics.
+        np.testing.assert_allclose(with_batch, net(images, arc=arc, training=True),
+                                   atol=1e-5, rtol=1e-5)
+    finally:
+        for before, v in zip(stats, net.non_trainable_variables):
+            v.assign(before)
+    assert not np.allclose(with_batch, net(images, arc=arc), atol=1e-3)
 
 
 def test_only_the_chosen_ops_get_gradients(trained):

@@ -45,6 +45,9 @@ def test_cifar_flag_files_parse_and_need_the_data(flagfile, tmp_path):
         (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
         (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
         (["--output_dir=x", "--controller=evolution"], ["--controller=evolution"]),
+        (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
+        (["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
+         ["Unknown device(s) /gpu:7", "/cpu:0"]),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragments):

@@ -94,6 +94,13 @@ flags.DEFINE_integer(
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
 flags.DEFINE_bool("overwrite", False, "Replace an incompatible run in --output_dir.")
 flags.DEFINE_integer("verbose", 1, "1: a progress bar per child phase; 0: quiet.")
+flags.DEFINE_enum(
+    "strategy", "default", ["default", "mirrored"],
+    "default: one device; mirrored: tf.distribute.MirroredStrategy over --devices "
+    "(default: every local GPU), each step's batch split over them with one "
+    "architecture for all.")
+flags.DEFINE_list(
+    "devices", None, "Devices of --strategy=mirrored, e.g. /gpu:0,/gpu:1.")
 
 FLAGS = flags.FLAGS
 
@@ -115,11 +122,13 @@ def main(argv: list[str]) -> None:
         download=FLAGS.download)
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.controller}")
-    from enas_tf.search import Search  # TensorFlow only after the checks
+    if FLAGS.devices and FLAGS.strategy != "mirrored":
+        raise UserError("--devices needs --strategy=mirrored.")
+    from enas_tf.search import Search, make_strategy  # TensorFlow after the checks
 
     search = Search(
         config, splits, FLAGS.output_dir, overwrite=FLAGS.overwrite,
-        verbose=FLAGS.verbose,
+        verbose=FLAGS.verbose, strategy=make_strategy(FLAGS.strategy, FLAGS.devices),
         data={"dataset": FLAGS.dataset, "valid_size": len(splits.valid_images),
               "data_dir": FLAGS.data_dir})
     result = search.run()
