@@ -1,5 +1,6 @@
 """Drives `tools/search.py` (enas-search) in a subprocess."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,8 @@ def test_cifar_flag_files_parse_and_need_the_data(flagfile, tmp_path):
     "args, fragments",
     [
         ([], ["--output_dir"]),
-        (["--output_dir=x", "--space=rnn"], ["--space=rnn"]),
+        (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
+        (["--output_dir=x", "--space=rnn", "--dataset=mnist"], ["--space=rnn", "--dataset=ptb"]),
         (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
         (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
         (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
@@ -53,3 +55,33 @@ def test_cifar_flag_files_parse_and_need_the_data(flagfile, tmp_path):
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
     assert_user_error(run_search(*args, cwd=tmp_path), *fragments)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_macro_search_then_inherited_training_and_export(tmp_path):
+    """The whole macro pipeline through the tools: search, derive, train the
+    derived architecture from the shared weights, export."""
+    search = tmp_path / "search"
+    result = run_search(
+        "--space=macro", "--num_layers=4", "--num_ops=6", "--out_filters=8",
+        "--epochs=2", "--batch_size=128", "--controller_steps=3", "--num_aggregate=3",
+        "--log_arcs=2", "--derive_samples=5", "--verbose=0", f"--output_dir={search}")
+    assert result.returncode == 0, result.stderr
+    assert "best architecture" in result.stdout
+    for name in ("best_arc.txt", "best_arc.json", "best_arc.png", "candidates.json"):
+        assert (search / name).is_file(), name
+    assert len((search / "search_log.jsonl").read_text().splitlines()) == 2
+    train = tmp_path / "train"
+    trained = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "--dataset=digits",
+         "--valid_size=360", "--out_filters=8", "--epochs=1", "--batch_size=128",
+         "--pad=1", "--verbose=0", f"--init_from_search={search}",
+         f"--output_dir={train}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads((train / "summary.json").read_text())
+    assert summary["arc"] == (search / "best_arc.txt").read_text().strip()
+    exported = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "export.py"), f"--run_dir={train}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    assert (train / "export" / "saved_model").is_dir()
