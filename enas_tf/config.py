@@ -114,7 +114,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raises UserError for out-of-range settings."""
-        _check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0"))
+        check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0"))
         _check_lr_range(self)
         if self.lr_t_mul < 1:
             raise UserError(f"lr_t_mul must be >= 1; received {self.lr_t_mul}.")
@@ -200,21 +200,14 @@ class SearchConfig:
         """Raises UserError for out-of-range or contradictory settings."""
         if self.space not in ("micro", "macro"):
             raise UserError(f"space must be micro or macro; received {self.space!r}.")
-        if self.controller not in ("reinforce", "random"):
-            raise UserError(
-                f"controller must be reinforce or random; received {self.controller!r}."
-            )
+        check_controller(self)
         if self.reward_bn not in ("moving", "batch"):
             raise UserError(f"reward_bn must be moving or batch; received {self.reward_bn!r}.")
-        _check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0",
+        check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0",
                                "controller_steps", "num_aggregate", "derive_samples"))
         _check_lr_range(self)
         if not 0 < self.keep_prob <= 1:
             raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
-        if not 0 <= self.baseline_decay < 1:
-            raise UserError(
-                f"baseline_decay must be in [0, 1); received {self.baseline_decay}."
-            )
         if self.log_arcs < 0 or self.l2 < 0 or self.grad_bound < 0:
             raise UserError("log_arcs, l2 and grad_bound must be >= 0.")
 
@@ -232,7 +225,8 @@ class SearchConfig:
         )
 
 
-def _check_positive(config, keys) -> None:
+def check_positive(config, keys) -> None:
+    """Raises UserError unless every named setting of `config` is >= 1."""
     for key in keys:
         if getattr(config, key) < 1:
             raise UserError(f"{key} must be >= 1; received {getattr(config, key)}.")
@@ -243,4 +237,17 @@ def _check_lr_range(config) -> None:
         raise UserError(
             f"Need 0 <= lr_min <= lr_max; received lr_min={config.lr_min}, "
             f"lr_max={config.lr_max}."
+        )
+
+
+def check_controller(config) -> None:
+    """Checks the controller settings any search config shares
+    (`controller`, `baseline_decay`); raises UserError."""
+    if config.controller not in ("reinforce", "random"):
+        raise UserError(
+            f"controller must be reinforce or random; received {config.controller!r}."
+        )
+    if not 0 <= config.baseline_decay < 1:
+        raise UserError(
+            f"baseline_decay must be in [0, 1); received {config.baseline_decay}."
         )

@@ -8,6 +8,7 @@ leaves half an export and never damages an existing one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,7 +17,7 @@ import shutil
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import numpy as np
@@ -50,12 +51,12 @@ from enas_tf.export import (
 )
 
 
-def read_summary(run_dir: _PathLike) -> dict[str, Any]:
-    """Reads and checks `run_dir/summary.json`; `image_shape` becomes a tuple.
+def read_summary_json(run_dir: _PathLike) -> dict[str, Any]:
+    """Reads `run_dir/summary.json` (any run: image or language model).
 
     Raises:
-      UserError: the run directory or file is missing, is not valid JSON,
-        lacks a key or has a malformed one.
+      UserError: the run directory or file is missing or is not a JSON
+        object.
     """
     run_dir = Path(run_dir)
     path, hint = run_dir / SUMMARY_FILE, TRAIN_HINT.format(run_dir=run_dir)
@@ -72,8 +73,19 @@ def read_summary(run_dir: _PathLike) -> dict[str, Any]:
             f"{path} is not valid JSON ({e.msg} at line {e.lineno}); it is corrupt "
             f"or truncated. Restore it, or {hint}."
         ) from None
-    if not isinstance(summary, dict):
-        summary = {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def read_summary(run_dir: _PathLike) -> dict[str, Any]:
+    """Reads and checks `run_dir/summary.json`; `image_shape` becomes a tuple.
+
+    Raises:
+      UserError: the run directory or file is missing, is not valid JSON,
+        lacks a key or has a malformed one.
+    """
+    summary = read_summary_json(run_dir)
+    path = Path(run_dir) / SUMMARY_FILE
+    hint = TRAIN_HINT.format(run_dir=Path(run_dir))
     missing = [k for k in SUMMARY_KEYS if k not in summary]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}; restore it, or {hint}.")
@@ -179,6 +191,30 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in files)
 
 
+@contextlib.contextmanager
+def staged_export(out: Path) -> Iterator[Path]:
+    """Yields a fresh directory next to `out` to write an export into.
+
+    When the block finishes, the directory replaces `out` (`_install`); when
+    it raises, the directory is deleted and `out` is untouched.
+
+    Raises:
+      UserError: the parent of `out` cannot be written.
+    """
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise UserError(f"Cannot write {out}: {e.strerror or e}.") from None
+    try:
+        yield tmp
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Moves the finished export `tmp` to `out`, replacing an old export.
 
@@ -247,13 +283,7 @@ def export_run(
     serving = serving_model(model, summary["mean"], summary["std"])
     # Eager calls: `predict` would retrace for every model exported in a process.
     reference = _batched(lambda b: serving(b, training=False).numpy(), images)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as e:
-        raise UserError(f"Cannot write {out}: {e.strerror or e}.") from None
-    try:
+    with staged_export(out) as tmp:
         export_saved_model(serving, tmp / SAVED_MODEL_DIR)
         files = {"saved_model": SAVED_MODEL_DIR}
         for q in QUANTIZATIONS:
@@ -279,8 +309,4 @@ def export_run(
             "artifacts": artifacts,
         }  # fmt: skip
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-        _install(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report

@@ -112,6 +112,11 @@ class _RnnLM(keras.Model):
         """The cell's `RnnSpace`."""
         return self.cell.space
 
+    @property
+    def dropout_generator(self) -> tf.random.Generator:
+        """The generator of the dropout masks (checkpoint it to resume exactly)."""
+        return self._generator
+
     def initial_state(self, batch_size: int) -> tf.Tensor:
         """Zeros `[batch_size, hidden]`, the state after a reset."""
         return tf.zeros([batch_size, self.hidden_size], self.compute_dtype)

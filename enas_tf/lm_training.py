@@ -161,10 +161,14 @@ def evaluation_loss(
 
 
 def perplexity(nll_sum: float, count: float) -> float:
-    """`exp(nll_sum / count)`, the perplexity of summed NLLs."""
+    """`exp(nll_sum / count)`, the perplexity of summed NLLs (inf when a
+    diverged model's mean NLL is too large for a float)."""
     if not count > 0:
         raise ValueError(f"Expected a positive token count; received: {count}.")
-    return math.exp(float(nll_sum) / float(count))
+    try:
+        return math.exp(float(nll_sum) / float(count))
+    except OverflowError:
+        return math.inf
 
 
 def clip_gradients(

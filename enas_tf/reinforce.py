@@ -59,21 +59,25 @@ class Reinforce(tf.Module):
     after sample i's update. The spec notes the TF1 graph does not fix whether
     the loss reads b before or after the update; we take the updated value,
     the apparent intent. Reward, entropy and baseline are constants for the
-    gradient. One Adam step (beta_1 = 0, epsilon = 1e-3, spec sec. 10) per
-    `update`, no clipping.
+    gradient. One Adam step per `update` (by default beta_1 = 0, epsilon =
+    1e-3, spec sec. 10), no clipping.
 
     Samples whose reward is NaN or infinite are left out of the loss (its
     means run over the kept samples) and of the baseline, and are counted in
     the `skipped` metric; if all are, no step is taken.
 
     Args:
-      controller: a `MacroController` or `MicroController`.
+      controller: a `MacroController`, `MicroController` or `RnnController`.
       learning_rate: Adam learning rate (1e-3 macro, 3.5e-3 micro scripts).
       entropy_weight: weight of the entropy bonus in the reward (1e-4).
       baseline_decay: beta of the moving-average baseline (0.99).
       skip_weight: weight of the macro skip penalty (0.8); ignored for micro.
       num_aggregate: arcs a search loop should sample per update (20 macro,
-        10 micro); `update` itself accepts any count.
+        10 micro and rnn); `update` itself accepts any count.
+      beta_1: Adam beta_1 (0 in the CNN scripts; 0.9, the TF default, in
+        enas_lm).
+      epsilon: Adam epsilon (1e-3 in the CNN scripts; 1e-8, the TF1
+        default, in enas_lm).
       name: module name.
 
     Raises:
@@ -88,6 +92,8 @@ class Reinforce(tf.Module):
         baseline_decay: float = 0.99,
         skip_weight: float = 0.8,
         num_aggregate: int = 20,
+        beta_1: float = 0.0,
+        epsilon: float = 1e-3,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -107,10 +113,11 @@ class Reinforce(tf.Module):
         self.uses_skip_penalty = isinstance(controller, MacroController)
         self.skip_weight = skip_weight if self.uses_skip_penalty else 0.0
         self.num_aggregate = num_aggregate
-        # Spec sec. 4 / 10: beta_1 = 0 and epsilon = 1e-3, no clipping; the
-        # learning-rate decay of the scripts never fires, so it is constant.
+        # Spec sec. 4 / 10: the CNN scripts use beta_1 = 0 and epsilon = 1e-3,
+        # enas_lm the TF defaults (ENAS_LM_REFERENCE sec. 3.3); no clipping;
+        # the learning-rate decay of the scripts never fires (constant).
         self.optimizer = keras.optimizers.Adam(
-            learning_rate=learning_rate, beta_1=0.0, beta_2=0.999, epsilon=1e-3
+            learning_rate=learning_rate, beta_1=beta_1, beta_2=0.999, epsilon=epsilon
         )
         self.optimizer.build(controller.trainable_variables)
         self.baseline = tf.Variable(0.0, trainable=False, name="baseline")

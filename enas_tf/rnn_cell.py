@@ -359,7 +359,9 @@ class FixedRnnCell(_RnnCell):
         ]
 
     def _plan(self, arc: Any) -> list[tf.Tensor]:
-        return self.kernels()[1:]
+        # Read once per sequence, outside the time loop (a same-dtype cast
+        # returns the variable itself; TFLite cannot read one inside a loop).
+        return [tf.identity(w) for w in self.kernels()[1:]]
 
     def _node(self, k, nodes, l_mask, plan):
         node = self.arch.nodes[k - 1]

@@ -1,56 +1,39 @@
-"""The ENAS search: shared-weight training alternating with the controller.
+"""The ENAS search over CNN spaces (micro cells, macro networks).
 
-Each epoch (ENAS_REFERENCE sec. 5):
+`Search` is `enas_tf.search_base.SearchBase` with a shared-weight supernet
+(ENAS_REFERENCE sec. 5):
 1. child phase: one pass over the training split; every step samples a new
    architecture from the controller and trains the supernet on it (SGD with
    Nesterov momentum, cosine restarts, L2, gradient clipping);
-2. controller phase: `controller_steps` updates, each from `num_aggregate`
-   sampled architectures rewarded with their accuracy on a random validation
-   minibatch (REINFORCE with a moving-average baseline, `enas_tf.reinforce`);
-3. `log_arcs` sampled architectures are shown with their minibatch accuracy;
-   metrics go to TensorBoard and a checkpoint is saved.
-At the end the derive step samples `derive_samples` architectures, scores each
-on the whole validation split with the shared weights, and writes
-`best_arc.txt` (the original string form), `best_arc.json`,
-`best_arc.png` (a drawing, also in TensorBoard) and `candidates.json`. The
-original code has no derive step; this is the paper's
-procedure (sec. 5 "Final architecture selection"), scored on the whole split
-rather than one minibatch.
+2. controller phase (`SearchBase`): rewards are accuracies on a random
+   validation minibatch;
+3. derive (`SearchBase`): candidates are scored by their accuracy on the
+   whole validation split (`valid_accuracy` in candidates.json).
 
-Run directory: config.json, checkpoints/ (supernet, controller, both
-optimizers, baseline, sampler RNG, epoch; the last 3 kept), logs/
-(TensorBoard), search_log.jsonl (one JSON line per epoch), and the derive
-outputs. Rerunning with the same directory resumes after the last finished
-epoch.
+The checkpoint holds the supernet (every shared variable, moving statistics
+included), the controller and its trainer, both optimizers, the baseline,
+the sampler RNG and the epoch. The language-model search is
+`enas_tf.search_lm.LmSearch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import time
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import draw, rundir, shared_ops, spaces
+from enas_tf import shared_ops, spaces
 from enas_tf.child_training import EpochCosineRestarts
 from enas_tf.config import SearchConfig
-from enas_tf.controller import controller_for
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
 from enas_tf.errors import UserError
-from enas_tf.reinforce import RandomSearch, Reinforce
+from enas_tf.search_base import SearchBase, make_sampler
 from enas_tf.supernet import build_supernet, weights_checkpoint
 
-RUN_FILES = (
-    "checkpoints", "logs", "search_log.jsonl", "best_arc.txt", "best_arc.json",
-    "best_arc.png", "candidates.json",
-)
 SAFE_KEYS = (
     "search.epochs", "search.derive_samples", "search.log_arcs",
     "search.eval_batch_size", "data.data_dir",
@@ -87,27 +70,17 @@ def make_strategy(name: str = "default", devices: list[str] | None = None):
 
 def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
     """The controller and its REINFORCE trainer, or the random baseline."""
-    if config.controller == "random":
-        return RandomSearch(space, seed=config.seed, num_aggregate=config.num_aggregate)
-    kwargs = dict(
-        tanh_constant=config.tanh_constant or None,
-        temperature=config.temperature or None,
-        seed=config.seed,
-    )
+    kwargs = dict(tanh_constant=config.tanh_constant or None,
+                  temperature=config.temperature or None)
     if config.space == "micro":
         kwargs["op_tanh_reduce"] = config.op_tanh_reduce
     else:
         kwargs["skip_target"] = config.skip_target
-    controller = controller_for(space, **kwargs)
-    return Reinforce(
-        controller, learning_rate=config.controller_lr,
-        entropy_weight=config.entropy_weight, baseline_decay=config.baseline_decay,
-        skip_weight=config.skip_weight, num_aggregate=config.num_aggregate,
-    )
+    return make_sampler(config, space, kwargs, {"skip_weight": config.skip_weight})
 
 
-class Search:
-    """One search run in a run directory (see the module docstring).
+class Search(SearchBase):
+    """One CNN search run in a run directory (see the module docstring).
 
     Args:
       config: the search settings (checked).
@@ -122,6 +95,13 @@ class Search:
         architecture; the controller stays outside it (one copy, float32).
     """
 
+    SAFE_KEYS = SAFE_KEYS
+    SCORE_KEY = "valid_accuracy"
+    HIGHER_IS_BETTER = True
+    LOG_SKIP_RATE = True
+    TRACE_NOTE = ("The first step traces the supernet's graph once for every "
+                  "architecture; it takes a while.")
+
     def __init__(self, config: SearchConfig, splits: ImageSplits, output_dir: str,
                  *, data: dict | None = None, overwrite: bool = False, verbose: int = 1,
                  strategy: tf.distribute.Strategy | None = None):
@@ -131,54 +111,47 @@ class Search:
                 "The search rewards architectures on a validation split; give "
                 "--valid_size > 0."
             )
-        self.config, self.splits, self.output_dir = config, splits, output_dir
-        self.verbose = verbose
-        self.space = config.search_space()
+        self.splits = splits
         run = {
             "tool": "enas-search",
             "search": dataclasses.asdict(config),
             "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
         }
-        self.resumed = rundir.prepare(
-            output_dir, run, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES)
-        self.run_config = run
-        self.strategy = strategy or tf.distribute.get_strategy()
-        self.replicas = self.strategy.num_replicas_in_sync
-        if config.batch_size < self.replicas:
-            raise UserError(
-                f"batch_size {config.batch_size} is smaller than the "
-                f"{self.replicas} replicas it is split over; give a larger "
-                f"--batch_size.")
-        keras.utils.set_random_seed(config.seed)
-        # With several replicas the last, smaller batch of each pass is
-        # dropped, so no replica ever gets an empty share.
-        rounding = math.ceil if self.replicas == 1 else math.floor
-        self.steps_per_epoch = max(
-            1, rounding(len(splits.train_images) / config.batch_size))
-        with self.strategy.scope():
-            self.net = build_supernet(config, splits.image_shape, splits.num_classes)
-            # Clipping is done on the all-reduced gradient (`_build_steps`).
-            self.optimizer = keras.optimizers.SGD(
-                EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
-                                    config.lr_t_mul, self.steps_per_epoch),
-                momentum=config.momentum, nesterov=True)
-            self.optimizer.build(self.net.trainable_variables)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.sampler = build_sampler(config, self.space)
-        self.checkpoint = tf.train.Checkpoint(
-            supernet=weights_checkpoint(self.net), sampler=self.sampler,
-            optimizer=self.optimizer, epoch=self.epoch)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=3)
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
-        self._build_steps()
-        self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+        super().__init__(config, output_dir, run, overwrite=overwrite, verbose=verbose,
+                         strategy=strategy)
         valid = tf.data.Dataset.from_tensor_slices(
             (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels))
         self.reward_batches = iter(self._distribute(
             valid.shuffle(len(splits.valid_images), seed=config.seed)
             .repeat().batch(config.batch_size, drop_remainder=True)))
+
+    def _check_replicas(self) -> None:
+        if self.config.batch_size < self.replicas:
+            raise UserError(
+                f"batch_size {self.config.batch_size} is smaller than the "
+                f"{self.replicas} replicas it is split over; give a larger "
+                f"--batch_size.")
+
+    def _build_model(self) -> None:
+        config, splits = self.config, self.splits
+        # With several replicas the last, smaller batch of each pass is
+        # dropped, so no replica ever gets an empty share.
+        rounding = math.ceil if self.replicas == 1 else math.floor
+        self.steps_per_epoch = max(
+            1, rounding(len(splits.train_images) / config.batch_size))
+        self.net = build_supernet(config, splits.image_shape, splits.num_classes)
+        # Clipping is done on the all-reduced gradient (`_build_steps`).
+        self.optimizer = keras.optimizers.SGD(
+            EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
+                                config.lr_t_mul, self.steps_per_epoch),
+            momentum=config.momentum, nesterov=True)
+        self.optimizer.build(self.net.trainable_variables)
+
+    def _build_sampler(self):
+        return build_sampler(self.config, self.space)
+
+    def _checkpointed(self) -> dict:
+        return {"supernet": weights_checkpoint(self.net), "optimizer": self.optimizer}
 
     def _distribute(self, dataset: tf.data.Dataset):
         """`dataset`'s batches split over the replicas (as is on one device)."""
@@ -274,22 +247,8 @@ class Search:
         correct, count = self.eval_step(next(self.reward_batches), arc)
         return float(correct / count)
 
-    def _controller_phase(self) -> dict[str, float]:
-        totals: dict[str, list[float]] = {}
-        for _ in range(self.config.controller_steps):
-            sample = self.sampler.sample(self.config.num_aggregate)
-            rewards = np.array([self._reward(arc) for arc in sample.arc], np.float32)
-            metrics = self.sampler.update(sample.arc, rewards)
-            metrics["skip_rate"] = float(np.mean(sample.skip_rate))
-            for key, value in metrics.items():
-                totals.setdefault(key, []).append(float(value))
-        return {f"controller/{k}": float(np.mean(v)) for k, v in totals.items()}
-
-    def _log_arcs(self) -> list[tuple[str, float]]:
-        if not self.config.log_arcs:
-            return []
-        sample = self.sampler.sample(self.config.log_arcs)
-        return [(self.space.format(arc.numpy()), self._reward(arc)) for arc in sample.arc]
+    def _reward_text(self, reward: float) -> str:
+        return f"valid minibatch accuracy {reward:.3f}"
 
     def score(self, arc) -> float:
         """Accuracy of `arc` on the whole validation split, shared weights."""
@@ -301,74 +260,6 @@ class Search:
         for batch in data:
             correct += float(self.eval_step(batch, arc)[0])
         return correct / len(self.splits.valid_images)
-
-    # ----- the run ------------------------------------------------------------
-
-    def run(self) -> dict[str, Any]:
-        """Searches the remaining epochs, then derives; returns the best."""
-        log_path = os.path.join(self.output_dir, "search_log.jsonl")
-        if self.verbose and int(self.epoch.numpy()) < self.config.epochs:
-            print("The first step traces the supernet's graph once for every "
-                  "architecture; it takes a while.")
-        while int(self.epoch.numpy()) < self.config.epochs:
-            epoch = int(self.epoch.numpy())
-            start = time.time()
-            if self.verbose:
-                print(f"Epoch {epoch + 1}/{self.config.epochs}")
-            metrics = self._child_phase()
-            metrics.update(self._controller_phase())
-            arcs = self._log_arcs()
-            metrics["epoch_seconds"] = round(time.time() - start, 2)
-            with self.writer.as_default(step=epoch + 1):
-                for key, value in metrics.items():
-                    tf.summary.scalar(key, value)
-                if arcs:
-                    tf.summary.text("sampled_architectures", "\n\n".join(
-                        f"`{a}` valid minibatch accuracy {r:.3f}" for a, r in arcs))
-            if self.verbose:
-                shown = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in metrics.items()
-                                  if k.startswith("controller/"))
-                print(f"  controller: {shown}")
-                for arc, reward in arcs:
-                    print(f"  {reward:.3f}  {arc}")
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"epoch": epoch + 1, **metrics,
-                                    "arcs": [{"arc": a, "reward": r} for a, r in arcs]}) + "\n")
-            self.epoch.assign_add(1)
-            self.manager.save()
-        return self.derive()
-
-    def derive(self) -> dict[str, Any]:
-        """Samples `derive_samples` architectures, scores them, writes the best."""
-        sample = self.sampler.sample(self.config.derive_samples)
-        unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in sample.arc.numpy()))
-        candidates = sorted(
-            ({"arc": self.space.format(arc), "valid_accuracy": self.score(arc)}
-             for arc in unique),
-            key=lambda c: -c["valid_accuracy"])
-        best = candidates[0]
-        arc = self.space.parse(best["arc"])
-        meta = {"valid_accuracy": best["valid_accuracy"], "epoch": int(self.epoch.numpy()),
-                "seed": self.config.seed}
-        out = self.output_dir
-        rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
-        rundir.write_text_atomic(os.path.join(out, "best_arc.json"),
-                                 spaces.json_text(self.space, arc, **meta))
-        rundir.write_json_atomic(os.path.join(out, "candidates.json"), {
-            "space": self.space.name, "config": self.space.config(),
-            "epoch": meta["epoch"], "seed": self.config.seed,
-            "samples": self.config.derive_samples, "candidates": candidates,
-            "flags": self.run_config})
-        draw.write_drawing(os.path.join(out, "best_arc.png"), self.space, arc,
-                           overwrite=True)
-        with self.writer.as_default(step=meta["epoch"]):
-            tf.summary.text("derived_candidates", "\n\n".join(
-                f"`{c['arc']}` valid accuracy {c['valid_accuracy']:.4f}"
-                for c in candidates[:20]))
-            tf.summary.image("derived_architecture",
-                             draw.draw_arc_array(self.space, arc)[None])
-        self.writer.flush()
-        return {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
 
 
 def _correct(logits, labels):

@@ -1,8 +1,10 @@
-"""Test helpers: small search run directories made without training.
+"""Test helpers: small search run directories made without training, and a
+tiny text corpus in the Penn Treebank format.
 
 Training a supernet step traces slowly (about a minute), so tests of what
 comes after a search (weight inheritance, `enas-train --init_from_search`)
 get a run directory written by the search's own code, minus the training.
+Language-model tests read `write_tiny_ptb`'s text instead of PTB.
 """
 
 from __future__ import annotations
@@ -52,3 +54,45 @@ def search_run(
     )
     search.writer.close()
     return search
+
+
+def write_tiny_ptb(directory: str, seed: int = 0, vocab_size: int = 30,
+                   tokens: tuple[int, int, int] = (2000, 400, 400)) -> str:
+    """Writes a tiny corpus in the Penn Treebank format, for fast LM tests.
+
+    Sentences of 3-9 words "w0" .. "w{vocab_size - 1}", one per line with
+    PTB's spacing; each next word is `(3 w + 1) mod V` with probability 0.8
+    (something to learn), else random. The first training line holds every
+    word, so valid and test have no unknown words.
+
+    Args:
+      directory: where to write train.txt, valid.txt and test.txt (created).
+      seed: seed of the text.
+      vocab_size: words in the vocabulary (plus "<eos>").
+      tokens: about how many tokens each split gets (train, valid, test).
+
+    Returns:
+      `directory`.
+    """
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(vocab_size)]
+
+    def text(count: int) -> list[str]:
+        lines, total = [], 0
+        while total < count:
+            w, line = int(rng.integers(vocab_size)), []
+            for _ in range(int(rng.integers(3, 10))):
+                line.append(words[w])
+                follow = rng.random() < 0.8
+                w = (3 * w + 1) % vocab_size if follow else int(rng.integers(vocab_size))
+            lines.append(" " + " ".join(line) + " ")
+            total += len(line) + 1
+        return lines
+
+    os.makedirs(directory, exist_ok=True)
+    splits = {"train.txt": [" " + " ".join(words) + " ", *text(tokens[0])],
+              "valid.txt": text(tokens[1]), "test.txt": text(tokens[2])}
+    for name, lines in splits.items():
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    return directory

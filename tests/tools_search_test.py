@@ -41,7 +41,8 @@ def test_cifar_flag_files_parse_and_need_the_data(flagfile, tmp_path):
     "args, fragments",
     [
         ([], ["--output_dir"]),
-        (["--output_dir=x", "--space=rnn"], ["--space=rnn"]),
+        (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
+        (["--output_dir=x", "--space=rnn", "--dataset=mnist"], ["--space=rnn", "--dataset=ptb"]),
         (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
         (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
         (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),

@@ -11,6 +11,16 @@ inside), model_float32.tflite, model_dynamic_range.tflite (int8 weights) and
 export_report.json. Each artifact is reloaded and compared with the Keras
 model on the first --num_samples test images of the run's dataset.
 
+A language-model run (enas-train on an rnn cell, --dataset=ptb) is exported
+as saved_model/ with two signatures, serving_default (int32 `tokens`
+[batch, time]) and score_with_state (`tokens` and a float32 `state`
+[batch, hidden]), both returning per-token `log_probs` [batch, time - 1],
+`perplexity` [batch] and the next `state` (enas_tf.export_lm), plus
+model_float32.tflite, which scores one sequence at a time (`tokens`
+[1, time]; the report says why if it could not be made). They are checked
+against the Keras model on the first --num_samples 65-token sequences of the
+PTB test text (read from the run's --data_dir, or --data_dir).
+
 Exit status: 0 when every artifact is within its tolerance; 1 when one is not
 (the files stay written for inspection, but may be wrong); 2 for user errors.
 
@@ -33,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from enas_tf import cli, data
+from enas_tf.errors import UserError
 
 flags.DEFINE_string(
     "run_dir", None, "Final-training run directory (model.keras, summary.json)."
@@ -44,11 +55,15 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing export in --export_di
 flags.DEFINE_integer(
     "num_samples",
     256,
-    "Test images to compare the artifacts with the Keras model on.",
+    "Test images (language models: 65-token test sequences) to compare the "
+    "artifacts with the Keras model on.",
     lower_bound=1,
 )
 flags.DEFINE_string(
-    "data_dir", None, "Directory holding the dataset's files (not needed for digits)."
+    "data_dir",
+    None,
+    "Directory holding the dataset's files (not needed for digits; default for "
+    "language models: the run's).",
 )
 flags.DEFINE_bool(
     "download", False, "Let tensorflow-datasets download the dataset if missing."
@@ -127,6 +142,8 @@ def main(argv: list[str]) -> int:
     export_run = _import_export()
     run_dir = FLAGS.run_dir
     export_dir = FLAGS.export_dir or os.path.join(run_dir, "export")
+    if export_run.read_summary_json(run_dir).get("task") == "lm":
+        return _export_lm(export_run, run_dir, export_dir)
     # Cheap checks first, so a user error never waits for the dataset.
     summary = export_run.read_summary(run_dir)
     export_run.check_export_dir(run_dir, export_dir, FLAGS.overwrite)
@@ -155,6 +172,51 @@ def main(argv: list[str]) -> int:
         print(
             f"{cli.program_name()}: check failed: {'; '.join(failed)} beyond the "
             f"tolerance in the table. The exported files in {export_dir} may be "
+            "wrong: inspect them before use.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _export_lm(export_run: ModuleType, run_dir: str, export_dir: str) -> int:
+    """Exports a language-model run (`enas_tf.export_lm`)."""
+    from enas_tf import export_lm
+
+    summary = export_lm.read_lm_summary(run_dir)
+    export_run.check_export_dir(run_dir, export_dir, FLAGS.overwrite)
+    data_dir = FLAGS.data_dir or summary.get("config", {}).get("data", {}).get("data_dir")
+    if not data_dir:
+        raise UserError(
+            "Checking the export needs the Penn Treebank test text: give --data_dir."
+        )
+    corpus = data.load_ptb(data_dir)
+    tokens = export_lm.sample_sequences(corpus.test, FLAGS.num_samples)
+    report = export_lm.export_lm_run(run_dir, export_dir, tokens, overwrite=FLAGS.overwrite)
+    rows = [("artifact", "size", "max abs diff", "tolerance", "ok")]
+    for name, a in report["artifacts"].items():
+        if a["passed"] is None:
+            rows.append((name, "-", "-", "-", "not written"))
+            continue
+        size = _size(a["size_bytes"]) if "size_bytes" in a else "-"
+        ok = "yes" if a["passed"] else "NO"
+        rows.append((name, size, _diff(a["max_abs_diff"]), f"<={a['tolerance']:g}", ok))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(
+        f"checked on {report['num_sequences']} test sequences of "
+        f"{report['sequence_length']} tokens (log-probabilities; Keras perplexity "
+        f"{report['keras_perplexity']:.2f})"
+    )
+    note = report["artifacts"]["tflite_float32"].get("note")
+    if note:
+        print(f"note: {note}")
+    print(f"exported to {export_dir}")
+    if not report["passed"]:
+        print(
+            f"{cli.program_name()}: check failed: an artifact is beyond its "
+            f"tolerance (see the table). The exported files in {export_dir} may be "
             "wrong: inspect them before use.",
             file=sys.stderr,
         )

@@ -8,12 +8,21 @@ candidates.json to --output_dir. Train the result from scratch with
 `enas-train --arc=OUTPUT_DIR/best_arc.json`. Rerunning with the same
 --output_dir resumes after the last finished epoch.
 
+--space=micro or macro searches CNNs on an image dataset (rewards:
+validation accuracy); --space=rnn searches enas_lm recurrent cells on
+--dataset=ptb (the default with --space=rnn; rewards: 80 / validation
+perplexity) with --data_dir holding train.txt, valid.txt and test.txt.
+Flags shared by both take the enas_lm defaults with --space=rnn unless given
+(the help shows them as "rnn: ...").
+
 Examples:
   enas-search --flagfile=flags/quickstart.flags --output_dir=runs/q/search
   enas-search --flagfile=flags/cifar10_micro_search.flags --data_dir=~/cifar \
       --output_dir=runs/micro_search
   enas-search --flagfile=flags/quickstart.flags --controller=random \
       --output_dir=runs/q/random
+  enas-search --flagfile=flags/ptb_search.flags --data_dir=~/ptb \
+      --output_dir=runs/ptb_search
 """
 
 import dataclasses
@@ -27,15 +36,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from enas_tf import cli, data
+from enas_tf import cli, config_lm, data
 from enas_tf.config import SearchConfig
+from enas_tf.config_lm import LmSearchConfig
 from enas_tf.errors import UserError
 
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
-DEFAULTS = SearchConfig()
+DEFAULTS, LM_DEFAULTS = SearchConfig(), LmSearchConfig()
+CNN_FIELDS = [f.name for f in dataclasses.fields(SearchConfig)]
+LM_FIELDS = [f.name for f in dataclasses.fields(LmSearchConfig)]
+# Flags of one kind of search only; giving them to the other is an error.
+CNN_ONLY = [n for n in CNN_FIELDS if n not in LM_FIELDS] + [
+    "valid_size", "download", "strategy", "devices"]
+LM_ONLY = [n for n in LM_FIELDS if n not in CNN_FIELDS]
 HELP = {
-    "space": "Search space: micro (cells) or macro (whole network).",
-    "num_nodes": "Micro: computed nodes per cell (B).",
+    "space": "Search space: micro (cells), macro (whole network) or rnn "
+    "(enas_lm recurrent cells, on --dataset=ptb).",
+    "num_nodes": "Micro: computed nodes per cell (B); rnn: searched nodes L.",
     "num_layers": "Micro: normal cells L of the supernet; macro: layers.",
     "num_ops": "Candidate ops (micro 5, macro 6).",
     "out_filters": "Channels of the supernet's first stage.",
@@ -71,22 +88,29 @@ HELP = {
     "cutout_size": "Cutout square side (0: none).",
     "seed": "Seed of everything random.",
 }
-for field in dataclasses.fields(SearchConfig):
-    default = getattr(DEFAULTS, field.name)
-    if field.name == "flip":
-        flags.DEFINE_bool("flip", None, HELP["flip"])
-    elif field.name in ("space", "controller", "reward_bn"):
-        choices = {"space": ["micro", "macro"], "controller": ["reinforce", "random"],
-                   "reward_bn": ["moving", "batch"]}[field.name]
-        flags.DEFINE_enum(field.name, default, choices, HELP[field.name])
+for name in CNN_FIELDS + LM_ONLY:
+    default = getattr(DEFAULTS if name in CNN_FIELDS else LM_DEFAULTS, name)
+    text = HELP.get(name) or config_lm.HELP[name]
+    lm_default = getattr(LM_DEFAULTS, name, default)
+    if name in CNN_FIELDS and name in LM_FIELDS and lm_default != default:
+        text = text.rstrip(".") + (f" (rnn: {lm_default:g})." if name != "space" else ".")
+    if name == "flip":
+        flags.DEFINE_bool("flip", None, text)
+    elif name in ("space", "controller", "reward_bn"):
+        choices = {"space": ["micro", "macro", "rnn"],
+                   "controller": ["reinforce", "random"],
+                   "reward_bn": ["moving", "batch"]}[name]
+        flags.DEFINE_enum(name, default, choices, text)
     elif isinstance(default, bool):
-        flags.DEFINE_bool(field.name, default, HELP[field.name])
+        flags.DEFINE_bool(name, default, text)
     elif isinstance(default, int):
-        flags.DEFINE_integer(field.name, default, HELP[field.name])
+        flags.DEFINE_integer(name, default, text)
     else:
-        flags.DEFINE_float(field.name, default, HELP[field.name])
-flags.DEFINE_enum("dataset", "digits", list(data.IMAGE_DATASETS), "Dataset.")
-flags.DEFINE_string("data_dir", None, "Directory with the official dataset files.")
+        flags.DEFINE_float(name, default, text)
+flags.DEFINE_enum("dataset", "digits", [*data.IMAGE_DATASETS, "ptb"],
+                  "Dataset (default: digits; ptb with --space=rnn).")
+flags.DEFINE_string("data_dir", None, "Directory with the official dataset files "
+                    "(ptb: train.txt, valid.txt, test.txt).")
 flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
 flags.DEFINE_integer(
     "valid_size", None, "Training images held out for rewards (default: 5000, "
@@ -112,6 +136,9 @@ def main(argv: list[str]) -> None:
         raise UserError("Give the run directory with --output_dir.")
     if not FLAGS["verbosity"].present:  # TF logs every checkpoint write at INFO
         logging.set_verbosity(logging.WARNING)
+    if FLAGS.space == "rnn" or FLAGS.dataset == "ptb":
+        return _search_lm()
+    _refuse(LM_ONLY, "language-model searches (--space=rnn)")
     values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(SearchConfig)}
     if values["flip"] is None:
         values["flip"] = FLAGS.dataset not in NO_FLIP
@@ -132,9 +159,54 @@ def main(argv: list[str]) -> None:
         data={"dataset": FLAGS.dataset, "valid_size": len(splits.valid_images),
               "data_dir": FLAGS.data_dir})
     result = search.run()
+    _report(result, f"valid accuracy {result['valid_accuracy']:.4f}")
+
+
+def _refuse(names: list[str], what: str) -> None:
+    """Raises UserError when a flag of the other kind of search is given."""
+    given = [f"--{n}" for n in names if FLAGS[n].present]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} only "
+            f"to {what}; drop {'them' if len(given) > 1 else 'it'}.")
+
+
+def _search_lm() -> None:
+    dataset = FLAGS.dataset if FLAGS["dataset"].present else "ptb"
+    if FLAGS.space != "rnn":
+        raise UserError(
+            f"--dataset=ptb is a language-modelling corpus: search it with "
+            f"--space=rnn (received --space={FLAGS.space}).")
+    if dataset != "ptb":
+        raise UserError(
+            f"--space=rnn searches recurrent cells of a language model and needs "
+            f"--dataset=ptb; --dataset={dataset} is an image dataset.")
+    _refuse(CNN_ONLY, "image searches (--space=micro or macro)")
+    values = {n: getattr(FLAGS if FLAGS[n].present else LM_DEFAULTS, n)
+              for n in LM_FIELDS}
+    config = LmSearchConfig(**values)
+    config.check()
+    if not FLAGS.data_dir:
+        raise UserError(
+            "--dataset=ptb needs --data_dir: the directory holding the Penn "
+            "Treebank files train.txt, valid.txt and test.txt (Mikolov's split).")
+    corpus = data.load_ptb(FLAGS.data_dir)
+    print(corpus.summary())
+    print(f"searching {config.search_space().describe()} with {config.controller}")
+    from enas_tf.search_lm import LmSearch  # TensorFlow after the checks
+
+    search = LmSearch(config, corpus, FLAGS.output_dir, overwrite=FLAGS.overwrite,
+                      verbose=FLAGS.verbose,
+                      data={"dataset": "ptb", "data_dir": FLAGS.data_dir})
+    result = search.run()
+    _report(result, f"valid perplexity {result['valid_perplexity']:.2f}")
+
+
+def _report(result: dict, score: str) -> None:
+    """Prints where the derived architecture and the logs are."""
     out = FLAGS.output_dir
-    print(f"best architecture (valid accuracy {result['valid_accuracy']:.4f} with "
-          f"shared weights, {result['candidates']} candidates): {result['best_arc']}")
+    print(f"best architecture ({score} with shared weights, "
+          f"{result['candidates']} candidates): {result['best_arc']}")
     print(f"architecture: {os.path.join(out, 'best_arc.json')} (and best_arc.txt)")
     print(f"candidates:   {os.path.join(out, 'candidates.json')}")
     print(f"TensorBoard:  tensorboard --logdir {os.path.join(out, 'logs')}")

@@ -18,6 +18,15 @@ The network starts from a fresh initialisation, or with
 then have the search's structure (--num_layers, --out_filters, --dataset);
 the differences are listed otherwise.
 
+An rnn architecture (an enas_lm cell, e.g. --arc=enas_lm_ptb or a
+--space=rnn search's best_arc.json) is trained as a language model on
+--dataset=ptb (the default for rnn cells; --data_dir holds train.txt,
+valid.txt, test.txt) with the enas_lm GPU recipe, iterate averaging and the
+evaluation protocol of enas_tf.lm_final; summary.json reports the
+validation and test perplexity. Flags shared with CNN training (--epochs,
+--batch_size, --eval_batch_size, --grad_bound, --seed) take the enas_lm
+defaults then unless given (the help shows them as "rnn: ...").
+
 Examples:
   enas-train --flagfile=flags/digits_quick.flags --output_dir=runs/digits
   enas-train --flagfile=flags/cifar10_micro_final.flags --data_dir=~/cifar \
@@ -27,8 +36,11 @@ Examples:
   enas-train --init_from_search=runs/quickstart/search --dataset=digits \
       --valid_size=360 --num_layers=3 --out_filters=8 --pad=1 --epochs=5 \
       --output_dir=runs/inherited
+  enas-train --flagfile=flags/ptb_final.flags --data_dir=~/ptb \
+      --output_dir=runs/ptb_final
 """
 
+import dataclasses
 import os
 import sys
 
@@ -39,8 +51,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from enas_tf import cli, data, inherit, spaces
+from enas_tf import cli, config_lm, data, inherit, spaces
 from enas_tf.config import ChildConfig, TrainConfig
+from enas_tf.config_lm import LmTrainConfig
 from enas_tf.errors import UserError
 
 # Digit and letter images must not be mirrored.
@@ -54,7 +67,7 @@ flags.DEFINE_string(
     "the string or JSON form.",
 )
 flags.DEFINE_enum(
-    "space", None, ["macro", "micro"], "Space of a plain --arc string."
+    "space", None, ["macro", "micro", "rnn"], "Space of a plain --arc string."
 )
 flags.DEFINE_string(
     "init_from_search",
@@ -69,7 +82,10 @@ flags.DEFINE_string(
     "directory is only read.",
 )
 # Data.
-flags.DEFINE_enum("dataset", "digits", list(data.IMAGE_DATASETS), "Dataset.")
+flags.DEFINE_enum(
+    "dataset", "digits", [*data.IMAGE_DATASETS, "ptb"],
+    "Dataset (default: digits; ptb for rnn cells).",
+)
 flags.DEFINE_string(
     "data_dir", None, "Directory with the official dataset files (see enas-data)."
 )
@@ -118,9 +134,17 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_float("l2", 2e-4, "L2 weight on every trainable variable.", lower_bound=0.0)
 # Optimisation.
-flags.DEFINE_integer("epochs", 630, "Training epochs.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 144, "Training batch size.", lower_bound=1)
-flags.DEFINE_integer("eval_batch_size", 100, "Evaluation batch size.", lower_bound=1)
+flags.DEFINE_integer(
+    "epochs", 630, "Training epochs (rnn: 3000 passes over the text).", lower_bound=1
+)
+flags.DEFINE_integer("batch_size", 144, "Training batch size (rnn: 64).", lower_bound=1)
+flags.DEFINE_integer(
+    "eval_batch_size",
+    100,
+    "Evaluation batch size (rnn: 64, the validation batch; the test split is "
+    "scored at batch 1).",
+    lower_bound=1,
+)
 flags.DEFINE_float("lr_max", 0.05, "Maximum learning rate.", lower_bound=0.0)
 flags.DEFINE_float("lr_min", 1e-4, "Minimum learning rate.", lower_bound=0.0)
 flags.DEFINE_integer("lr_t0", 10, "Epochs of the first cosine cycle.", lower_bound=1)
@@ -129,7 +153,10 @@ flags.DEFINE_float(
 )
 flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float(
-    "grad_bound", 5.0, "Global-norm gradient clipping (0: none).", lower_bound=0.0
+    "grad_bound",
+    5.0,
+    "Global-norm gradient clipping (0: none; rnn: 0.25).",
+    lower_bound=0.0,
 )
 flags.DEFINE_float(
     "label_smoothing", 0.0, "Label smoothing.", lower_bound=0.0, upper_bound=0.99
@@ -141,7 +168,9 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
     "flip", None, "Random horizontal flips (default: on, off for digit datasets)."
 )
-flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling, augmentation.")
+flags.DEFINE_integer(
+    "seed", 0, "Seed of initialisation, shuffling, augmentation (rnn: 2126)."
+)
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 # Run.
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
@@ -155,6 +184,28 @@ flags.DEFINE_bool(
     "(loads no data, writes nothing).",
 )
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+# Language models (rnn cells on --dataset=ptb): the enas_lm GPU recipe.
+LM_DEFAULTS = LmTrainConfig()
+LM_FIELDS = [f.name for f in dataclasses.fields(LmTrainConfig)]
+LM_ONLY = [n for n in LM_FIELDS if n not in ("epochs", "batch_size", "eval_batch_size",
+                                              "grad_bound", "seed")]
+for _name in LM_ONLY:
+    _default = getattr(LM_DEFAULTS, _name)
+    if _name == "average":
+        flags.DEFINE_enum(_name, _default, list(config_lm.AVERAGES), config_lm.HELP[_name])
+    elif isinstance(_default, bool):
+        flags.DEFINE_bool(_name, _default, config_lm.HELP[_name])
+    elif isinstance(_default, int):
+        flags.DEFINE_integer(_name, _default, config_lm.HELP[_name], lower_bound=0)
+    else:
+        flags.DEFINE_float(_name, _default, config_lm.HELP[_name], lower_bound=0.0)
+# Flags of image networks only; giving them with an rnn cell is an error.
+CNN_ONLY = (
+    "init_from_search", "download", "valid_size", "out_filters", "num_layers",
+    "keep_prob", "drop_path_keep_prob", "aux_weight", "separable", "layer_base",
+    "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum", "label_smoothing",
+    "cutout_size", "pad", "flip", "jit_compile",
+)
 
 FLAGS = flags.FLAGS
 
@@ -190,6 +241,9 @@ def main(argv: list[str]) -> None:
         space, arc = spaces.resolve_arc(FLAGS.arc, FLAGS.space)
     else:
         space, arc = inherit.search_arc(search)
+    if space.name == "rnn" or FLAGS.dataset == "ptb":
+        return _train_lm(space, arc)
+    _refuse(LM_ONLY, "language models (rnn cells)")
     if space.name not in ("macro", "micro"):
         raise UserError(
             f"enas-train trains CNN architectures (macro or micro); --arc is a "
@@ -281,6 +335,64 @@ def main(argv: list[str]) -> None:
             f"started from: {inherited['inherited_layers']} layers of "
             f"{inherited['checkpoint']} (search epoch {inherited['search_epoch']})"
         )
+    print(f"model:       {os.path.join(out, 'model.keras')}")
+    print(f"summary:     {os.path.join(out, 'summary.json')}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(out, 'logs')}")
+
+
+def _refuse(names, what: str) -> None:
+    """Raises UserError when flags of the other kind of training are given."""
+    given = [f"--{n}" for n in names if FLAGS[n].present]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} only "
+            f"to {what}; drop {'them' if len(given) > 1 else 'it'}."
+        )
+
+
+def _train_lm(space, arc) -> None:
+    """Final training of an enas_lm cell on PTB (`enas_tf.lm_final`)."""
+    dataset = FLAGS.dataset if FLAGS["dataset"].present else "ptb"
+    if space.name != "rnn":
+        raise UserError(
+            f"--dataset=ptb trains language models; --arc is a {space.name} "
+            f"architecture. Give an rnn cell (e.g. --arc=enas_lm_ptb, or the "
+            f"best_arc.json of a --space=rnn search)."
+        )
+    if dataset != "ptb":
+        raise UserError(
+            f"--arc is an rnn cell (a language-model cell): train it with "
+            f"--dataset=ptb; --dataset={dataset} is an image dataset."
+        )
+    _refuse(CNN_ONLY, "image networks (macro or micro)")
+    values = {n: getattr(FLAGS if FLAGS[n].present else LM_DEFAULTS, n) for n in LM_FIELDS}
+    config = LmTrainConfig(**values)
+    config.check()
+    if FLAGS.dry_run:
+        from enas_tf.lm_final import describe
+
+        print(describe(space, arc, config))
+        return
+    if not FLAGS.data_dir:
+        raise UserError(
+            "--dataset=ptb needs --data_dir: the directory holding the Penn "
+            "Treebank files train.txt, valid.txt and test.txt (Mikolov's split)."
+        )
+    corpus = data.load_ptb(FLAGS.data_dir)
+    from enas_tf import lm_final  # TensorFlow after the checks
+
+    print(corpus.summary())
+    print(f"{space.describe()}: {space.format(arc)}")
+    data_settings = {"dataset": "ptb", "data_dir": FLAGS.data_dir}
+    summary = lm_final.train_lm(
+        space, arc, config, corpus, FLAGS.output_dir, data=data_settings,
+        overwrite=FLAGS.overwrite, verbose=FLAGS.verbose,
+    )  # fmt: skip
+    out, s = FLAGS.output_dir, summary
+    print(f"params {s['params']:,}  epochs {s['epochs']}  steps {s['steps']}  "
+          f"({s['evaluation']['weights']} weights)")  # fmt: skip
+    print(f"valid perplexity {s['valid_perplexity']:.2f}  test perplexity "
+          f"{s['test_perplexity']:.2f} ({s['test_targets']:,} tokens)")  # fmt: skip
     print(f"model:       {os.path.join(out, 'model.keras')}")
     print(f"summary:     {os.path.join(out, 'summary.json')}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(out, 'logs')}")

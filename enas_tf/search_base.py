@@ -1,0 +1,256 @@
+"""The ENAS search loop shared by the CNN and the language-model searches.
+
+`SearchBase` runs what every ENAS search does, whatever the child network
+(ENAS sec. 2.2, ENAS_REFERENCE sec. 5, ENAS_LM_REFERENCE sec. 4). Per epoch:
+
+1. child phase (subclass): trains the shared weights, a new architecture
+   sampled from the controller for every step;
+2. controller phase: `controller_steps` updates, each averaging the
+   REINFORCE gradients of `num_aggregate` sampled architectures rewarded by
+   the subclass's `_reward(arc)` on a validation minibatch
+   (`enas_tf.reinforce`);
+3. `log_arcs` sampled architectures are shown with their minibatch reward;
+   metrics go to TensorBoard and `search_log.jsonl` (one JSON line per
+   epoch), and a checkpoint is saved (the last 3 kept).
+
+At the end the derive step samples `derive_samples` architectures, scores
+each with the subclass's `score(arc)` on the whole validation split with the
+shared weights, and writes `best_arc.txt` (the original string form),
+`best_arc.json`, `best_arc.png` (a drawing, also in TensorBoard) and
+`candidates.json`. Neither original has a derive step; this is the paper's
+procedure (sec. 5, "Final architecture selection"), scored on the whole
+split rather than one minibatch.
+
+Run directory: config.json, checkpoints/, logs/ (TensorBoard),
+search_log.jsonl and the derive outputs. Rerunning with the same directory
+resumes after the last finished epoch.
+
+A subclass sets the class attributes (`SAFE_KEYS`, `SCORE_KEY`, ...) and
+implements `_build_model()` (under the strategy's scope), `_checkpointed()`,
+`_build_steps()`, `_child_phase()`, `_reward(arc)`, `score(arc)` and
+`_reward_text(reward)`; `_epoch_metrics()` may add metrics after the
+controller phase.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from enas_tf import draw, rundir, spaces
+from enas_tf.controller import controller_for
+from enas_tf.reinforce import RandomSearch, Reinforce
+
+RUN_FILES = (
+    "checkpoints", "logs", "search_log.jsonl", "best_arc.txt", "best_arc.json",
+    "best_arc.png", "candidates.json",
+)
+
+
+def make_sampler(
+    config: Any,
+    space: spaces.SearchSpace,
+    controller_kwargs: dict[str, Any],
+    reinforce_kwargs: dict[str, Any] | None = None,
+) -> Reinforce | RandomSearch:
+    """The controller and its REINFORCE trainer, or the random baseline.
+
+    Args:
+      config: a search configuration (`controller`, `seed`, `controller_lr`,
+        `entropy_weight`, `baseline_decay`, `num_aggregate`).
+      space: the searched space.
+      controller_kwargs: more `controller_for` arguments (logit shaping).
+      reinforce_kwargs: more `Reinforce` arguments (skip weight, Adam).
+    """
+    if config.controller == "random":
+        return RandomSearch(space, seed=config.seed, num_aggregate=config.num_aggregate)
+    controller = controller_for(space, seed=config.seed, **controller_kwargs)
+    return Reinforce(
+        controller, learning_rate=config.controller_lr,
+        entropy_weight=config.entropy_weight, baseline_decay=config.baseline_decay,
+        num_aggregate=config.num_aggregate, **(reinforce_kwargs or {}),
+    )
+
+
+class SearchBase:
+    """One search run in a run directory (see the module docstring).
+
+    Subclasses check their data, set what `_build_model` needs, then call
+    this constructor.
+
+    Args:
+      config: the search settings (checked; has `search_space()`, `seed`,
+        `epochs`, `controller_steps`, `num_aggregate`, `log_arcs`,
+        `derive_samples`).
+      output_dir: run directory; a compatible earlier run there is resumed.
+      run: the JSON-ready configuration recorded in config.json.
+      overwrite: replace an incompatible earlier run.
+      verbose: 1 for progress output, 0 for none.
+      strategy: the `tf.distribute.Strategy` of the shared-weight training
+        and the rewards (default: the current one, normally one device).
+    """
+
+    # Dotted config.json keys that may change when a run is resumed.
+    SAFE_KEYS: tuple[str, ...] = ()
+    # The derive step's score: candidates.json key, and whether higher wins.
+    SCORE_KEY = "valid_score"
+    HIGHER_IS_BETTER = True
+    # Log the controller's skip rate (macro spaces have skip decisions).
+    LOG_SKIP_RATE = False
+    TRACE_NOTE = ""
+
+    def __init__(self, config: Any, output_dir: str, run: dict[str, Any], *,
+                 overwrite: bool = False, verbose: int = 1,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.config, self.output_dir, self.verbose = config, output_dir, verbose
+        self.space = config.search_space()
+        self.resumed = rundir.prepare(
+            output_dir, run, overwrite=overwrite, safe_keys=self.SAFE_KEYS,
+            run_files=RUN_FILES)
+        self.run_config = run
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        self._check_replicas()
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            self._build_model()
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.sampler = self._build_sampler()
+        self.checkpoint = tf.train.Checkpoint(
+            **self._checkpointed(), sampler=self.sampler, epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=3)
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        self._build_steps()
+        self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+
+    # ----- what a subclass provides -----------------------------------------
+
+    def _check_replicas(self) -> None:
+        """Raises UserError when the strategy does not fit the search."""
+
+    def _build_model(self) -> None:
+        raise NotImplementedError
+
+    def _build_sampler(self) -> Reinforce | RandomSearch:
+        raise NotImplementedError
+
+    def _checkpointed(self) -> dict[str, Any]:
+        """Objects the checkpoint saves besides the sampler and the epoch."""
+        raise NotImplementedError
+
+    def _build_steps(self) -> None:
+        raise NotImplementedError
+
+    def _child_phase(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _reward(self, arc) -> float:
+        raise NotImplementedError
+
+    def score(self, arc) -> float:
+        """The derive step's score of `arc` on the whole validation split."""
+        raise NotImplementedError
+
+    def _reward_text(self, reward: float) -> str:
+        """How a logged architecture's minibatch reward reads."""
+        return f"reward {reward:.3f}"
+
+    def _epoch_metrics(self) -> dict[str, float]:
+        """Metrics computed after the controller phase (none by default)."""
+        return {}
+
+    # ----- phases -------------------------------------------------------------
+
+    def _controller_phase(self) -> dict[str, float]:
+        totals: dict[str, list[float]] = {}
+        for _ in range(self.config.controller_steps):
+            sample = self.sampler.sample(self.config.num_aggregate)
+            rewards = np.array([self._reward(arc) for arc in sample.arc], np.float32)
+            metrics = self.sampler.update(sample.arc, rewards)
+            if self.LOG_SKIP_RATE:
+                metrics["skip_rate"] = float(np.mean(sample.skip_rate))
+            for key, value in metrics.items():
+                totals.setdefault(key, []).append(float(value))
+        return {f"controller/{k}": float(np.mean(v)) for k, v in totals.items()}
+
+    def _log_arcs(self) -> list[tuple[str, float]]:
+        if not self.config.log_arcs:
+            return []
+        sample = self.sampler.sample(self.config.log_arcs)
+        return [(self.space.format(arc.numpy()), self._reward(arc)) for arc in sample.arc]
+
+    # ----- the run ------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Searches the remaining epochs, then derives; returns the best."""
+        log_path = os.path.join(self.output_dir, "search_log.jsonl")
+        if self.verbose and self.TRACE_NOTE and int(self.epoch.numpy()) < self.config.epochs:
+            print(self.TRACE_NOTE)
+        while int(self.epoch.numpy()) < self.config.epochs:
+            epoch = int(self.epoch.numpy())
+            start = time.time()
+            if self.verbose:
+                print(f"Epoch {epoch + 1}/{self.config.epochs}")
+            metrics = self._child_phase()
+            metrics.update(self._controller_phase())
+            metrics.update(self._epoch_metrics())
+            arcs = self._log_arcs()
+            metrics["epoch_seconds"] = round(time.time() - start, 2)
+            with self.writer.as_default(step=epoch + 1):
+                for key, value in metrics.items():
+                    tf.summary.scalar(key, value)
+                if arcs:
+                    tf.summary.text("sampled_architectures", "\n\n".join(
+                        f"`{a}` {self._reward_text(r)}" for a, r in arcs))
+            if self.verbose:
+                shown = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in metrics.items()
+                                  if k.startswith("controller/"))
+                print(f"  controller: {shown}")
+                for arc, reward in arcs:
+                    print(f"  {reward:.3f}  {arc}")
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"epoch": epoch + 1, **metrics,
+                                    "arcs": [{"arc": a, "reward": r} for a, r in arcs]}) + "\n")
+            self.epoch.assign_add(1)
+            self.manager.save()
+        return self.derive()
+
+    def derive(self) -> dict[str, Any]:
+        """Samples `derive_samples` architectures, scores them, writes the best."""
+        key, sign = self.SCORE_KEY, -1.0 if self.HIGHER_IS_BETTER else 1.0
+        sample = self.sampler.sample(self.config.derive_samples)
+        unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in sample.arc.numpy()))
+        candidates = sorted(
+            ({"arc": self.space.format(arc), key: self.score(arc)} for arc in unique),
+            key=lambda c: sign * c[key])
+        best = candidates[0]
+        arc = self.space.parse(best["arc"])
+        meta = {key: best[key], "epoch": int(self.epoch.numpy()), "seed": self.config.seed}
+        out = self.output_dir
+        rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
+        rundir.write_text_atomic(os.path.join(out, "best_arc.json"),
+                                 spaces.json_text(self.space, arc, **meta))
+        rundir.write_json_atomic(os.path.join(out, "candidates.json"), {
+            "space": self.space.name, "config": self.space.config(),
+            "epoch": meta["epoch"], "seed": self.config.seed,
+            "samples": self.config.derive_samples, "candidates": candidates,
+            "flags": self.run_config})
+        draw.write_drawing(os.path.join(out, "best_arc.png"), self.space, arc,
+                           overwrite=True)
+        label = key.replace("_", " ")
+        with self.writer.as_default(step=meta["epoch"]):
+            tf.summary.text("derived_candidates", "\n\n".join(
+                f"`{c['arc']}` {label} {c[key]:.4f}" for c in candidates[:20]))
+            tf.summary.image("derived_architecture",
+                             draw.draw_arc_array(self.space, arc)[None])
+        self.writer.flush()
+        return {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
+
