@@ -4,11 +4,14 @@ Keras `fit` does the work; this module supplies the ENAS pieces:
 SGD with Nesterov momentum, cosine learning rate with warm restarts held
 constant within an epoch, L2 (built into the layers), gradient clipping by
 global norm, the auxiliary loss, drop path fading in over the run, optional
-cutout and label smoothing. Resuming uses Keras' `BackupAndRestore`; the run
-directory layout is:
+cutout and label smoothing. Resuming is exact (`EpochCheckpoints`: every
+variable, the optimizer, the position in the epoch, each epoch's batches a
+function of the seed and the epoch); SIGINT/SIGTERM stop after the current
+step with a checkpoint (`enas_tf.checkpoints`). The run directory layout is:
 
   config.json     what was asked for (checked on resume)
-  backup/         checkpoint after every epoch (model, optimizer, epoch)
+  checkpoints/    after every epoch, and on SIGINT/SIGTERM after the current
+                  step (`EpochCheckpoints`; last 3 kept)
   logs/           TensorBoard (loss, accuracy, learning rate)
   history.csv     one row per epoch, appended across resumes
   model.keras     the trained inference model (stock Keras layers only)
@@ -32,14 +35,14 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from enas_tf import rundir
+from enas_tf import nonfinite, rundir
+from enas_tf.checkpoints import StopRequest, Stopped, restore_newest
 from enas_tf.child import build_child, inference_model
 from enas_tf.config import ChildConfig, TrainConfig
 from enas_tf.data.images import ImageSplits
@@ -52,7 +55,7 @@ from enas_tf.spaces import Arc, SearchSpace
 
 # Outputs of a run directory, removed by `overwrite`.
 RUN_FILES = (
-    "backup", "logs", "history.csv", "model.keras", "summary.json", "inherited.json"
+    "checkpoints", "logs", "history.csv", "model.keras", "summary.json", "inherited.json"
 )
 # Settings that may change when a run is resumed.
 SAFE_KEYS = ("train.epochs", "train.eval_batch_size", "data.data_dir", "verbose")
@@ -154,40 +157,67 @@ def _history(path: str) -> list[dict[str, float]]:
     return [rows[e] for e in sorted(rows)]
 
 
-def _backups(backup_dir: str) -> list[str]:
-    """The `BackupAndRestore` checkpoints a run would resume from."""
-    path = os.path.join(backup_dir, "latest.weights.h5")
-    return [p for p in (path, path + ".bkp") if os.path.exists(p)]
+class _Progbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering epochs out of the whole run (`fit`
+    runs one epoch at a time)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._total = epochs
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = self._total
 
 
-def _check_backup(model: keras.Model, backup_dir: str) -> None:
-    """Fails clearly when no readable checkpoint is left to resume from.
+class EpochCheckpoints(keras.callbacks.Callback):
+    """Checkpoints after every epoch, and on SIGINT/SIGTERM after the step.
 
-    `BackupAndRestore` keeps the previous checkpoint (`.bkp`) and falls back
-    to it when the newest one cannot be read; when neither can, the user must
-    decide, so nothing is deleted here.
+    The checkpoint (`tf.train.CheckpointManager`, written atomically, last 3
+    kept; `enas_tf.checkpoints`) holds every variable of the model including
+    the dropout seed states, the optimizer's variables (its step counter
+    drives the learning rate and drop path), the finished epochs and the
+    batches done in the current one. With the epoch's batches a function of
+    (seed, epoch) (`train_child`), a resumed run computes what an
+    uninterrupted one does.
+
+    Args:
+      model: the compiled training model (optimizer built).
+      directory: the checkpoint directory.
+      stop: the run's `StopRequest`.
     """
-    candidates = _backups(backup_dir)
-    if not candidates:
-        return
-    model.optimizer.build(model.trainable_variables)
-    probe = os.path.join(backup_dir, ".probe.weights.h5")  # Keras wants the suffix
-    for candidate in candidates:
-        try:
-            shutil.copyfile(candidate, probe)
-            model.load_weights(probe)
+
+    def __init__(self, model: keras.Model, directory: str, stop: StopRequest):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            model=[v.value for v in model.variables],
+            optimizer=[v.value for v in model.optimizer.variables],
+            epoch=self.epoch, done=self.done)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=3)
+        self.stop, self.stopped, self._batches = stop, None, 0
+
+    def restore(self) -> None:
+        """Restores the newest readable checkpoint, if any."""
+        restore_newest(self.checkpoint, self.manager)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches = int(self.done.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self.stop.requested is not None:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.stop.requested is not None:
+            self.done.assign(self._batches)  # stopped inside the epoch
+            self.stopped = Stopped(self.stop.requested, self.manager.save())
             return
-        except Exception:  # noqa: BLE001 - any unreadable file is corrupt
-            continue
-        finally:
-            if os.path.exists(probe):
-                os.unlink(probe)
-    raise UserError(
-        f"The checkpoint in {backup_dir} is corrupt or truncated and there is "
-        f"no readable earlier copy, so the run cannot resume. Move that "
-        f"directory away to restart training from scratch in the same "
-        f"--output_dir, or pass --overwrite."
-    )
+        self.epoch.assign(epoch + 1)
+        self.done.assign(0)
+        self.manager.save()
 
 
 def run_config(
@@ -287,7 +317,10 @@ def train_child(
         )
     data = data or {"dataset": splits.name, "valid_size": len(splits.valid_images)}
     config = run_config(space, arc, child, train, data, init_from_search)
-    backup_dir = os.path.join(output_dir, "backup")
+    checkpoint_dir = os.path.join(output_dir, "checkpoints")
+
+    def started() -> bool:  # the run has a checkpoint of its own
+        return tf.train.latest_checkpoint(checkpoint_dir) is not None
 
     def shared_weights():
         return weights_from_search(
@@ -295,9 +328,9 @@ def train_child(
         )
 
     # Read before anything is written, so an unusable search run leaves no
-    # run directory behind; not read when the run resumes from its backup.
+    # run directory behind; not read when the run resumes from its checkpoint.
     inherited = None
-    if init_from_search and not _backups(backup_dir):
+    if init_from_search and not started():
         inherited = shared_weights()
     resumed = rundir.prepare(
         output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
@@ -306,38 +339,43 @@ def train_child(
     model = build_child(
         space, arc, child, image_shape=splits.image_shape, num_classes=splits.num_classes
     )
-    if init_from_search and not _backups(backup_dir):
-        # Once training has started, the run's own backup wins.
-        if inherited is None:  # --overwrite removed the earlier run's backup
+    if init_from_search and not started():
+        # Once training has started, the run's own checkpoint wins.
+        if inherited is None:  # --overwrite removed the earlier run's checkpoints
             inherited = shared_weights()
         _inherit(model, init_from_search, inherited, output_dir, verbose)
     steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
     loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
     aux = len(model.outputs) == 2
     model.compile(
-        optimizer=keras.optimizers.SGD(
+        # Steps with a NaN or Inf gradient are skipped (NonFiniteCallback).
+        optimizer=nonfinite.guard(keras.optimizers.SGD(
             learning_rate=EpochCosineRestarts(
                 train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
             ),
             momentum=train.momentum,
             nesterov=True,
             global_clipnorm=train.grad_bound or None,
-        ),
+        )),
         loss=[loss, loss] if aux else loss,
         loss_weights=[1.0, child.aux_weight] if aux else None,
         metrics=[["accuracy"], []] if aux else ["accuracy"],
         jit_compile=train.jit_compile,
     )
-    train_data = train_dataset(
-        splits,
-        train.batch_size,
-        cutout_size=train.cutout_size,
-        pad=train.pad,
-        flip=train.flip,
-        seed=train.seed,
-    )
-    if aux:
-        train_data = train_data.map(lambda x, y: (x, (y, y)))
+    model.optimizer.build(model.trainable_variables)
+
+    def epoch_data(epoch: int, skip: int) -> tf.data.Dataset:
+        """The batches of `epoch`: a function of (seed, epoch) only."""
+        data = train_dataset(
+            splits,
+            train.batch_size,
+            cutout_size=train.cutout_size,
+            pad=train.pad,
+            flip=train.flip,
+            seed=train.seed + epoch,
+        ).skip(skip)
+        return data.map(lambda x, y: (x, (y, y))) if aux else data
+
     valid_data = None
     if len(splits.valid_images):
         valid_data = eval_dataset(
@@ -346,25 +384,37 @@ def train_child(
         if aux:
             valid_data = valid_data.map(lambda x, y: (x, (y, y)))
     history_path = os.path.join(output_dir, "history.csv")
-    _check_backup(model, backup_dir)
+    stop = StopRequest()
+    checkpoints = EpochCheckpoints(model, checkpoint_dir, stop)
+    checkpoints.restore()
     callbacks = [
-        keras.callbacks.BackupAndRestore(
-            backup_dir, delete_checkpoint=False, double_checkpoint=True
-        ),
+        checkpoints,
         keras.callbacks.CSVLogger(history_path, append=True),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
+        _Progbar(train.epochs),
+        skipped := nonfinite.NonFiniteCallback(model.optimizer, train.max_nonfinite),
     ]
     if any(isinstance(layer, DropPath) for layer in model.layers):
         callbacks.append(DropPathSchedule(train.epochs * steps_per_epoch))
     start = time.time()
-    model.fit(
-        train_data,
-        epochs=train.epochs,
-        validation_data=valid_data,
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles, seeded
-        verbose=verbose,
-    )
+    with stop:
+        # One `fit` per epoch, each on that epoch's batches (skipping those a
+        # stopped run trained on), so that a resumed run sees what an
+        # uninterrupted one does.
+        while (epoch := int(checkpoints.epoch.numpy())) < train.epochs:
+            model.fit(
+                epoch_data(epoch, int(checkpoints.done.numpy())),
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                validation_data=valid_data,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles, seeded
+                verbose=verbose,
+            )
+            if checkpoints.stopped is not None:
+                raise checkpoints.stopped
+            if stop.requested is not None:  # arrived after the last step
+                raise Stopped(stop.requested, checkpoints.manager.latest_checkpoint)
     wall_time = time.time() - start
 
     twin = inference_model(space, arc, child, model)
@@ -396,6 +446,7 @@ def train_child(
         "final_valid_accuracy": valid_curve[-1] if valid_curve else None,
         "test_accuracy": _accuracy(twin, test_data),
         "wall_time_s": round(wall_time, 2),
+        "nonfinite_steps": skipped.total,  # skipped by this process
         "resumed": resumed,
         "inherited": _read_json(os.path.join(output_dir, "inherited.json")),
         "config": config,

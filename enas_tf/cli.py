@@ -2,7 +2,9 @@
 
 Tools call `run(main)` instead of `absl.app.run(main)`. User errors, bad flags
 and extra arguments then print one clear paragraph on stderr and exit with
-status 2, without a traceback; anything else is a bug and keeps its traceback.
+status 2, without a traceback; a run stopped by SIGINT/SIGTERM after saving
+(`enas_tf.checkpoints.Stopped`) exits with 128 + the signal number; anything
+else is a bug and keeps its traceback.
 The library itself never reads flags.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
+from enas_tf.checkpoints import Stopped
 from enas_tf.errors import UserError
 
 USAGE_ERROR = 2
@@ -28,6 +31,19 @@ def fail(message: str) -> None:
     """Prints `message` as a user error and exits with status 2."""
     print(f"{program_name()}: error: {message}", file=sys.stderr)
     sys.exit(USAGE_ERROR)
+
+
+def check_cutout(cutout_size: int, dataset: str) -> None:
+    """Raises UserError when --cutout_size exceeds the dataset's images."""
+    from enas_tf.data.images import IMAGE_SHAPES  # pylint: disable=import-outside-toplevel
+
+    height, width = IMAGE_SHAPES[dataset][:2]
+    if cutout_size > min(height, width):
+        raise UserError(
+            f"--cutout_size={cutout_size} is larger than the {height}x{width} "
+            f"images of {dataset}, so cutout would erase them; give at most "
+            f"{min(height, width)} (0: no cutout)."
+        )
 
 
 def _parse_flags(argv: Sequence[str]) -> list[str]:
@@ -48,6 +64,9 @@ def run(main: Callable[[list[str]], int | None]) -> None:
             fail(str(e))
         except app.UsageError as e:
             fail(f"{e} Run with --help for usage.")
+        except Stopped as e:  # SIGINT / SIGTERM: saved, stopped cleanly
+            print(f"{program_name()}: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
         return None
 
     app.run(wrapped, flags_parser=_parse_flags)

@@ -94,6 +94,8 @@ class TrainConfig:
       flip: random horizontal flips.
       seed: seed of initialisation, shuffling and augmentation.
       jit_compile: compile the training step with XLA.
+      max_nonfinite: steps in a row with a NaN or Inf loss or gradient
+        (each skipped) that stop the run with an error (0: never).
     """
 
     epochs: int = 630
@@ -111,6 +113,7 @@ class TrainConfig:
     flip: bool = True
     seed: int = 0
     jit_compile: bool = False
+    max_nonfinite: int = 10
 
     def check(self) -> None:
         """Raises UserError for out-of-range settings."""
@@ -124,6 +127,7 @@ class TrainConfig:
             )
         if self.grad_bound < 0 or self.cutout_size < 0 or self.pad < 0:
             raise UserError("grad_bound, cutout_size and pad must be >= 0.")
+        _check_max_nonfinite(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +163,8 @@ class SearchConfig:
       derive_samples: architectures sampled and scored at the end.
       flip, pad, cutout_size: training augmentation.
       seed: seed of everything random.
+      max_nonfinite: child steps in a row with a NaN or Inf loss or
+        gradient (each skipped) that stop the search with an error (0: never).
     """
 
     space: str = "micro"
@@ -195,6 +201,7 @@ class SearchConfig:
     pad: int = 4
     cutout_size: int = 0
     seed: int = 0
+    max_nonfinite: int = 10
 
     def check(self) -> None:
         """Raises UserError for out-of-range or contradictory settings."""
@@ -210,6 +217,12 @@ class SearchConfig:
             raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
         if self.log_arcs < 0 or self.l2 < 0 or self.grad_bound < 0:
             raise UserError("log_arcs, l2 and grad_bound must be >= 0.")
+        if self.cutout_size < 0 or self.pad < 0:
+            raise UserError("cutout_size and pad must be >= 0.")
+        _check_max_nonfinite(self)
+        # The supernet's own checks (sizes, out_filters), before anything is
+        # loaded or written.
+        self.child_config().check(self.search_space())
 
     def search_space(self) -> SearchSpace:
         """The space searched."""
@@ -230,6 +243,13 @@ def check_positive(config, keys) -> None:
     for key in keys:
         if getattr(config, key) < 1:
             raise UserError(f"{key} must be >= 1; received {getattr(config, key)}.")
+
+
+def _check_max_nonfinite(config) -> None:
+    if config.max_nonfinite < 0:
+        raise UserError(
+            f"max_nonfinite must be >= 0 (0: never stop); received "
+            f"{config.max_nonfinite}.")
 
 
 def _check_lr_range(config) -> None:

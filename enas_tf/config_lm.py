@@ -72,7 +72,7 @@ class LmSearchConfig:
         entropy_weight, baseline_decay, tanh_constant, temperature: the
         controller and REINFORCE, as in `SearchConfig`.
       reward_constant: the reward is `reward_constant / perplexity`.
-      log_arcs, derive_samples, seed: as in `SearchConfig`.
+      log_arcs, derive_samples, seed, max_nonfinite: as in `SearchConfig`.
     """
 
     space: str = "rnn"
@@ -106,6 +106,7 @@ class LmSearchConfig:
     log_arcs: int = 10
     derive_samples: int = 100
     seed: int = 0
+    max_nonfinite: int = 10
 
     def check(self) -> None:
         """Raises UserError for out-of-range or contradictory settings."""
@@ -152,6 +153,8 @@ class LmTrainConfig:
         carried). The test split is scored at batch 1 (spec sec. 5.3).
       average_after: the NT-ASGD-style averaging trigger (sec. 5.1; 0: off).
       seed: seed of initialisation, dropout and window lengths (2126).
+      max_nonfinite: steps in a row with a NaN or Inf loss or gradient
+        (each skipped) that stop the run with an error (0: never).
     """
 
     hidden_size: int = 800
@@ -175,6 +178,7 @@ class LmTrainConfig:
     eval_batch_size: int = 64
     average_after: int = 10
     seed: int = 2126
+    max_nonfinite: int = 10
 
     def check(self) -> None:
         """Raises UserError for out-of-range settings."""
@@ -205,6 +209,7 @@ def _check_model(config) -> None:
             raise UserError(f"{name} must be in [0, 1); received {value}.")
     if not config.init_range > 0 or not config.learning_rate > 0:
         raise UserError("init_range and learning_rate must be > 0.")
-    for name in ("alpha", "beta", "weight_decay", "grad_bound", "max_steps_per_epoch"):
+    for name in ("alpha", "beta", "weight_decay", "grad_bound", "max_steps_per_epoch",
+                 "max_nonfinite"):
         if getattr(config, name) < 0:
             raise UserError(f"{name} must be >= 0; received {getattr(config, name)}.")

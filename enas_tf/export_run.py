@@ -60,11 +60,19 @@ def read_summary_json(run_dir: _PathLike) -> dict[str, Any]:
     """
     run_dir = Path(run_dir)
     path, hint = run_dir / SUMMARY_FILE, TRAIN_HINT.format(run_dir=run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run_dir {run_dir} is a file, not a run directory; {hint}.")
     if not run_dir.is_dir():
         raise UserError(f"Run directory {run_dir} does not exist; {hint}.")
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if (run_dir / "best_arc.json").is_file():  # an enas-search run
+            raise UserError(
+                f"{run_dir} is a search run (enas-search), not a trained network; "
+                f"train its architecture first with enas-train "
+                f"--arc={run_dir / 'best_arc.json'} --output_dir=RUN, then export RUN."
+            ) from None
         raise UserError(f"{path} is missing (an unfinished run?); {hint}.") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"Cannot read {path}: {e}.") from None

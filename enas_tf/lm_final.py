@@ -44,7 +44,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import lm_loop, lm_training, rundir
+from enas_tf import lm_loop, lm_training, nonfinite, rundir
+from enas_tf.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.config_lm import PTB_VOCAB_SIZE, LmTrainConfig
 from enas_tf.data.ptb import PtbCorpus
 from enas_tf.errors import UserError
@@ -54,7 +55,7 @@ from enas_tf.spaces import Arc, RnnSpace
 RUN_FILES = ("checkpoints", "logs", "history.csv", "model.keras", "summary.json")
 SAFE_KEYS = ("train.epochs", "data.data_dir", "verbose")
 HISTORY_FIELDS = ("epoch", "steps", "train_perplexity", "valid_perplexity",
-                  "averaging", "grad_norm", "seconds")
+                  "averaging", "grad_norm", "seconds", "nonfinite_steps")
 
 
 class IterateAverage(tf.Module):
@@ -143,28 +144,16 @@ def describe(space: RnnSpace, arc: Arc, config: LmTrainConfig,
         f"params {count_params(model):,}"])
 
 
-def _restore(checkpoint: tf.train.Checkpoint, manager: tf.train.CheckpointManager) -> None:
-    """Restores the newest readable checkpoint; fails when none is."""
-    if not manager.checkpoints:
-        return
-    for path in reversed(manager.checkpoints):
-        try:
-            checkpoint.restore(path).expect_partial()
-            return
-        except (tf.errors.OpError, ValueError):
-            continue
-    raise UserError(
-        f"No checkpoint in {manager.directory} is readable (corrupt or truncated), "
-        f"so the run cannot resume. Move that directory away to restart training "
-        f"in the same --output_dir, or pass --overwrite.")
-
-
 def _history(path: str, upto: int) -> list[dict[str, str]]:
     """history.csv rows of epochs <= `upto` (later ones were not saved)."""
     if not os.path.exists(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        return [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto]
+        rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= upto]
+    for row in rows:  # written before the column existed
+        if row.get("nonfinite_steps") is None:
+            row["nonfinite_steps"] = 0
+    return rows
 
 
 def _write_history(path: str, rows: list[dict[str, Any]]) -> None:
@@ -231,13 +220,14 @@ def train_lm(
         dropout_rng=model.dropout_generator)
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
-    _restore(checkpoint, manager)
+    restore_newest(checkpoint, manager)
     regularizers = lm_training.Regularizers(
         alpha=config.alpha, beta=config.beta, weight_decay=config.weight_decay,
         weight_penalty="l2")
     train_step = lm_training.make_train_step(model, optimizer, regularizers,
                                              config.grad_bound or None)
     eval_step = lm_training.make_eval_step(model)
+    skipped = nonfinite.NonFiniteCounter(config.max_nonfinite, "language-model training")
 
     def validate() -> float:
         with averager.applied():
@@ -248,41 +238,49 @@ def train_lm(
     history = _history(history_path, int(epoch.numpy()))
     writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
     start = time.time()
-    while int(epoch.numpy()) < config.epochs:
-        e = int(epoch.numpy())
-        began = time.time()
-        result = lm_loop.train_epoch(
-            train_step, rows, model.initial_state(config.batch_size),
-            np.random.default_rng([config.seed, e]), start=int(position.numpy()),
-            bptt=config.bptt, random_bptt=config.random_bptt,
-            max_steps=config.max_steps_per_epoch,
-            after_step=averager.update if averager.is_active else None,
-            verbose=verbose)
-        position.assign(result.position)
-        valid_ppl = validate()
-        earlier = [float(v) for v in valid_history.numpy()]
-        if not averager.is_active and averaging_due(earlier, valid_ppl, config.average_after):
-            averager.start()
-        valid_history.assign(np.asarray(earlier + [valid_ppl], np.float64))
-        row = {"epoch": e + 1, "steps": int(optimizer.iterations.numpy()),
-               "train_perplexity": round(result.metrics["perplexity"], 4),
-               "valid_perplexity": round(valid_ppl, 4),
-               "averaging": int(averager.is_active),
-               "grad_norm": round(result.metrics["grad_norm"], 5),
-               "seconds": round(time.time() - began, 2)}
-        epoch.assign_add(1)
-        manager.save()
-        history.append(row)
-        _write_history(history_path, history)
-        with writer.as_default(step=e + 1):
-            for key in ("train_perplexity", "valid_perplexity", "averaging"):
-                tf.summary.scalar(key, row[key])
-            for key, value in result.metrics.items():
-                tf.summary.scalar(f"train/{key}", value)
-        if verbose:
-            print(f"epoch {e + 1}/{config.epochs}: {result.steps} steps, train ppl "
-                  f"{row['train_perplexity']:.2f}, valid ppl {valid_ppl:.2f}"
-                  f"{' (averaged weights)' if averager.is_active else ''}")
+    # SIGINT / SIGTERM stop at the end of the epoch (the hidden state carried
+    # through an epoch is not checkpointed).
+    with StopRequest() as stop:
+        while int(epoch.numpy()) < config.epochs:
+            e = int(epoch.numpy())
+            began = time.time()
+            result = lm_loop.train_epoch(
+                train_step, rows, model.initial_state(config.batch_size),
+                np.random.default_rng([config.seed, e]), start=int(position.numpy()),
+                bptt=config.bptt, random_bptt=config.random_bptt,
+                max_steps=config.max_steps_per_epoch,
+                after_step=averager.update if averager.is_active else None,
+                verbose=verbose, nonfinite=skipped)
+            position.assign(result.position)
+            valid_ppl = validate()
+            earlier = [float(v) for v in valid_history.numpy()]
+            if not averager.is_active and averaging_due(earlier, valid_ppl, config.average_after):
+                averager.start()
+            valid_history.assign(np.asarray(earlier + [valid_ppl], np.float64))
+            row = {"epoch": e + 1, "steps": int(optimizer.iterations.numpy()),
+                   "train_perplexity": round(result.metrics["perplexity"], 4),
+                   "valid_perplexity": round(valid_ppl, 4),
+                   "averaging": int(averager.is_active),
+                   "grad_norm": round(result.metrics["grad_norm"], 5),
+                   "seconds": round(time.time() - began, 2),
+                   "nonfinite_steps": int(result.metrics["nonfinite_steps"])}
+            # history.csv first: a resumed run drops rows of epochs after its
+            # checkpoint, so a kill between the two loses nothing.
+            history.append(row)
+            _write_history(history_path, history)
+            epoch.assign_add(1)
+            manager.save()
+            with writer.as_default(step=e + 1):
+                for key in ("train_perplexity", "valid_perplexity", "averaging"):
+                    tf.summary.scalar(key, row[key])
+                for key, value in result.metrics.items():
+                    tf.summary.scalar(f"train/{key}", value)
+            if verbose:
+                print(f"epoch {e + 1}/{config.epochs}: {result.steps} steps, train ppl "
+                      f"{row['train_perplexity']:.2f}, valid ppl {valid_ppl:.2f}"
+                      f"{' (averaged weights)' if averager.is_active else ''}")
+            if stop.requested is not None:  # saved above: stop cleanly
+                raise Stopped(stop.requested, manager.latest_checkpoint)
     writer.flush()
     wall_time = time.time() - start
     with averager.applied():
@@ -305,6 +303,7 @@ def train_lm(
                                      default=None),
         "test_perplexity": test_ppl, "test_targets": test_targets,
         "averaging_from_epoch": averaged[0] if averaged else None,
+        "nonfinite_steps": sum(int(r["nonfinite_steps"]) for r in history),
         "evaluation": {
             "valid": f"batch {config.eval_batch_size}, {config.bptt}-token windows in "
                      "order, state carried, tail dropped",

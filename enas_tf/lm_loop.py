@@ -110,6 +110,7 @@ def train_epoch(
     arc_fn: Callable[[], tf.Tensor] | None = None,
     after_step: Callable[[], Any] | None = None,
     verbose: int = 0,
+    nonfinite: Any = None,
 ) -> EpochResult:
     """Trains on the windows of one epoch (module docstring).
 
@@ -126,12 +127,15 @@ def train_epoch(
       arc_fn: returns the int32 arc of each step (shared model), or None.
       after_step: called after every step (e.g. iterate averaging).
       verbose: 1 for a progress bar.
+      nonfinite: an `enas_tf.nonfinite.NonFiniteCounter` told of every step
+        (it raises UserError after too many skipped steps in a row), or None.
+        Skipped steps stay out of the means; `nonfinite_steps` counts them.
 
     Returns:
       An `EpochResult`.
     """
     batch_len = batched.shape[1]
-    position, steps, tokens, weighted = start, 0, 0, 0.0
+    position, steps, tokens, weighted, skipped = start, 0, 0, 0.0, 0
     if position >= batch_len - 3:
         position = 0
     state, sums = initial_state, dict.fromkeys(_MEANS, 0.0)
@@ -146,19 +150,28 @@ def train_epoch(
         state, metrics = step(x, y, state, scale, *extra)
         if after_step is not None:
             after_step()
-        values = {key: float(metrics[key]) for key in _MEANS}
-        for key in _MEANS:
-            sums[key] += values[key]
+        finite = bool(metrics.get("finite", True))
+        if nonfinite is not None:
+            nonfinite.update(finite, steps)
+        if finite:
+            values = {key: float(metrics[key]) for key in _MEANS}
+            for key in _MEANS:
+                sums[key] += values[key]
+            tokens += length
+            weighted += values["cross_entropy"] * length
+        else:
+            skipped += 1
         steps += 1
-        tokens += length
-        weighted += values["cross_entropy"] * length
         position += length
-        bar.update(steps, [("perplexity", math.exp(min(weighted / tokens, 50.0)))])
+        if tokens:
+            bar.update(steps, [("perplexity", math.exp(min(weighted / tokens, 50.0)))])
         if position >= batch_len - 3:
             position, wrapped = 0, True
             break
-    result = {key: value / steps for key, value in sums.items()}
-    result["perplexity"] = perplexity(weighted, tokens)
+    good = max(steps - skipped, 1)
+    result = {key: value / good for key, value in sums.items()}
+    result["perplexity"] = perplexity(weighted, tokens) if tokens else float("nan")
+    result["nonfinite_steps"] = float(skipped)
     return EpochResult(position, steps, wrapped, result)
 
 

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enas_tf import nonfinite
 from enas_tf.data.ptb import batchify, windows
 from enas_tf.lm import SharedRnnLM
 
@@ -280,7 +281,10 @@ def make_train_step(
     """A `tf.function` SGD step: `step(tokens, targets, state, lr_scale[, arc])`.
 
     Forward with dropout, loss plus regularisers, gradient, global-norm clip
-    at `grad_bound`, gradients times `lr_scale`, `optimizer.apply`. Scaling
+    at `grad_bound`, gradients times `lr_scale`, `optimizer.apply`. A step
+    whose loss or gradients are not all finite applies nothing (the
+    weights and optimizer stay as they were; `enas_tf.nonfinite`) and
+    returns the incoming state unchanged. Scaling
     the clipped gradient by `lr_scale` equals scaling the learning rate for
     plain SGD, the optimiser of every enas_lm recipe (spec sec. 2.5, 5.1);
     with momentum or Adam it would not. Unselected `skip` rows of the shared
@@ -296,7 +300,7 @@ def make_train_step(
     Returns:
       The `tf.function`; it returns `(new_state, metrics)` with float32
       `loss`, `cross_entropy`, `ar`, `tar`, `weight_penalty`, `grad_norm`
-      (before clipping).
+      (before clipping) and bool `finite` (False: the update was skipped).
     """
     variables = model.trainable_variables
     optimizer.build(variables)
@@ -307,10 +311,14 @@ def make_train_step(
                 model, tokens, targets, state, arc, regularizers
             )
         gradients = tape.gradient(loss, variables)
+        finite = nonfinite.all_finite(loss, gradients)
         gradients, norm = clip_gradients(gradients, grad_bound)
         gradients = [scale_gradient(g, lr_scale) for g in gradients]
-        optimizer.apply(gradients, variables)
-        return new_state, {"loss": loss, **terms, "grad_norm": norm}
+        nonfinite.apply_if_finite(optimizer, gradients, variables, finite)
+        # A skipped step does not carry a NaN state into the next window.
+        new_state = tf.nest.map_structure(
+            lambda new, old: tf.where(finite, new, old), new_state, state)
+        return new_state, {"loss": loss, **terms, "grad_norm": norm, "finite": finite}
 
     signature = [*_signature(model), tf.TensorSpec([], tf.float32), *_arc_spec(model)]
     return tf.function(step, input_signature=signature, autograph=False)

@@ -43,6 +43,8 @@ def write_bytes_atomic(path: str, data: bytes, *, overwrite: bool = True) -> Non
       UserError: when `path` exists and `overwrite` is False, or the
         directory cannot be written.
     """
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory; give the path of a file to write.")
     if os.path.exists(path) and not overwrite:
         raise UserError(
             f"{path} already exists; choose another path or pass --overwrite "
@@ -53,7 +55,7 @@ def write_bytes_atomic(path: str, data: bytes, *, overwrite: bool = True) -> Non
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
     except OSError as e:
-        raise UserError(f"Cannot write {path}: {e.strerror}.") from None
+        raise UserError(f"Cannot write {path}: {_reason(directory, e)}.") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -66,6 +68,16 @@ def write_bytes_atomic(path: str, data: bytes, *, overwrite: bool = True) -> Non
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _reason(directory: str, error: OSError) -> str:
+    """Why `directory` cannot be created: a file in the way, or the OS's word."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{path} is a file, not a directory"
+    return error.strerror or str(error)
 
 
 def write_json_atomic(path: str, data: Any) -> None:
@@ -87,6 +99,63 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple]:
     """Dotted keys whose values differ: key -> (old value, new value)."""
     a, b = _flatten(old), _flatten(new)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def _read_run_config(output_dir: str) -> dict[str, Any] | None:
+    """The config.json of the run in `output_dir`; None for a new or empty one.
+
+    Raises:
+      UserError: when the directory holds something else, or its config.json
+        cannot be read.
+    """
+    path = os.path.join(output_dir, CONFIG_FILE)
+    if not (os.path.isdir(output_dir) and os.listdir(output_dir)):
+        return None
+    if not os.path.isfile(path):
+        raise UserError(
+            f"{output_dir} is not empty and holds no {CONFIG_FILE}, so it "
+            f"is not a run directory of this tool; choose another "
+            f"--output_dir (nothing was written)."
+        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(
+            f"Cannot read {path} ({e}); fix or remove it, or choose another "
+            f"--output_dir."
+        ) from None
+    if not isinstance(config, dict):
+        raise UserError(
+            f"{path} is not a run configuration (a JSON object); fix or remove "
+            f"it, or choose another --output_dir."
+        )
+    return config
+
+
+def check_output_dir(output_dir: str) -> None:
+    """The checks of `prepare` that need no configuration, for tools to run
+    before their slow imports: `output_dir` can be created and written, and
+    is empty or a run directory with a readable config.json.
+
+    Raises:
+      UserError: naming the problem; nothing is written.
+    """
+    _read_run_config(output_dir)
+    path = os.path.abspath(output_dir)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UserError(
+            f"Cannot create --output_dir {output_dir}: {path} is a file, not a "
+            f"directory; choose another --output_dir."
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        what = "--output_dir" if path == os.path.abspath(output_dir) else "directory"
+        raise UserError(
+            f"Cannot write --output_dir {output_dir}: {what} {path} is not "
+            f"writable; choose another --output_dir or fix its permissions."
+        )
 
 
 def prepare(
@@ -115,21 +184,8 @@ def prepare(
         run (without `overwrite`), or cannot be written.
     """
     path = os.path.join(output_dir, CONFIG_FILE)
-    if os.path.isdir(output_dir) and os.listdir(output_dir):
-        if not os.path.isfile(path):
-            raise UserError(
-                f"{output_dir} is not empty and holds no {CONFIG_FILE}, so it "
-                f"is not a run directory of this tool; choose another "
-                f"--output_dir (nothing was written)."
-            )
-        try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise UserError(
-                f"Cannot read {path} ({e}); fix or remove it, or choose another "
-                f"--output_dir."
-            ) from None
+    old = _read_run_config(output_dir)
+    if old is not None:
         diff = differences(old, config)
         unsafe = {k: v for k, v in diff.items() if k not in set(safe_keys)}
         if not unsafe:
@@ -152,7 +208,10 @@ def prepare(
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as e:
-        raise UserError(f"Cannot create --output_dir {output_dir}: {e.strerror}.") from None
+        raise UserError(
+            f"Cannot create --output_dir {output_dir}: {_reason(output_dir, e)}; "
+            f"choose another --output_dir."
+        ) from None
     if not os.access(output_dir, os.W_OK):
         raise UserError(f"--output_dir {output_dir} is not writable.")
     write_json_atomic(path, config)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import shared_ops, spaces
+from enas_tf import nonfinite, shared_ops, spaces
 from enas_tf.child_training import EpochCosineRestarts
 from enas_tf.config import SearchConfig
 from enas_tf.data.images import ImageSplits
@@ -119,11 +119,9 @@ class Search(SearchBase):
         }
         super().__init__(config, output_dir, run, overwrite=overwrite, verbose=verbose,
                          strategy=strategy)
-        valid = tf.data.Dataset.from_tensor_slices(
+        self._valid = tf.data.Dataset.from_tensor_slices(
             (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels))
-        self.reward_batches = iter(self._distribute(
-            valid.shuffle(len(splits.valid_images), seed=config.seed)
-            .repeat().batch(config.batch_size, drop_remainder=True)))
+        self._reward_batches, self._reward_next = None, -1
 
     def _check_replicas(self) -> None:
         if self.config.batch_size < self.replicas:
@@ -146,12 +144,15 @@ class Search(SearchBase):
                                 config.lr_t_mul, self.steps_per_epoch),
             momentum=config.momentum, nesterov=True)
         self.optimizer.build(self.net.trainable_variables)
+        # Reward minibatches drawn so far (`_reward_batch`).
+        self.reward_index = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def _build_sampler(self):
         return build_sampler(self.config, self.space)
 
     def _checkpointed(self) -> dict:
-        return {"supernet": weights_checkpoint(self.net), "optimizer": self.optimizer}
+        return {"supernet": weights_checkpoint(self.net), "optimizer": self.optimizer,
+                "reward_index": self.reward_index}
 
     def _distribute(self, dataset: tf.data.Dataset):
         """`dataset`'s batches split over the replicas (as is on one device)."""
@@ -178,8 +179,16 @@ class Search(SearchBase):
         def train(images, labels, arc):
             ctx = tf.distribute.get_replica_context()
             count = ctx.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
+            # Moving statistics before the forward pass updates them.
+            statistics = nonfinite.snapshot(net.non_trainable_variables)
             with tf.GradientTape() as tape:
-                logits = net(images, arc=arc, training=True)
+                # Dropout masks from (seed, step, replica): a resumed run
+                # draws the ones an uninterrupted run would.
+                step = tf.cast(self.optimizer.iterations, tf.int64)
+                replica = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
+                seed = tf.stack([tf.constant(config.seed, tf.int64),
+                                 step * replicas + replica])
+                logits = net(images, arc=arc, training=True, dropout_seed=seed)
                 loss_sum = tf.reduce_sum(
                     tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
                 total = loss_sum / count
@@ -188,15 +197,24 @@ class Search(SearchBase):
                         [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
             variables = net.trainable_variables
             grads = tape.gradient(total, variables)
+            # A NaN or Inf loss or gradient on any replica skips the update
+            # on every replica (the same decision everywhere). One all-reduce
+            # carries the flag with the gradients (a second, unordered one
+            # could pair up differently on different replicas).
+            bad = 1.0 - tf.cast(nonfinite.all_finite(total, grads), tf.float32)
+            if config.grad_bound > 0 and replicas > 1:
+                *grads, bad = ctx.all_reduce("sum", [*grads, bad])
+            elif replicas > 1:
+                bad = ctx.all_reduce("sum", bad)
+            finite = tf.equal(bad, 0.0)
             if config.grad_bound > 0:
-                if replicas > 1:
-                    grads = ctx.all_reduce("sum", grads)
                 grads, _ = tf.clip_by_global_norm(grads, config.grad_bound)
                 if replicas > 1:
                     # The optimizer sums over replicas again.
                     grads = [_scale(g, 1.0 / replicas) for g in grads]
-            self.optimizer.apply(grads, variables)
-            return loss_sum, _correct(logits, labels), count
+            nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
+            nonfinite.restore_unless(finite, net.non_trainable_variables, statistics)
+            return loss_sum, _correct(logits, labels), count, tf.cast(finite, tf.float32)
 
         def evaluate(images, labels, arc):
             logits = net(images, arc=arc, batch_stats=batch_stats)
@@ -207,10 +225,13 @@ class Search(SearchBase):
 
         @tf.function(input_signature=[batch, arc_spec], autograph=False)
         def child_step(batch, arc):
-            loss_sum, correct, count = summed(strategy.run(train, args=(*batch, arc)))
+            """(loss, accuracy, finite): `finite` False when the update was
+            skipped (a NaN or Inf loss or gradient)."""
+            loss_sum, correct, count, finite = summed(
+                strategy.run(train, args=(*batch, arc)))
             # `count` is the global count on every replica: sum / replicas.
             count /= replicas
-            return loss_sum / count, correct / count
+            return loss_sum / count, correct / count, finite > replicas - 0.5
 
         @tf.function(input_signature=[batch, arc_spec], autograph=False)
         def eval_step(batch, arc):
@@ -218,34 +239,70 @@ class Search(SearchBase):
             return tuple(summed(strategy.run(evaluate, args=(*batch, arc))))
 
         self.child_step, self.eval_step = child_step, eval_step
+        # Skipped (non-finite) child steps; too many in a row stop the run.
+        self.nonfinite = nonfinite.NonFiniteCounter(
+            config.max_nonfinite, "CNN search, child phase")
 
     # ----- phases -------------------------------------------------------------
 
     def _child_phase(self) -> dict[str, float]:
         config = self.config
         epoch = int(self.epoch.numpy())
+        # The batches of an epoch depend only on (seed, epoch); a run stopped
+        # inside the phase skips the `child_done` batches it trained on.
+        done = int(self.child_done.numpy())
         data = self._distribute(train_dataset(
             self.splits, config.batch_size, cutout_size=config.cutout_size,
             flip=config.flip, pad=config.pad, seed=config.seed + epoch,
-            drop_remainder=self.replicas > 1))
+            drop_remainder=self.replicas > 1).skip(done))
         bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose,
                                   stateful_metrics=["loss", "accuracy"])
-        losses, accs = [], []
-        for step, batch in enumerate(data):
+        for step, batch in enumerate(data, start=done):
             arc = self.sampler.sample(1).arc[0]
-            loss, acc = self.child_step(batch, arc)
-            losses.append(float(loss))
-            accs.append(float(acc))
-            bar.update(step + 1, [("loss", losses[-1]), ("accuracy", accs[-1])])
+            loss, acc, finite = self.child_step(batch, arc)
+            finite = self.nonfinite.update(finite, step)  # raises after too many
+            loss, acc = (float(loss), float(acc)) if finite else (0.0, 0.0)
+            self.child_sums.assign_add([loss, acc, 1.0, 0.0] if finite else [0.0] * 3 + [1.0])
+            self.child_done.assign_add(1)
+            bar.update(step + 1, [("loss", loss), ("accuracy", acc)])
+            self._stop_if_requested()
         # Each replica kept moving statistics of its part of the batches;
         # rewards and scores use their mean.
         shared_ops.sync_statistics(self.net)
-        return {"child/loss": float(np.mean(losses)), "child/accuracy": float(np.mean(accs)),
+        loss_sum, acc_sum, steps, _ = self.child_sums.numpy()
+        return {"child/loss": float(loss_sum / max(steps, 1)),
+                "child/accuracy": float(acc_sum / max(steps, 1)),
                 "child/learning_rate": float(self.optimizer.learning_rate.numpy())}
 
+    def _epoch_metrics(self) -> dict[str, float]:
+        # child_sums[3]: the epoch's skipped (non-finite) child steps.
+        return {"child/nonfinite_steps": float(self.child_sums.numpy()[3])}
+
     def _reward(self, arc) -> float:
-        correct, count = self.eval_step(next(self.reward_batches), arc)
+        correct, count = self.eval_step(self._reward_batch(), arc)
         return float(correct / count)
+
+    def _reward_batch(self):
+        """The next validation minibatch for a reward.
+
+        Minibatch i is batch `i % P` of pass `i // P` (P = whole batches in
+        the validation split), each pass in an order drawn from
+        (seed, pass): the sequence depends on nothing but the counter, which
+        the checkpoint holds, so a resumed run draws what it would have.
+        """
+        index = int(self.reward_index.numpy())
+        per_pass = max(1, len(self.splits.valid_images) // self.config.batch_size)
+        passes, position = divmod(index, per_pass)
+        if index != self._reward_next:  # a new pass, or the first reward
+            seed = int(np.random.SeedSequence([self.config.seed, passes]).generate_state(1)[0])
+            self._reward_batches = iter(self._distribute(
+                self._valid.shuffle(len(self.splits.valid_images), seed=seed,
+                                    reshuffle_each_iteration=False)
+                .repeat().batch(self.config.batch_size, drop_remainder=True)
+                .take(per_pass).skip(position)))
+        self.reward_index.assign_add(1)
+        self._reward_next = index + 1 if position + 1 < per_pass else -1
+        return next(self._reward_batches)
 
     def _reward_text(self, reward: float) -> str:
         return f"valid minibatch accuracy {reward:.3f}"

@@ -23,7 +23,14 @@ split rather than one minibatch.
 
 Run directory: config.json, checkpoints/, logs/ (TensorBoard),
 search_log.jsonl and the derive outputs. Rerunning with the same directory
-resumes after the last finished epoch.
+resumes from the newest readable checkpoint (`enas_tf.checkpoints`): after
+the last finished epoch, or after SIGINT/SIGTERM at the step where the run
+stopped (the checkpoint holds the steps done in the child and controller
+phases; `STOP_INSIDE_EPOCH`). search_log.jsonl lines of epochs after the
+checkpoint are dropped, so a killed epoch is logged once. With
+`--deterministic` a resumed run computes exactly what an uninterrupted one
+does (tests/resume_test.py); the controller metrics of an epoch stopped
+midway average the updates after the resume.
 
 A subclass sets the class attributes (`SAFE_KEYS`, `SCORE_KEY`, ...) and
 implements `_build_model()` (under the strategy's scope), `_checkpointed()`,
@@ -44,6 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf import draw, rundir, spaces
+from enas_tf.checkpoints import StopRequest, Stopped, restore_newest
 from enas_tf.controller import controller_for
 from enas_tf.reinforce import RandomSearch, Reinforce
 
@@ -78,6 +86,24 @@ def make_sampler(
     )
 
 
+def _keep_epochs(path: str, epochs: int) -> None:
+    """Drops search_log.jsonl lines of epochs after `epochs` (a run killed
+    after logging an epoch but before its checkpoint redoes that epoch)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["epoch"] <= epochs:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a kill
+    if kept != lines:
+        rundir.write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
 class SearchBase:
     """One search run in a run directory (see the module docstring).
 
@@ -104,6 +130,9 @@ class SearchBase:
     # Log the controller's skip rate (macro spaces have skip decisions).
     LOG_SKIP_RATE = False
     TRACE_NOTE = ""
+    # SIGINT / SIGTERM stop after the current step (True) or at the end of
+    # the epoch (False: the child phase cannot resume midway).
+    STOP_INSIDE_EPOCH = True
 
     def __init__(self, config: Any, output_dir: str, run: dict[str, Any], *,
                  overwrite: bool = False, verbose: int = 1,
@@ -121,13 +150,21 @@ class SearchBase:
         with self.strategy.scope():
             self._build_model()
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Where a run stopped inside an epoch (`_stop_if_requested`): steps
+        # done in the child and controller phases, and the child phase's
+        # running sums (the subclass's).
+        self.child_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.controller_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.child_sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False)
         self.sampler = self._build_sampler()
         self.checkpoint = tf.train.Checkpoint(
-            **self._checkpointed(), sampler=self.sampler, epoch=self.epoch)
+            **self._checkpointed(), sampler=self.sampler, epoch=self.epoch,
+            child_done=self.child_done, controller_done=self.controller_done,
+            child_sums=self.child_sums)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=3)
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        restore_newest(self.checkpoint, self.manager)
+        self._stop = StopRequest()
         self._build_steps()
         self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
 
@@ -169,9 +206,27 @@ class SearchBase:
 
     # ----- phases -------------------------------------------------------------
 
+    def _stop_if_requested(self, inside_epoch: bool = True) -> None:
+        """After a step: on SIGINT / SIGTERM, saves a checkpoint and stops.
+
+        The checkpoint holds the position inside the epoch, so the resumed
+        run continues with the next step (`Stopped` carries the path).
+        Searches whose child phase cannot resume midway
+        (`STOP_INSIDE_EPOCH` False) stop at the end of the epoch.
+        """
+        if inside_epoch and not self.STOP_INSIDE_EPOCH:
+            return
+        if self._stop.requested is not None:
+            path = self.manager.save() if inside_epoch else self.manager.latest_checkpoint
+            raise Stopped(self._stop.requested, path)
+
     def _controller_phase(self) -> dict[str, float]:
+        """Controller updates (from `controller_done` on, after a stop).
+
+        The metrics average the updates this process ran.
+        """
         totals: dict[str, list[float]] = {}
-        for _ in range(self.config.controller_steps):
+        while int(self.controller_done.numpy()) < self.config.controller_steps:
             sample = self.sampler.sample(self.config.num_aggregate)
             rewards = np.array([self._reward(arc) for arc in sample.arc], np.float32)
             metrics = self.sampler.update(sample.arc, rewards)
@@ -179,6 +234,8 @@ class SearchBase:
                 metrics["skip_rate"] = float(np.mean(sample.skip_rate))
             for key, value in metrics.items():
                 totals.setdefault(key, []).append(float(value))
+            self.controller_done.assign_add(1)
+            self._stop_if_requested()
         return {f"controller/{k}": float(np.mean(v)) for k, v in totals.items()}
 
     def _log_arcs(self) -> list[tuple[str, float]]:
@@ -190,8 +247,17 @@ class SearchBase:
     # ----- the run ------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Searches the remaining epochs, then derives; returns the best."""
+        """Searches the remaining epochs, then derives; returns the best.
+
+        SIGINT / SIGTERM stop the run cleanly after the current step
+        (`enas_tf.checkpoints.Stopped`); rerunning resumes it.
+        """
+        with self._stop:
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         log_path = os.path.join(self.output_dir, "search_log.jsonl")
+        _keep_epochs(log_path, int(self.epoch.numpy()))
         if self.verbose and self.TRACE_NOTE and int(self.epoch.numpy()) < self.config.epochs:
             print(self.TRACE_NOTE)
         while int(self.epoch.numpy()) < self.config.epochs:
@@ -220,7 +286,11 @@ class SearchBase:
                 f.write(json.dumps({"epoch": epoch + 1, **metrics,
                                     "arcs": [{"arc": a, "reward": r} for a, r in arcs]}) + "\n")
             self.epoch.assign_add(1)
+            self.child_done.assign(0)
+            self.controller_done.assign(0)
+            self.child_sums.assign(tf.zeros_like(self.child_sums))
             self.manager.save()
+            self._stop_if_requested(inside_epoch=False)
         return self.derive()
 
     def derive(self) -> dict[str, Any]:

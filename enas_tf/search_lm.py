@@ -45,7 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import lm_loop, lm_training
+from enas_tf import lm_loop, lm_training, nonfinite
 from enas_tf.config_lm import LmSearchConfig
 from enas_tf.data.ptb import PtbCorpus
 from enas_tf.errors import UserError
@@ -77,6 +77,9 @@ class LmSearch(SearchBase):
     SAFE_KEYS = SAFE_KEYS
     SCORE_KEY = "valid_perplexity"
     HIGHER_IS_BETTER = False
+    # The hidden state carried through the child phase is not checkpointed:
+    # a signal stops the search at the end of the epoch.
+    STOP_INSIDE_EPOCH = False
     TRACE_NOTE = ("The first step traces the shared cell's graph once for every "
                   "architecture and window length; it takes a while.")
 
@@ -128,6 +131,9 @@ class LmSearch(SearchBase):
         self.train_step = lm_training.make_train_step(
             self.model, self.optimizer, regularizers, config.grad_bound or None)
         self.eval_step = lm_training.make_eval_step(self.model)
+        # Skipped (non-finite) child steps; too many in a row stop the run.
+        self.nonfinite = nonfinite.NonFiniteCounter(
+            config.max_nonfinite, "language-model search, child phase")
 
     # ----- phases -------------------------------------------------------------
 
@@ -139,7 +145,8 @@ class LmSearch(SearchBase):
             np.random.default_rng([config.seed, epoch]),
             start=int(self.position.numpy()), bptt=config.bptt,
             max_steps=config.max_steps_per_epoch,
-            arc_fn=lambda: self.sampler.sample(1).arc[0], verbose=self.verbose)
+            arc_fn=lambda: self.sampler.sample(1).arc[0], verbose=self.verbose,
+            nonfinite=self.nonfinite)
         self.position.assign(result.position)
         metrics = {f"child/{key}": value for key, value in result.metrics.items()}
         metrics.update({"child/steps": float(result.steps),

@@ -99,6 +99,18 @@ def bn_mode(training, batch_stats: bool = False):
     return BATCH_STATS if batch_stats else False
 
 
+def dropout(x, rate: float, seed=None):
+    """Dropout of `x` at `rate`; stateless when `seed` (int `[2]`) is given.
+
+    A search passes a seed made of its seed and the optimizer's step, so the
+    masks are a function of the checkpointed state and a resumed run draws
+    the ones an uninterrupted run would (`enas_tf.search`).
+    """
+    if seed is None:
+        return tf.nn.dropout(x, rate=rate)
+    return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+
+
 def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training):
     """Batch norm of `x` with given (not stacked) `[channels]` parameters.
 

@@ -253,13 +253,15 @@ class MacroSupernet(keras.Model):
         )
         return self.bns[f"{name}.bn"](x, 0, training)
 
-    def forward(self, images, arc, training: bool = False):
+    def forward(self, images, arc, training: bool = False, dropout_seed=None):
         """Logits of `arc` on `images`.
 
         Args:
           images: float32 `[batch, height, width, channels]`.
           arc: int32 `[num_decisions]` tensor or sequence.
           training: a batch-norm mode, `shared_ops.bn_mode`.
+          dropout_seed: int `[2]` seed of the classifier dropout (stateless;
+            None: TensorFlow's stateful dropout).
 
         Returns:
           float32 logits `[batch, num_classes]`.
@@ -293,15 +295,17 @@ class MacroSupernet(keras.Model):
                 ]
         features = tf.reduce_mean(prev[-1], axis=[1, 2])
         if training is True and self.keep_prob < 1.0:
-            features = tf.nn.dropout(features, rate=1.0 - self.keep_prob)
+            features = ops.dropout(features, 1.0 - self.keep_prob, dropout_seed)
         return tf.matmul(features, self.shared["logits.fc"].value)
 
-    def call(self, images, arc=None, training=False, batch_stats=False):
+    def call(self, images, arc=None, training=False, batch_stats=False,
+             dropout_seed=None):
         if arc is None:
             raise ValueError(
                 "MacroSupernet needs the architecture: call(images, arc=...)."
             )
-        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats))
+        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats),
+                            dropout_seed=dropout_seed)
 
     def get_config(self):
         return {

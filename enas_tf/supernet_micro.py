@@ -336,7 +336,7 @@ class MicroSupernet(keras.Model):
                     lambda i=i: self._fr(nodes[i], f"cell{p}.end{i}", 0, training))
         return self._concat(nodes, tf.where(~used)[:, 0])
 
-    def forward(self, images, arc, training=False):
+    def forward(self, images, arc, training=False, dropout_seed=None):
         """Logits `[batch, num_classes]` (float32) of `arc` on `images`."""
         arc = tf.convert_to_tensor(arc, tf.int32)
         if arc.shape.rank != 1 or arc.shape[0] not in (None, self.space.num_decisions):
@@ -359,16 +359,18 @@ class MicroSupernet(keras.Model):
         features, rows = prev
         features = tf.reduce_mean(tf.nn.relu(features), axis=[1, 2])
         if training is True and self.keep_prob < 1.0:
-            features = tf.nn.dropout(features, rate=1.0 - self.keep_prob)
+            features = ops.dropout(features, 1.0 - self.keep_prob, dropout_seed)
         fc = tf.gather(self.shared["logits.fc"].value, rows)
         fc = tf.reshape(fc, [-1, self.num_classes])
         return tf.matmul(features, fc)
 
-    def call(self, images, arc=None, training=False, batch_stats=False):
+    def call(self, images, arc=None, training=False, batch_stats=False,
+             dropout_seed=None):
         if arc is None:
             raise ValueError(
                 "MicroSupernet needs the architecture: call(images, arc=...).")
-        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats))
+        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats),
+                            dropout_seed=dropout_seed)
 
     def get_config(self):
         return {

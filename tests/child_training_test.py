@@ -67,7 +67,8 @@ def test_train_resume_and_refusals(digits, tmp_path):
     assert 0.0 <= first["test_accuracy"] <= 1.0
     assert first["final_valid_accuracy"] is not None
     assert first["arc"] == "1 4 0 2 0 0 1 3" and first["params"] > 0
-    for name in ("model.keras", "summary.json", "history.csv", "config.json", "backup", "logs"):
+    for name in ("model.keras", "summary.json", "history.csv", "config.json", "checkpoints",
+                 "logs"):
         assert (tmp_path / "run" / name).exists(), name
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert model.output_shape == (None, 10)
@@ -121,23 +122,33 @@ def test_bad_train_configs(digits, tmp_path):
     assert not (tmp_path / "x").exists()  # refused before writing anything
 
 
-def test_corrupt_checkpoint(digits, tmp_path):
+def _newest_data(run):
+    ckpt = run / "checkpoints"
+    newest = (ckpt / "checkpoint").read_text().split('"')[1]
+    return next(ckpt.glob(f"{newest}.data-*"))
+
+
+def test_corrupt_checkpoint(digits, tmp_path, capfd):
     out = str(tmp_path / "run")
-    latest = tmp_path / "run" / "backup" / "latest.weights.h5"
     train_child(SPACE, ARC, CHILD, TRAIN, digits, out, verbose=0)
-    # After one epoch there is no earlier copy: a damaged checkpoint stops the
+    # After one epoch there is no earlier checkpoint: a damaged one stops the
     # resume with a clear error and nothing is removed.
+    latest = _newest_data(tmp_path / "run")
     good = latest.read_bytes()
     latest.write_bytes(good[:100])
-    with pytest.raises(UserError, match="corrupt or truncated"):
+    with pytest.raises(UserError, match="No checkpoint .* is readable"):
         train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=2), digits, out,
                     verbose=0)
     assert latest.read_bytes() == good[:100]
     assert (tmp_path / "run" / "summary.json").exists()
-    # With an earlier copy (after two epochs), the run falls back to it.
+    # With an earlier checkpoint (after two epochs), the run falls back to it
+    # and says so.
     latest.write_bytes(good)
     train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=2), digits, out, verbose=0)
-    latest.write_bytes(latest.read_bytes()[:100])
+    newest = _newest_data(tmp_path / "run")
+    newest.write_bytes(newest.read_bytes()[:100])
+    capfd.readouterr()
     summary = train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=3), digits,
                           out, verbose=0)
+    assert "corrupt or truncated" in capfd.readouterr().err
     assert summary["epochs"] == 3

@@ -89,9 +89,13 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
     @tf.function(autograph=False)
     def halves_step(images, labels):
         with tf.GradientTape() as tape:
+            # Replica r's dropout seed is (seed, step * replicas + r).
+            step = tf.cast(one.optimizer.iterations, tf.int64) * 2
             loss = tf.add_n([tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels[h], net(images[h], arc=arc, training=True)))
-                for h in (slice(0, 32), slice(32, 64))]) / 64
+                labels[h], net(images[h], arc=arc, training=True,
+                               dropout_seed=tf.stack([tf.constant(TINY.seed, tf.int64),
+                                                      step + r]))))
+                for r, h in enumerate((slice(0, 32), slice(32, 64)))]) / 64
             total = loss + TINY.l2 * tf.add_n([tf.reduce_sum(v * v) for v in variables])
         grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables),
                                           TINY.grad_bound)
@@ -100,7 +104,8 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
 
     expected = halves_step(images, labels)
     batch = next(iter(two._distribute(tf.data.Dataset.from_tensors((images, labels)))))
-    loss, _ = two.child_step(batch, arc)
+    loss, _, finite = two.child_step(batch, arc)
+    assert bool(finite)
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     for a, b in zip(variables, two.net.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

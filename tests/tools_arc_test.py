@@ -115,7 +115,7 @@ def test_info_and_list():
         (["frobnicate"], ["Give a command"]),
         (["--space=cnn", "list"], ["--space=cnn", "macro|micro|rnn|rnn_legacy"]),
         (["--num_nodes=0", "list"], ["num_nodes"]),
-        (["show", "no_such_file.json"], ["needs its space (--space="]),
+        (["show", "no_such_file.json"], ["'no_such_file.json' is not an existing file"]),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(args, fragments):

@@ -22,6 +22,7 @@ Examples:
   enas-arc random --space=macro --num_layers=12 --seed=3
 """
 
+import math
 import os
 import sys
 
@@ -100,7 +101,11 @@ def _info(space: spaces.SearchSpace) -> None:
     print(f"space      {space.describe()}")
     print(f"layout     {space.layout}")
     print(f"decisions  {space.num_decisions}")
-    print(f"size       {space.size()} (~{float(space.size()):.3g})")
+    size = space.size()
+    log10 = math.log10(size)
+    approx = f"{10 ** (log10 % 1):.3g}e+{int(log10):02d}" if log10 >= 300 else f"{float(size):.3g}"
+    exact = str(size) if log10 < 4000 else f"{int(log10) + 1} digits"  # str() limit
+    print(f"size       {exact} (~{approx})")
     width = max(len(n) for n in space.decision_names)
     for i, (name, n) in enumerate(zip(space.decision_names, space.choices_per_decision)):
         print(f"  {i:4d}  {name:<{width}}  {n} choices")

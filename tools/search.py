@@ -36,7 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from enas_tf import cli, config_lm, data
+from enas_tf import cli, config_lm, data, rundir
+from enas_tf.checkpoints import enable_determinism
 from enas_tf.config import SearchConfig
 from enas_tf.config_lm import LmSearchConfig
 from enas_tf.errors import UserError
@@ -87,6 +88,8 @@ HELP = {
     "pad": "Zero padding before the random crop.",
     "cutout_size": "Cutout square side (0: none).",
     "seed": "Seed of everything random.",
+    "max_nonfinite": "Child steps in a row with a NaN or Inf loss or gradient "
+    "(each skipped) that stop the search with an error (0: never).",
 }
 for name in CNN_FIELDS + LM_ONLY:
     default = getattr(DEFAULTS if name in CNN_FIELDS else LM_DEFAULTS, name)
@@ -125,6 +128,10 @@ flags.DEFINE_enum(
     "architecture for all.")
 flags.DEFINE_list(
     "devices", None, "Devices of --strategy=mirrored, e.g. /gpu:0,/gpu:1.")
+flags.DEFINE_bool(
+    "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
+    "killed and resumed computes exactly what an uninterrupted run does (some GPU "
+    "kernels get slower).")
 
 FLAGS = flags.FLAGS
 
@@ -144,6 +151,8 @@ def main(argv: list[str]) -> None:
         values["flip"] = FLAGS.dataset not in NO_FLIP
     config = SearchConfig(**values)
     config.check()
+    cli.check_cutout(config.cutout_size, FLAGS.dataset)
+    rundir.check_output_dir(FLAGS.output_dir)
     splits = data.load_images(
         FLAGS.dataset, data_dir=FLAGS.data_dir, valid_size=FLAGS.valid_size,
         download=FLAGS.download)
@@ -152,6 +161,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.devices and FLAGS.strategy != "mirrored":
         raise UserError("--devices needs --strategy=mirrored.")
     from enas_tf.search import Search, make_strategy  # TensorFlow after the checks
+    if FLAGS.deterministic:
+        enable_determinism(config.seed)
 
     search = Search(
         config, splits, FLAGS.output_dir, overwrite=FLAGS.overwrite,
@@ -190,10 +201,13 @@ def _search_lm() -> None:
         raise UserError(
             "--dataset=ptb needs --data_dir: the directory holding the Penn "
             "Treebank files train.txt, valid.txt and test.txt (Mikolov's split).")
+    rundir.check_output_dir(FLAGS.output_dir)
     corpus = data.load_ptb(FLAGS.data_dir)
     print(corpus.summary())
     print(f"searching {config.search_space().describe()} with {config.controller}")
     from enas_tf.search_lm import LmSearch  # TensorFlow after the checks
+    if FLAGS.deterministic:
+        enable_determinism(config.seed)
 
     search = LmSearch(config, corpus, FLAGS.output_dir, overwrite=FLAGS.overwrite,
                       verbose=FLAGS.verbose,

@@ -51,7 +51,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from enas_tf import cli, config_lm, data, inherit, spaces
+from enas_tf import cli, config_lm, data, inherit, rundir, spaces
+from enas_tf.checkpoints import enable_determinism
 from enas_tf.config import ChildConfig, TrainConfig
 from enas_tf.config_lm import LmTrainConfig
 from enas_tf.errors import UserError
@@ -172,6 +173,11 @@ flags.DEFINE_integer(
     "seed", 0, "Seed of initialisation, shuffling, augmentation (rnn: 2126)."
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_integer(
+    "max_nonfinite", 10, "Training steps in a row with a NaN or Inf loss or "
+    "gradient (each skipped) that stop the run with an error (0: never).",
+    lower_bound=0,
+)
 # Run.
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
 flags.DEFINE_bool(
@@ -184,11 +190,15 @@ flags.DEFINE_bool(
     "(loads no data, writes nothing).",
 )
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_bool(
+    "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
+    "killed and resumed computes exactly what an uninterrupted run does (some GPU "
+    "kernels get slower).")
 # Language models (rnn cells on --dataset=ptb): the enas_lm GPU recipe.
 LM_DEFAULTS = LmTrainConfig()
 LM_FIELDS = [f.name for f in dataclasses.fields(LmTrainConfig)]
 LM_ONLY = [n for n in LM_FIELDS if n not in ("epochs", "batch_size", "eval_batch_size",
-                                              "grad_bound", "seed")]
+                                              "grad_bound", "seed", "max_nonfinite")]
 for _name in LM_ONLY:
     _default = getattr(LM_DEFAULTS, _name)
     if _name == "average":
@@ -276,9 +286,11 @@ def main(argv: list[str]) -> None:
         flip=flip,
         seed=FLAGS.seed,
         jit_compile=FLAGS.jit_compile,
+        max_nonfinite=FLAGS.max_nonfinite,
     )
     child.check(space)
     train.check()
+    cli.check_cutout(train.cutout_size, FLAGS.dataset)
     if search:
         # Before loading data: a mismatch is reported at once.
         inherit.check_compatible(
@@ -288,13 +300,10 @@ def main(argv: list[str]) -> None:
             data.images.IMAGE_SHAPES[FLAGS.dataset],
             data.images.NUM_CLASSES[FLAGS.dataset],
         )
-    # Imported only now: bad flags and architectures are reported without
-    # waiting for TensorFlow.
-    from enas_tf.child_training import train_child
-
     if FLAGS.dry_run:
         _dry_run(space, arc, child)
         return
+    rundir.check_output_dir(FLAGS.output_dir)
 
     splits = data.load_images(
         FLAGS.dataset,
@@ -302,8 +311,14 @@ def main(argv: list[str]) -> None:
         valid_size=FLAGS.valid_size,
         download=FLAGS.download,
     )
+    # Imported only now: bad flags, architectures and data files are
+    # reported without waiting for TensorFlow.
+    from enas_tf.child_training import train_child
+
     print(splits.summary())
     print(f"{space.describe()}: {space.format(arc)}")
+    if FLAGS.deterministic:
+        enable_determinism(FLAGS.seed)
     summary = train_child(
         space,
         arc,
@@ -378,12 +393,15 @@ def _train_lm(space, arc) -> None:
             "--dataset=ptb needs --data_dir: the directory holding the Penn "
             "Treebank files train.txt, valid.txt and test.txt (Mikolov's split)."
         )
+    rundir.check_output_dir(FLAGS.output_dir)
     corpus = data.load_ptb(FLAGS.data_dir)
     from enas_tf import lm_final  # TensorFlow after the checks
 
     print(corpus.summary())
     print(f"{space.describe()}: {space.format(arc)}")
     data_settings = {"dataset": "ptb", "data_dir": FLAGS.data_dir}
+    if FLAGS.deterministic:
+        enable_determinism(config.seed)
     summary = lm_final.train_lm(
         space, arc, config, corpus, FLAGS.output_dir, data=data_settings,
         overwrite=FLAGS.overwrite, verbose=FLAGS.verbose,

@@ -160,6 +160,16 @@ def resolve_arc(
     """
     if space_name is not None and space_name not in SPACES:
         get_space(space_name)  # raises the unknown-space error
+    origin = "The architecture string"
+    if value not in archive.PUBLISHED and os.path.isfile(value):
+        origin = f"Architecture file {value}"
+        try:
+            with open(value, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ArcError(f"Cannot read architecture file {value}: {e}.") from None
+        if space_name is not None and not text.lstrip().startswith("{"):
+            value = text  # a plain string in a file: sized from its length too
     is_json = value.lstrip().startswith("{")
     if value in archive.PUBLISHED or os.path.isfile(value) or is_json:
         expected = get_space(space_name, **sizes) if space_name and sizes else None
@@ -170,6 +180,20 @@ def resolve_arc(
                 f"{space_name} space that was asked for (--space)."
             )
         return space, arc
+    tokens = [t for t in re.split(r"[\s,|]+", value.strip()) if t]
+    if not tokens:
+        raise ArcError(f"{origin} is empty; give the architecture's integers.")
+    if len(tokens) == 1 and not re.fullmatch(r"[+-]?\d+", tokens[0]):
+        if os.path.isdir(value):
+            raise ArcError(
+                f"Architecture {value!r} is a directory; give the file inside "
+                f"it (e.g. {os.path.join(value, 'best_arc.json')})."
+            )
+        raise ArcError(
+            f"Architecture {value!r} is not an existing file, a published "
+            f"name (enas-arc list: {', '.join(archive.PUBLISHED)}) or a string "
+            f"of integers; check the path or the name."
+        )
     if space_name is None:
         raise ArcError(
             "A plain architecture string needs its space (--space=macro, micro, "
@@ -179,7 +203,6 @@ def resolve_arc(
     config = dict(sizes)
     cls = SPACES[space_name]
     if not {"num_layers", "num_nodes"} & set(config):
-        tokens = [t for t in re.split(r"[\s,|]+", value.strip()) if t]
         config.update(cls.config_for_length(len(tokens)) or {})
     space = get_space(space_name, **config)
     return space, space.parse(value)

@@ -23,6 +23,10 @@ from enas_tf.errors import ArcError
 Arc = tuple[int, ...]
 
 _SEPARATORS = re.compile(r"[\s,|]+")
+# Size limits far beyond any real network; they keep a mistyped size from
+# building an arc layout that exhausts memory (macro arcs have L(L+1)/2 integers).
+MAX_LAYERS = 1000
+MAX_NODES = 1000
 
 
 @dataclasses.dataclass(frozen=True)

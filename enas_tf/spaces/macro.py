@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from enas_tf.errors import ArcError
 from enas_tf.spaces.base import (
+    MAX_LAYERS,
     Arc,
     SearchSpace,
     check_at_most,
@@ -106,6 +107,8 @@ class MacroSpace(SearchSpace):
     def _check_sizes(self) -> None:
         check_positive(self.name, num_layers=self.num_layers, num_ops=self.num_ops)
         check_at_most(self.name, "num_ops", self.num_ops, len(MACRO_OPS))
+        # An arc has L(L+1)/2 integers: a larger L would exhaust memory.
+        check_at_most(self.name, "num_layers", self.num_layers, MAX_LAYERS)
 
     @property
     def ops(self) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from enas_tf.errors import ArcError
 from enas_tf.spaces.base import (
+    MAX_NODES,
     Arc,
     SearchSpace,
     check_at_most,
@@ -94,6 +95,7 @@ class MicroSpace(SearchSpace):
     def _check_sizes(self) -> None:
         check_positive(self.name, num_nodes=self.num_nodes, num_ops=self.num_ops)
         check_at_most(self.name, "num_ops", self.num_ops, len(MICRO_OPS))
+        check_at_most(self.name, "num_nodes", self.num_nodes, MAX_NODES)
 
     @property
     def ops(self) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from enas_tf.errors import ArcError
 from enas_tf.spaces.base import (
+    MAX_NODES,
     Arc,
     SearchSpace,
     check_at_most,
@@ -115,6 +116,7 @@ class RnnSpace(SearchSpace):
     def _check_sizes(self) -> None:
         check_positive(self.name, num_nodes=self.num_nodes, num_funcs=self.num_funcs)
         check_at_most(self.name, "num_funcs", self.num_funcs, len(RNN_ACTIVATIONS))
+        check_at_most(self.name, "num_nodes", self.num_nodes, MAX_NODES)
 
     @property
     def activations(self) -> tuple[str, ...]:
@@ -180,6 +182,7 @@ class LegacyRnnSpace(SearchSpace):
         check_at_most(
             self.name, "num_funcs", self.num_funcs, len(LEGACY_RNN_ACTIVATIONS)
         )
+        check_at_most(self.name, "num_nodes", self.num_nodes, MAX_NODES)
 
     @property
     def activations(self) -> tuple[str, ...]:
