@@ -212,7 +212,13 @@ class Search(SearchBase):
                 if replicas > 1:
                     # The optimizer sums over replicas again.
                     grads = [_scale(g, 1.0 / replicas) for g in grads]
-            nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
+            if replicas > 1:
+                # Collectives inside a tf.cond can pair up differently on
+                # different replicas: zero the gradients instead (momentum
+                # still decays on a skipped step).
+                self.optimizer.apply([_masked(g, finite) for g in grads], variables)
+            else:
+                nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
             nonfinite.restore_unless(finite, net.non_trainable_variables, statistics)
             return loss_sum, _correct(logits, labels), count, tf.cast(finite, tf.float32)
 
@@ -323,6 +329,14 @@ def _correct(logits, labels):
     """Correct predictions (float32 scalar)."""
     predictions = tf.argmax(logits, -1, output_type=tf.int32)
     return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+
+
+def _masked(grad, keep):
+    """`grad`, or zeros when `keep` is False (NaN-safe, unlike a product)."""
+    if isinstance(grad, tf.IndexedSlices):
+        values = tf.where(keep, grad.values, tf.zeros_like(grad.values))
+        return tf.IndexedSlices(values, grad.indices, grad.dense_shape)
+    return tf.where(keep, grad, tf.zeros_like(grad))
 
 
 def _scale(grad, factor):

@@ -145,9 +145,11 @@ def test_mirrored_replicas_skip_together(digits, tmp_path):
     for a, b in zip(before, after):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
-    assert int(search.optimizer.iterations.numpy()) == 0
+    # Under several replicas the step applies zeroed gradients (no cond
+    # around collectives): the weights stay, the step counter moves.
+    assert int(search.optimizer.iterations.numpy()) == 1
     _, _, finite = search.child_step(first_batch(search, digits), arc)
-    assert bool(finite) and int(search.optimizer.iterations.numpy()) == 1
+    assert bool(finite) and int(search.optimizer.iterations.numpy()) == 2
     assert search.child_step.experimental_get_tracing_count() == 1
 
 
