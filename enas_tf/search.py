@@ -40,34 +40,6 @@ SAFE_KEYS = (
 )
 
 
-def make_strategy(name: str = "default", devices: list[str] | None = None):
-    """The `tf.distribute.Strategy` called `name`.
-
-    Args:
-      name: "default" (the current strategy: one device) or "mirrored"
-        (synchronous data parallelism on one machine).
-      devices: for "mirrored", the devices (default: every local GPU, or
-        the CPU when there is none).
-
-    Raises:
-      UserError: for an unknown name or device.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name != "mirrored":
-        raise UserError(f"Unknown strategy {name!r}; use default or mirrored.")
-    def short(name):  # "/job:x/.../device:GPU:1", "/gpu:1" -> "gpu:1"
-        return ":".join(name.lower().split(":")[-2:]).rsplit("/", 1)[-1]
-
-    known = {short(d.name) for d in tf.config.list_logical_devices()}
-    unknown = [d for d in devices or () if short(d) not in known]
-    if unknown:
-        raise UserError(
-            f"Unknown device(s) {', '.join(unknown)} in --devices; this machine "
-            f"has {', '.join('/' + d for d in sorted(known))}.")
-    return tf.distribute.MirroredStrategy(devices or None)
-
-
 def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
     """The controller and its REINFORCE trainer, or the random baseline."""
     kwargs = dict(tanh_constant=config.tanh_constant or None,
@@ -198,9 +170,8 @@ class Search(SearchBase):
             variables = net.trainable_variables
             grads = tape.gradient(total, variables)
             # A NaN or Inf loss or gradient on any replica skips the update
-            # on every replica (the same decision everywhere). One all-reduce
-            # carries the flag with the gradients (a second, unordered one
-            # could pair up differently on different replicas).
+            # on every replica (the same decision everywhere); with gradient
+            # clipping one all-reduce carries the flag with the gradients.
             bad = 1.0 - tf.cast(nonfinite.all_finite(total, grads), tf.float32)
             if config.grad_bound > 0 and replicas > 1:
                 *grads, bad = ctx.all_reduce("sum", [*grads, bad])
@@ -212,13 +183,7 @@ class Search(SearchBase):
                 if replicas > 1:
                     # The optimizer sums over replicas again.
                     grads = [_scale(g, 1.0 / replicas) for g in grads]
-            if replicas > 1:
-                # Collectives inside a tf.cond can pair up differently on
-                # different replicas: zero the gradients instead (momentum
-                # still decays on a skipped step).
-                self.optimizer.apply([_masked(g, finite) for g in grads], variables)
-            else:
-                nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
+            nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
             nonfinite.restore_unless(finite, net.non_trainable_variables, statistics)
             return loss_sum, _correct(logits, labels), count, tf.cast(finite, tf.float32)
 
@@ -329,14 +294,6 @@ def _correct(logits, labels):
     """Correct predictions (float32 scalar)."""
     predictions = tf.argmax(logits, -1, output_type=tf.int32)
     return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
-
-
-def _masked(grad, keep):
-    """`grad`, or zeros when `keep` is False (NaN-safe, unlike a product)."""
-    if isinstance(grad, tf.IndexedSlices):
-        values = tf.where(keep, grad.values, tf.zeros_like(grad.values))
-        return tf.IndexedSlices(values, grad.indices, grad.dense_shape)
-    return tf.where(keep, grad, tf.zeros_like(grad))
 
 
 def _scale(grad, factor):

@@ -11,6 +11,7 @@ from enas_tf import data, shared_ops, spaces
 from enas_tf.data.pipeline import train_dataset
 from enas_tf.config import SearchConfig
 from enas_tf.errors import UserError
+from enas_tf.distribute import mirrored_strategy
 from enas_tf.search import Search
 
 TINY = SearchConfig(
@@ -72,7 +73,7 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
     """Two replicas (logical CPUs, see conftest) run one arc, each on half of
     the batch; batch norm uses each replica's own statistics (no cross-replica
     batch norm), so one device computes the same on the two halves."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy(["/cpu:0", "/cpu:1"])
     one = Search(TINY, digits, str(tmp_path / "one"), verbose=0)
     two = Search(TINY, digits, str(tmp_path / "two"), verbose=0, strategy=strategy)
     assert two.replicas == 2

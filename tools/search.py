@@ -160,7 +160,8 @@ def main(argv: list[str]) -> None:
     print(f"searching {config.search_space().describe()} with {config.controller}")
     if FLAGS.devices and FLAGS.strategy != "mirrored":
         raise UserError("--devices needs --strategy=mirrored.")
-    from enas_tf.search import Search, make_strategy  # TensorFlow after the checks
+    from enas_tf.distribute import make_strategy  # TensorFlow after the checks
+    from enas_tf.search import Search
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 
