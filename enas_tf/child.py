@@ -35,8 +35,10 @@ def build_child(
       config: everything else about the network.
       image_shape: `(height, width, channels)`.
       num_classes: number of classes.
-      for_training: with drop path and the auxiliary head as configured;
-        False builds the inference twin without them.
+      for_training: with drop path and the auxiliary head as configured,
+        and batch norm synchronized across the replicas of a distribution
+        strategy (global-batch statistics, as on one device); False builds
+        the inference twin without them.
 
     Returns:
       A Keras model from normalised float32 images to float32 logits; the
@@ -48,7 +50,8 @@ def build_child(
     """
     config.check(space)
     arch = space.decode(arc)
-    blocks = Blocks(config.l2, config.bn_momentum, config.bn_epsilon)
+    blocks = Blocks(config.l2, config.bn_momentum, config.bn_epsilon,
+                    synchronized_bn=for_training)
     common = dict(
         image_shape=tuple(image_shape),
         num_classes=num_classes,

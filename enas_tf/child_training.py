@@ -41,7 +41,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from enas_tf import nonfinite, rundir
+from enas_tf import nonfinite, precision, rundir
 from enas_tf.checkpoints import StopRequest, Stopped, restore_newest
 from enas_tf.child import build_child, inference_model
 from enas_tf.config import ChildConfig, TrainConfig
@@ -280,6 +280,7 @@ def train_child(
     overwrite: bool = False,
     verbose: int = 1,
     init_from_search: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, Any]:
     """Trains `arc`, saves the inference model and a summary.
 
@@ -299,6 +300,9 @@ def train_child(
       init_from_search: an enas-search run directory whose latest shared
         weights the network starts from (`enas_tf.inherit`); applied when
         the run starts, not when it resumes from its own checkpoint.
+      strategy: the `tf.distribute.Strategy` of the training (default: the
+        current one, normally one device); `train.batch_size` is the global
+        batch, split over the replicas.
 
     Returns:
       The summary written to `summary.json`.
@@ -336,57 +340,65 @@ def train_child(
         output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
     )
     keras.utils.set_random_seed(train.seed)
-    model = build_child(
-        space, arc, child, image_shape=splits.image_shape, num_classes=splits.num_classes
-    )
-    if init_from_search and not started():
-        # Once training has started, the run's own checkpoint wins.
-        if inherited is None:  # --overwrite removed the earlier run's checkpoints
-            inherited = shared_weights()
-        _inherit(model, init_from_search, inherited, output_dir, verbose)
-    steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
-    loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
-    aux = len(model.outputs) == 2
-    model.compile(
-        # Steps with a NaN or Inf gradient are skipped (NonFiniteCallback).
-        optimizer=nonfinite.guard(keras.optimizers.SGD(
-            learning_rate=EpochCosineRestarts(
-                train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
-            ),
-            momentum=train.momentum,
-            nesterov=True,
-            global_clipnorm=train.grad_bound or None,
-        )),
-        loss=[loss, loss] if aux else loss,
-        loss_weights=[1.0, child.aux_weight] if aux else None,
-        metrics=[["accuracy"], []] if aux else ["accuracy"],
-        jit_compile=train.jit_compile,
-    )
-    model.optimizer.build(model.trainable_variables)
-
-    def epoch_data(epoch: int, skip: int) -> tf.data.Dataset:
-        """The batches of `epoch`: a function of (seed, epoch) only."""
-        data = train_dataset(
-            splits,
-            train.batch_size,
-            cutout_size=train.cutout_size,
-            pad=train.pad,
-            flip=train.flip,
-            seed=train.seed + epoch,
-        ).skip(skip)
-        return data.map(lambda x, y: (x, (y, y))) if aux else data
-
-    valid_data = None
-    if len(splits.valid_images):
-        valid_data = eval_dataset(
-            splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
+    strategy = strategy or tf.distribute.get_strategy()
+    # Model, optimizer and checkpoint variables live on the strategy's devices.
+    with strategy.scope():
+        # In `train.precision` (logits float32); the inference twin saved
+        # at the end is built outside the policy: float32.
+        with precision.policy(train.precision):
+            model = build_child(
+                space, arc, child, image_shape=splits.image_shape,
+                num_classes=splits.num_classes)
+        if init_from_search and not started():
+            # Once training has started, the run's own checkpoint wins.
+            if inherited is None:  # --overwrite removed the earlier run's checkpoints
+                inherited = shared_weights()
+            _inherit(model, init_from_search, inherited, output_dir, verbose)
+        steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
+        loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
+        aux = len(model.outputs) == 2
+        model.compile(
+            # Steps with a NaN or Inf gradient are skipped (NonFiniteCallback).
+            # float16: loss scaling, whose overflow steps are skipped but
+            # not counted as non-finite (`nonfinite.guard`).
+            optimizer=nonfinite.guard(precision.loss_scaled(train.precision, keras.optimizers.SGD(
+                learning_rate=EpochCosineRestarts(
+                    train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
+                ),
+                momentum=train.momentum,
+                nesterov=True,
+                global_clipnorm=train.grad_bound or None,
+            ))),
+            loss=[loss, loss] if aux else loss,
+            loss_weights=[1.0, child.aux_weight] if aux else None,
+            metrics=[["accuracy"], []] if aux else ["accuracy"],
+            jit_compile=train.jit_compile,
         )
-        if aux:
-            valid_data = valid_data.map(lambda x, y: (x, (y, y)))
-    history_path = os.path.join(output_dir, "history.csv")
-    stop = StopRequest()
-    checkpoints = EpochCheckpoints(model, checkpoint_dir, stop)
-    checkpoints.restore()
+        model.optimizer.build(model.trainable_variables)
+
+        def epoch_data(epoch: int, skip: int) -> tf.data.Dataset:
+            """The batches of `epoch`: a function of (seed, epoch) only."""
+            data = train_dataset(
+                splits,
+                train.batch_size,
+                cutout_size=train.cutout_size,
+                pad=train.pad,
+                flip=train.flip,
+                seed=train.seed + epoch,
+            ).skip(skip)
+            return data.map(lambda x, y: (x, (y, y))) if aux else data
+
+        valid_data = None
+        if len(splits.valid_images):
+            valid_data = eval_dataset(
+                splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
+            )
+            if aux:
+                valid_data = valid_data.map(lambda x, y: (x, (y, y)))
+        history_path = os.path.join(output_dir, "history.csv")
+        stop = StopRequest()
+        checkpoints = EpochCheckpoints(model, checkpoint_dir, stop)
+        checkpoints.restore()
     callbacks = [
         checkpoints,
         keras.callbacks.CSVLogger(history_path, append=True),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from enas_tf.errors import UserError
+from enas_tf.precision import check_precision
 from enas_tf.spaces import MacroSpace, MicroSpace, SearchSpace
 
 
@@ -96,6 +97,10 @@ class TrainConfig:
       jit_compile: compile the training step with XLA.
       max_nonfinite: steps in a row with a NaN or Inf loss or gradient
         (each skipped) that stop the run with an error (0: never).
+      precision: "float32", "mixed_bfloat16" or "mixed_float16" (with
+        dynamic loss scaling; its overflow steps are skipped but not counted
+        by max_nonfinite): the network computes in 16 bits, variables,
+        logits and loss stay float32 (`enas_tf.precision`).
     """
 
     epochs: int = 630
@@ -114,9 +119,11 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False
     max_nonfinite: int = 10
+    precision: str = "float32"
 
     def check(self) -> None:
         """Raises UserError for out-of-range settings."""
+        check_precision(self.precision)
         check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0"))
         _check_lr_range(self)
         if self.lr_t_mul < 1:
@@ -165,6 +172,9 @@ class SearchConfig:
       seed: seed of everything random.
       max_nonfinite: child steps in a row with a NaN or Inf loss or
         gradient (each skipped) that stop the search with an error (0: never).
+      precision: "float32", "mixed_bfloat16" or "mixed_float16" (with
+        dynamic loss scaling) for the supernet; the controller always
+        computes in float32 (`enas_tf.precision`).
     """
 
     space: str = "micro"
@@ -202,11 +212,13 @@ class SearchConfig:
     cutout_size: int = 0
     seed: int = 0
     max_nonfinite: int = 10
+    precision: str = "float32"
 
     def check(self) -> None:
         """Raises UserError for out-of-range or contradictory settings."""
         if self.space not in ("micro", "macro"):
             raise UserError(f"space must be micro or macro; received {self.space!r}.")
+        check_precision(self.precision)
         check_controller(self)
         if self.reward_bn not in ("moving", "batch"):
             raise UserError(f"reward_bn must be moving or batch; received {self.reward_bn!r}.")

@@ -30,11 +30,16 @@ class Blocks:
       l2: L2 weight on every trainable variable (0 disables it).
       bn_momentum: moving-average decay of batch norm.
       bn_epsilon: batch-norm epsilon.
+      synchronized_bn: under a multi-replica `tf.distribute` strategy, batch
+        norm computes its statistics over the global batch (all-reduced
+        across replicas), so N replicas train what one device does on the
+        same global batch; no effect on one device.
     """
 
     l2: float = 0.0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    synchronized_bn: bool = False
 
     def regularizer(self):
         return keras.regularizers.L2(self.l2) if self.l2 > 0 else None
@@ -73,6 +78,7 @@ class Blocks:
             epsilon=self.bn_epsilon,
             beta_regularizer=self.regularizer(),
             gamma_regularizer=self.regularizer(),
+            synchronized=self.synchronized_bn,
             name=name,
         )
 

@@ -154,34 +154,73 @@ class FiniteGuardOptimizer:
     checkpoint layout and the optimizer's class stay those of the wrapped
     optimizer); the patched function carries a `nonfinite_steps` counter
     variable (not tracked by the optimizer) that `NonFiniteCallback` reads.
-    Works in `Model.fit` on one device (the default strategy); under
-    another strategy it leaves the optimizer unguarded.
+
+    Under a `tf.distribute` strategy with several replicas the wrapper first
+    all-reduces the gradients (Keras scales each replica's loss by
+    1/replicas, so the sum is the global batch's gradient) and turns off the
+    optimizer's own all-reduce: the finiteness test, the loss-scale overflow
+    test and `global_clipnorm` clipping then see the global gradient, the
+    same values on every replica. Keras 3 alone clips each replica's
+    gradient before summing, which is not what one device computes on the
+    same global batch.
+
+    A `keras.optimizers.LossScaleOptimizer` (float16) gets non-finite
+    gradients whenever its scale is too high: such an overflow step goes to
+    the wrapper, which skips it and halves the scale, and is not counted.
+    Only an overflow at scale <= 1, where the gradient itself is not
+    finite, is skipped here and counted (a NaN loss thus halves the scale
+    to 1 first: 15 uncounted steps from Keras' 2**15).
     """
 
     @staticmethod
     def guard(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
         if hasattr(optimizer.apply, "nonfinite_steps"):
             return optimizer
-        counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="nonfinite_steps")
+        counter = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="nonfinite_steps",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         original = optimizer.apply
 
         def apply(grads, trainable_variables=None):
-            if (tf.distribute.has_strategy() or not tf.inside_function()
-                    or trainable_variables is None):
+            if not tf.inside_function() or trainable_variables is None:
                 return original(grads, trainable_variables)
             grads = list(grads)
+            ctx = tf.distribute.get_replica_context()
+            if ctx is not None and ctx.num_replicas_in_sync > 1:
+                grads = _all_reduced(ctx, grads, optimizer)
             finite = all_finite(tf.constant(0.0), grads)
-            counter.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
-
-            def do():
-                original(grads, trainable_variables)
-                return tf.constant(True)
-
-            tf.cond(finite, do, lambda: tf.constant(False))
+            passed = finite  # to the wrapped optimizer
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                if not optimizer.built:
+                    optimizer.build(trainable_variables)
+                overflow = tf.greater(optimizer.dynamic_scale, 1.0)
+                passed = tf.logical_or(finite, overflow)
+            counter.assign_add(tf.cast(tf.logical_not(passed), tf.int64))
+            apply_if_finite(_Unguarded(original), grads, trainable_variables, passed)
 
         apply.nonfinite_steps = counter
         optimizer.apply = apply
         return optimizer
+
+
+class _Unguarded:
+    """The wrapped optimizer's original `apply`, for `apply_if_finite`."""
+
+    def __init__(self, apply):
+        self.apply = apply
+
+
+def _all_reduced(ctx, grads, optimizer) -> list:
+    """`grads` summed over the replicas; the optimizer (and a loss-scale
+    optimizer's inner one) then skip their own all-reduce."""
+    present = [g for g in grads if g is not None]
+    reduced = iter(ctx.all_reduce(tf.distribute.ReduceOp.SUM, present) if present else [])
+    grads = [None if g is None else next(reduced) for g in grads]
+    for opt in (optimizer, getattr(optimizer, "inner_optimizer", None)):
+        if opt is not None and hasattr(opt, "_all_reduce_sum_gradients"):
+            # Keras' hook (backend/tensorflow/optimizer.py); already summed.
+            opt._all_reduce_sum_gradients = list
+    return grads
 
 
 def guard(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import nonfinite, shared_ops, spaces
+from enas_tf import nonfinite, precision, shared_ops, spaces
 from enas_tf.child_training import EpochCosineRestarts
 from enas_tf.config import SearchConfig
 from enas_tf.data.images import ImageSplits
@@ -109,7 +109,13 @@ class Search(SearchBase):
         rounding = math.ceil if self.replicas == 1 else math.floor
         self.steps_per_epoch = max(
             1, rounding(len(splits.train_images) / config.batch_size))
-        self.net = build_supernet(config, splits.image_shape, splits.num_classes)
+        # The supernet computes in `config.precision`; the policy is not
+        # left set, so the controller (built later) stays float32.
+        with precision.policy(config.precision):
+            self.net = build_supernet(config, splits.image_shape, splits.num_classes)
+        # float16: dynamic loss scaling in the child step (`_build_steps`).
+        self.loss_scale = (precision.LossScale()
+                           if precision.uses_loss_scale(config.precision) else None)
         # Clipping is done on the all-reduced gradient (`_build_steps`).
         self.optimizer = keras.optimizers.SGD(
             EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
@@ -123,8 +129,11 @@ class Search(SearchBase):
         return build_sampler(self.config, self.space)
 
     def _checkpointed(self) -> dict:
-        return {"supernet": weights_checkpoint(self.net), "optimizer": self.optimizer,
-                "reward_index": self.reward_index}
+        saved = {"supernet": weights_checkpoint(self.net), "optimizer": self.optimizer,
+                 "reward_index": self.reward_index}
+        if self.loss_scale is not None:
+            saved["loss_scale"] = self.loss_scale.checkpoint()
+        return saved
 
     def _distribute(self, dataset: tf.data.Dataset):
         """`dataset`'s batches split over the replicas (as is on one device)."""
@@ -147,6 +156,7 @@ class Search(SearchBase):
         arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
         batch_stats = config.reward_bn == "batch"
         replicas = self.replicas
+        loss_scale = self.loss_scale
 
         def train(images, labels, arc):
             ctx = tf.distribute.get_replica_context()
@@ -167,17 +177,27 @@ class Search(SearchBase):
                 if config.l2 > 0:
                     total += config.l2 / replicas * tf.add_n(
                         [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+                # float16: scaled so that small gradients do not underflow.
+                scaled = total if loss_scale is None else loss_scale.scale_loss(total)
             variables = net.trainable_variables
-            grads = tape.gradient(total, variables)
+            grads = tape.gradient(scaled, variables)
+            if loss_scale is not None:
+                grads = loss_scale.unscale(grads)
             # A NaN or Inf loss or gradient on any replica skips the update
             # on every replica (the same decision everywhere); with gradient
             # clipping one all-reduce carries the flag with the gradients.
-            bad = 1.0 - tf.cast(nonfinite.all_finite(total, grads), tf.float32)
+            # [loss not finite, a gradient not finite]: apart, since under
+            # loss scaling the second alone is an overflow, not a failure.
+            bad = 1.0 - tf.cast(tf.stack([nonfinite.all_finite(total),
+                                          nonfinite.all_finite(0.0, grads)]), tf.float32)
             if config.grad_bound > 0 and replicas > 1:
                 *grads, bad = ctx.all_reduce("sum", [*grads, bad])
             elif replicas > 1:
                 bad = ctx.all_reduce("sum", bad)
-            finite = tf.equal(bad, 0.0)
+            finite = tf.reduce_all(tf.equal(bad, 0.0))  # applied
+            failed, overflow = tf.logical_not(finite), tf.constant(False)
+            if loss_scale is not None:
+                failed, overflow = loss_scale.classify(bad[0], bad[1])
             if config.grad_bound > 0:
                 grads, _ = tf.clip_by_global_norm(grads, config.grad_bound)
                 if replicas > 1:
@@ -185,7 +205,9 @@ class Search(SearchBase):
                     grads = [_scale(g, 1.0 / replicas) for g in grads]
             nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
             nonfinite.restore_unless(finite, net.non_trainable_variables, statistics)
-            return loss_sum, _correct(logits, labels), count, tf.cast(finite, tf.float32)
+            return (loss_sum, _correct(logits, labels), count,
+                    tf.cast(tf.logical_not(failed), tf.float32),
+                    tf.cast(overflow, tf.float32))
 
         def evaluate(images, labels, arc):
             logits = net(images, arc=arc, batch_stats=batch_stats)
@@ -197,9 +219,15 @@ class Search(SearchBase):
         @tf.function(input_signature=[batch, arc_spec], autograph=False)
         def child_step(batch, arc):
             """(loss, accuracy, finite): `finite` False when the update was
-            skipped (a NaN or Inf loss or gradient)."""
-            loss_sum, correct, count, finite = summed(
+            skipped for a NaN or Inf loss or gradient; a float16 overflow
+            skips the update too but is not a failure (`LossScale`)."""
+            loss_sum, correct, count, finite, overflow = summed(
                 strategy.run(train, args=(*batch, arc)))
+            if loss_scale is not None:
+                # The flags are all-reduced: every replica decided the same.
+                overflow = overflow > 0.5
+                loss_scale.update(overflow, tf.logical_and(
+                    finite > replicas - 0.5, tf.logical_not(overflow)))
             # `count` is the global count on every replica: sum / replicas.
             count /= replicas
             return loss_sum / count, correct / count, finite > replicas - 0.5
@@ -243,7 +271,9 @@ class Search(SearchBase):
         loss_sum, acc_sum, steps, _ = self.child_sums.numpy()
         return {"child/loss": float(loss_sum / max(steps, 1)),
                 "child/accuracy": float(acc_sum / max(steps, 1)),
-                "child/learning_rate": float(self.optimizer.learning_rate.numpy())}
+                "child/learning_rate": float(self.optimizer.learning_rate.numpy()),
+                **({"child/loss_scale": float(self.loss_scale.scale.numpy())}
+                   if self.loss_scale is not None else {})}
 
     def _epoch_metrics(self) -> dict[str, float]:
         # child_sums[3]: the epoch's skipped (non-finite) child steps.

@@ -68,9 +68,12 @@ def moving_statistic(layer: keras.layers.Layer, name: str, shape, initializer):
     synchronisation point (which a `tf.switch_case` branch or a nested
     `tf.function` cannot hold), and reading it across replicas (checkpoints,
     `sync_statistics`) gives their mean. On one device it is a plain variable.
+    Never autocast: under a mixed-precision policy the statistics stay
+    float32 variables (read and assigned as such), as in Keras' BatchNorm.
     """
     var = keras.Variable(initializer, shape=shape, trainable=False, name=name,
-                         synchronization="on_read", aggregation="mean")
+                         synchronization="on_read", aggregation="mean",
+                         autocast=False)
     layer._track_variable(var)
     return var
 
@@ -127,12 +130,20 @@ def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training):
       (m * momentum + batch * (1 - momentum); the variance average uses the
       unbiased batch variance, as TensorFlow's fused kernel does); at
       inference `y` uses `mean` and `var`, and `stats` is None.
+
+    With a float16 or bfloat16 `x` (mixed precision) the parameters and
+    statistics are float32 and so is the arithmetic; `y` has `x`'s dtype.
     """
+    gamma, beta, mean, var = (
+        tf.cast(t, tf.float32) for t in (gamma, beta, mean, var))
     if not training:
         # The formula of Keras' BatchNormalization at inference, so a child
         # with copied weights computes the same numbers.
-        return tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon), None
-    # One fused kernel normalises and computes the new moving averages.
+        y = tf.nn.batch_normalization(
+            tf.cast(x, tf.float32), mean, var, beta, gamma, epsilon)
+        return tf.cast(y, x.dtype), None
+    # One fused kernel normalises and computes the new moving averages
+    # (16-bit `x` with float32 parameters is a fused-kernel signature).
     y, new_mean, new_var = tf.compat.v1.nn.fused_batch_norm(
         x, gamma, beta, mean, var, epsilon=epsilon, is_training=True,
         exponential_avg_factor=1.0 - momentum,

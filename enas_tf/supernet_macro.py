@@ -275,7 +275,10 @@ class MacroSupernet(keras.Model):
                 f"{self.space.describe()}: expected an arc of "
                 f"{self.space.num_decisions} integers; received shape {arc.shape}."
             )
-        x = ops.conv(tf.cast(images, tf.float32), self.shared["stem.conv"].value)
+        # Under a mixed-precision policy the computation is 16-bit: the
+        # layer's autocast scope casts the weights read with `.value`.
+        x = ops.conv(tf.cast(images, self.compute_dtype),
+                     self.shared["stem.conv"].value)
         prev = [self.bns["stem.bn"](x, 0, training)]
         start = 0
         for layer in range(self.num_layers):
@@ -296,7 +299,8 @@ class MacroSupernet(keras.Model):
         features = tf.reduce_mean(prev[-1], axis=[1, 2])
         if training is True and self.keep_prob < 1.0:
             features = ops.dropout(features, 1.0 - self.keep_prob, dropout_seed)
-        return tf.matmul(features, self.shared["logits.fc"].value)
+        # float32 logits, whatever the compute dtype.
+        return tf.cast(tf.matmul(features, self.shared["logits.fc"].value), tf.float32)
 
     def call(self, images, arc=None, training=False, batch_stats=False,
              dropout_seed=None):

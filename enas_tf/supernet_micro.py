@@ -345,7 +345,10 @@ class MicroSupernet(keras.Model):
                 f"{self.space.num_decisions} integers; received shape {arc.shape}."
             )
         half = 4 * self.num_nodes
-        x = ops.conv(tf.cast(images, tf.float32), self.shared["stem.conv"].value)
+        # Under a mixed-precision policy the computation is 16-bit: the
+        # layer's autocast scope casts the weights read with `.value`.
+        x = ops.conv(tf.cast(images, self.compute_dtype),
+                     self.shared["stem.conv"].value)
         stem = self.bns["stem.bn"](x, 0, training)
         prev_prev = prev = (stem, tf.zeros([1], tf.int64))
         for p in range(self.num_layers + 2):
@@ -362,7 +365,7 @@ class MicroSupernet(keras.Model):
             features = ops.dropout(features, 1.0 - self.keep_prob, dropout_seed)
         fc = tf.gather(self.shared["logits.fc"].value, rows)
         fc = tf.reshape(fc, [-1, self.num_classes])
-        return tf.matmul(features, fc)
+        return tf.cast(tf.matmul(features, fc), tf.float32)  # float32 logits
 
     def call(self, images, arc=None, training=False, batch_stats=False,
              dropout_seed=None):

@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from enas_tf import cli, config_lm, data, rundir
+from enas_tf import cli, config_lm, data, precision, rundir
 from enas_tf.checkpoints import enable_determinism
 from enas_tf.config import SearchConfig
 from enas_tf.config_lm import LmSearchConfig
@@ -90,6 +90,8 @@ HELP = {
     "seed": "Seed of everything random.",
     "max_nonfinite": "Child steps in a row with a NaN or Inf loss or gradient "
     "(each skipped) that stop the search with an error (0: never).",
+    "precision": "Supernet compute dtype: float32, mixed_bfloat16 (CPU, TPU) or "
+    "mixed_float16 (GPU; dynamic loss scaling); the controller stays float32.",
 }
 for name in CNN_FIELDS + LM_ONLY:
     default = getattr(DEFAULTS if name in CNN_FIELDS else LM_DEFAULTS, name)
@@ -99,10 +101,11 @@ for name in CNN_FIELDS + LM_ONLY:
         text = text.rstrip(".") + (f" (rnn: {lm_default:g})." if name != "space" else ".")
     if name == "flip":
         flags.DEFINE_bool("flip", None, text)
-    elif name in ("space", "controller", "reward_bn"):
+    elif name in ("space", "controller", "reward_bn", "precision"):
         choices = {"space": ["micro", "macro", "rnn"],
                    "controller": ["reinforce", "random"],
-                   "reward_bn": ["moving", "batch"]}[name]
+                   "reward_bn": ["moving", "batch"],
+                   "precision": list(precision.PRECISIONS)}[name]
         flags.DEFINE_enum(name, default, choices, text)
     elif isinstance(default, bool):
         flags.DEFINE_bool(name, default, text)
@@ -132,6 +135,9 @@ flags.DEFINE_bool(
     "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
     "killed and resumed computes exactly what an uninterrupted run does (some GPU "
     "kernels get slower).")
+flags.DEFINE_bool(
+    "jit_compile", False, "Compile the child step with XLA: refused, XLA cannot "
+    "compile the supernets' gradient (enas-train --jit_compile can).")
 
 FLAGS = flags.FLAGS
 
@@ -139,6 +145,8 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
+    if FLAGS.jit_compile:  # any space; before anything is read or written
+        precision.refuse_search_jit_compile()
     if not FLAGS.output_dir:
         raise UserError("Give the run directory with --output_dir.")
     if not FLAGS["verbosity"].present:  # TF logs every checkpoint write at INFO

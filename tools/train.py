@@ -51,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from enas_tf import cli, config_lm, data, inherit, rundir, spaces
+from enas_tf import cli, config_lm, data, inherit, precision, rundir, spaces
 from enas_tf.checkpoints import enable_determinism
 from enas_tf.config import ChildConfig, TrainConfig
 from enas_tf.config_lm import LmTrainConfig
@@ -173,6 +173,11 @@ flags.DEFINE_integer(
     "seed", 0, "Seed of initialisation, shuffling, augmentation (rnn: 2126)."
 )
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_enum(
+    "precision", "float32", list(precision.PRECISIONS),
+    "Compute dtype of the network: float32, mixed_bfloat16 (CPU, TPU) or "
+    "mixed_float16 (GPU; dynamic loss scaling); variables, logits, loss and "
+    "the saved model.keras stay float32.")
 flags.DEFINE_integer(
     "max_nonfinite", 10, "Training steps in a row with a NaN or Inf loss or "
     "gradient (each skipped) that stop the run with an error (0: never).",
@@ -214,7 +219,7 @@ CNN_ONLY = (
     "init_from_search", "download", "valid_size", "out_filters", "num_layers",
     "keep_prob", "drop_path_keep_prob", "aux_weight", "separable", "layer_base",
     "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum", "label_smoothing",
-    "cutout_size", "pad", "flip", "jit_compile",
+    "cutout_size", "pad", "flip", "jit_compile", "precision",
 )
 
 FLAGS = flags.FLAGS
@@ -287,6 +292,7 @@ def main(argv: list[str]) -> None:
         seed=FLAGS.seed,
         jit_compile=FLAGS.jit_compile,
         max_nonfinite=FLAGS.max_nonfinite,
+        precision=FLAGS.precision,
     )
     child.check(space)
     train.check()

@@ -74,7 +74,9 @@ def train_dataset(
       pad: zero padding on each side before the random crop (only when
         `augment`); 0 disables pad-and-crop.
       shuffle: reshuffle the whole split every epoch (buffer = split size).
-      seed: makes the shuffle order and the augmentation reproducible.
+      seed: makes the shuffle order and the augmentation reproducible;
+        without `repeat`, every iterator of the dataset then yields the same
+        batches (a new epoch needs a new seed).
       repeat: repeat forever (each repetition is a new epoch).
       drop_remainder: drop the last, smaller batch of each pass.
 
@@ -121,14 +123,18 @@ def train_dataset(
             x = _cutout(x, cutout_size, cutout_seed)
         return x, tf.cast(label, tf.int32)
 
+    # With a seed and no repeat, every iterator of the dataset yields the
+    # same batches: `tf.distribute` and Keras may open more than one (the
+    # order must not depend on that); a new seed gives a new epoch.
+    fresh = seed is None or repeat
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
-        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=fresh)
     if repeat:
         ds = ds.repeat()
     if crop or do_flip or cutout_size > 0:
         op_seeds = tf.data.Dataset.random(
-            seed=augment_seed, rerandomize_each_iteration=True
+            seed=augment_seed, rerandomize_each_iteration=fresh
         ).batch(2)
         ds = tf.data.Dataset.zip((ds, op_seeds)).map(
             transform, num_parallel_calls=tf.data.AUTOTUNE
