@@ -86,6 +86,8 @@ def main() -> None:
         first[name] = (time.perf_counter() - start, float(np.ravel(loss)[0]))
         for _ in range(args.warmup - 1):
             models[name].train_on_batch(x, y)
+        print(f"{name}: built, compiled and warmed up in "
+              f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     rates = {name: [] for name in models}
     for _ in range(args.rounds):
         for name, model in models.items():

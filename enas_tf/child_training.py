@@ -35,18 +35,20 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import time
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from enas_tf import nonfinite, precision, rundir
+from enas_tf import distribute, nonfinite, precision, rundir
 from enas_tf.checkpoints import StopRequest, Stopped, restore_newest
 from enas_tf.child import build_child, inference_model
 from enas_tf.config import ChildConfig, TrainConfig
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, train_dataset
+from enas_tf.distribute import Workers
 from enas_tf.errors import UserError
 from enas_tf.flops import count_flops, count_params
 from enas_tf.inherit import Inheritance, load_inherited, weights_from_search
@@ -153,7 +155,9 @@ def _history(path: str) -> list[dict[str, float]]:
     rows: dict[int, dict[str, float]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if v}
+            # Keras' CSVLogger writes NA for val_* columns without validation.
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()
+                                       if v and v != "NA"}
     return [rows[e] for e in sorted(rows)]
 
 
@@ -185,9 +189,14 @@ class EpochCheckpoints(keras.callbacks.Callback):
       model: the compiled training model (optimizer built).
       directory: the checkpoint directory.
       stop: the run's `StopRequest`.
+      workers: the run's `enas_tf.distribute.Workers`: in a multi-worker run
+        every worker restores from `directory` and saves (the chief there,
+        the others to a private directory), and all stop after the same
+        step when any of them receives a signal.
     """
 
-    def __init__(self, model: keras.Model, directory: str, stop: StopRequest):
+    def __init__(self, model: keras.Model, directory: str, stop: StopRequest,
+                 workers: Workers | None = None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -196,28 +205,71 @@ class EpochCheckpoints(keras.callbacks.Callback):
             optimizer=[v.value for v in model.optimizer.variables],
             epoch=self.epoch, done=self.done)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=3)
+        self.workers = workers or Workers(tf.distribute.get_strategy())
+        self.saver = self.manager
+        if not self.workers.is_chief:
+            self.saver = tf.train.CheckpointManager(
+                self.checkpoint, self.workers.checkpoint_dir(directory), max_to_keep=1)
         self.stop, self.stopped, self._batches = stop, None, 0
 
     def restore(self) -> None:
         """Restores the newest readable checkpoint, if any."""
         restore_newest(self.checkpoint, self.manager)
+        self.workers.check_same("the restored position (epoch, batches done)",
+                                [self.epoch.numpy(), self.done.numpy()])
 
     def on_epoch_begin(self, epoch, logs=None):
         self._batches = int(self.done.numpy())
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
-        if self.stop.requested is not None:
+        if self.workers.any_stop(self.stop.requested is not None):
             self.model.stop_training = True
+            self.stop.requested = self.stop.requested or signal.SIGTERM
 
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and self.stop.requested is not None:
             self.done.assign(self._batches)  # stopped inside the epoch
-            self.stopped = Stopped(self.stop.requested, self.manager.save())
+            path = self.saver.save()
+            self.stopped = Stopped(self.stop.requested, path if self.workers.is_chief
+                                   else self.manager.directory)
             return
         self.epoch.assign(epoch + 1)
         self.done.assign(0)
-        self.manager.save()
+        self.saver.save()
+
+
+def _build_compiled(model: keras.Model, dataset: tf.data.Dataset) -> None:
+    """Makes Keras 3's `fit` work under `MultiWorkerMirroredStrategy`.
+
+    Two steps of Keras' TensorFlow trainer fail there: the first `fit`
+    reduces a distributed batch across replicas to build the compiled loss
+    and metrics ("unsupported type PerReplica"), and each step reduces the
+    scalar metrics with `axis=0` ("Invalid reduction dimension 0"). The
+    first is done here from one undistributed batch (under the strategy's
+    scope); the second reduces per-replica values over the replicas
+    (`axis=None`), as Keras does for one machine's replicas.
+    """
+    model._symbolic_build(data_batch=next(iter(dataset)))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    from keras.src.backend.tensorflow import trainer  # noqa: PLC0415
+
+    if getattr(trainer.reduce_per_replica, "enas_tf_fixed", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and reduction in ("auto", "mean")):
+            def mean(v):
+                if isinstance(v, tf.distribute.DistributedValues):
+                    return strategy.reduce("MEAN", v, axis=None)
+                return v
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.enas_tf_fixed = True
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def run_config(
@@ -249,8 +301,10 @@ def _inherit(
     inherited: Inheritance,
     output_dir: str,
     verbose: int,
+    write: bool = True,
 ) -> None:
-    """Sets `model` from the search's shared weights; writes inherited.json."""
+    """Sets `model` from the search's shared weights; writes inherited.json
+    (with `write`: the chief of a multi-worker run)."""
     fresh = load_inherited(model, inherited.weights)
     record = {
         "run_dir": os.path.abspath(init_from_search),
@@ -259,6 +313,8 @@ def _inherit(
         "inherited_layers": len(inherited.weights),
         "fresh_layers": fresh,
     }
+    if not write:
+        return
     rundir.write_json_atomic(os.path.join(output_dir, "inherited.json"), record)
     if verbose:
         kept = f"; fresh: {', '.join(fresh)}" if fresh else ""
@@ -336,11 +392,17 @@ def train_child(
     inherited = None
     if init_from_search and not started():
         inherited = shared_weights()
-    resumed = rundir.prepare(
-        output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
-    )
-    keras.utils.set_random_seed(train.seed)
     strategy = strategy or tf.distribute.get_strategy()
+    # Multi-worker: the chief writes the run directory, the others wait.
+    workers = Workers(strategy)
+    if workers.is_chief:
+        resumed = rundir.prepare(
+            output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS,
+            run_files=RUN_FILES)
+    workers.barrier()
+    if not workers.is_chief:
+        resumed = started()
+    keras.utils.set_random_seed(train.seed)
     # Model, optimizer and checkpoint variables live on the strategy's devices.
     with strategy.scope():
         # In `train.precision` (logits float32); the inference twin saved
@@ -353,7 +415,8 @@ def train_child(
             # Once training has started, the run's own checkpoint wins.
             if inherited is None:  # --overwrite removed the earlier run's checkpoints
                 inherited = shared_weights()
-            _inherit(model, init_from_search, inherited, output_dir, verbose)
+            _inherit(model, init_from_search, inherited, output_dir, verbose,
+                     write=workers.is_chief)
         steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
         loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
         aux = len(model.outputs) == 2
@@ -386,23 +449,29 @@ def train_child(
                 flip=train.flip,
                 seed=train.seed + epoch,
             ).skip(skip)
+            data = distribute.shard_by_data(data)
             return data.map(lambda x, y: (x, (y, y))) if aux else data
 
         valid_data = None
         if len(splits.valid_images):
-            valid_data = eval_dataset(
+            valid_data = distribute.shard_by_data(eval_dataset(
                 splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
-            )
+            ))
             if aux:
                 valid_data = valid_data.map(lambda x, y: (x, (y, y)))
         history_path = os.path.join(output_dir, "history.csv")
         stop = StopRequest()
-        checkpoints = EpochCheckpoints(model, checkpoint_dir, stop)
+        checkpoints = EpochCheckpoints(model, checkpoint_dir, stop, workers)
         checkpoints.restore()
-    callbacks = [
-        checkpoints,
-        keras.callbacks.CSVLogger(history_path, append=True),
-        keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
+        if workers.multi:
+            _build_compiled(model, epoch_data(0, 0))
+    callbacks = [checkpoints]
+    if workers.is_chief:  # the only writer of a multi-worker run
+        callbacks += [
+            keras.callbacks.CSVLogger(history_path, append=True),
+            keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
+        ]
+    callbacks += [
         _Progbar(train.epochs),
         skipped := nonfinite.NonFiniteCallback(model.optimizer, train.max_nonfinite),
     ]
@@ -428,6 +497,12 @@ def train_child(
             if stop.requested is not None:  # arrived after the last step
                 raise Stopped(stop.requested, checkpoints.manager.latest_checkpoint)
     wall_time = time.time() - start
+    if not workers.is_chief:
+        twin = inference_model(space, arc, child, model)
+        test_data = eval_dataset(
+            splits.test_images, splits.test_labels, splits, train.eval_batch_size)
+        return {"chief": False, "epochs": int(checkpoints.epoch.numpy()),
+                "test_accuracy": _accuracy(twin, test_data)}
 
     twin = inference_model(space, arc, child, model)
     model_path = os.path.join(output_dir, "model.keras")

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import nonfinite, precision, shared_ops, spaces
+from enas_tf import distribute, nonfinite, precision, shared_ops, spaces
 from enas_tf.child_training import EpochCosineRestarts
 from enas_tf.config import SearchConfig
 from enas_tf.data.images import ImageSplits
@@ -136,8 +136,12 @@ class Search(SearchBase):
         return saved
 
     def _distribute(self, dataset: tf.data.Dataset):
-        """`dataset`'s batches split over the replicas (as is on one device)."""
-        return self.strategy.experimental_distribute_dataset(dataset)
+        """`dataset`'s batches split over the replicas (as is on one device).
+
+        Each global batch is split in order: replica r of the run (worker by
+        worker) gets its r-th share, whatever the number of processes.
+        """
+        return self.strategy.experimental_distribute_dataset(distribute.shard_by_data(dataset))
 
     def _build_steps(self) -> None:
         """The child training step and the evaluation step.
@@ -146,7 +150,11 @@ class Search(SearchBase):
         return sums over the global batch. The child step all-reduces the
         gradients, clips their global norm (on the global gradient, as on one
         device) and applies them; the arc is the same tensor on every
-        replica, so one architecture runs per step.
+        replica, so one architecture runs per step. Under mixed_float16 the
+        loss is scaled (`precision.LossScale`): a step whose gradients
+        overflow on any replica is skipped on all of them, the scale halved
+        (in the cross-replica context, from the all-reduced flags), and it
+        is not counted as non-finite.
         """
         net, space, config, strategy = self.net, self.space, self.config, self.strategy
         # The batch spec: per-replica specs under a multi-device strategy.
@@ -155,11 +163,15 @@ class Search(SearchBase):
         ).element_spec
         arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
         batch_stats = config.reward_bn == "batch"
+        # Multi-worker: the arc of replica 0 (the controllers of the workers
+        # sample alike, `SearchBase` checks it; this makes it certain).
+        same_arc = _replica0_arc if self.workers.multi else (lambda ctx, arc: arc)
         replicas = self.replicas
         loss_scale = self.loss_scale
 
         def train(images, labels, arc):
             ctx = tf.distribute.get_replica_context()
+            arc = same_arc(ctx, arc)
             count = ctx.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
             # Moving statistics before the forward pass updates them.
             statistics = nonfinite.snapshot(net.non_trainable_variables)
@@ -210,6 +222,7 @@ class Search(SearchBase):
                     tf.cast(overflow, tf.float32))
 
         def evaluate(images, labels, arc):
+            arc = same_arc(tf.distribute.get_replica_context(), arc)
             logits = net(images, arc=arc, batch_stats=batch_stats)
             return _correct(logits, labels), tf.cast(tf.shape(labels)[0], tf.float32)
 
@@ -330,3 +343,11 @@ def _scale(grad, factor):
     if isinstance(grad, tf.IndexedSlices):
         return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
     return grad * factor
+
+
+def _replica0_arc(ctx, arc):
+    """`arc` as replica 0 has it, on every replica (an all-reduce)."""
+    first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), tf.float32)
+    total = ctx.all_reduce("sum", tf.cast(arc, tf.float32) * first)
+    return tf.cast(tf.round(total), arc.dtype)
+

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ import tensorflow as tf
 from enas_tf import draw, rundir, spaces
 from enas_tf.checkpoints import StopRequest, Stopped, restore_newest
 from enas_tf.controller import controller_for
+from enas_tf.distribute import Workers
 from enas_tf.reinforce import RandomSearch, Reinforce
 
 RUN_FILES = (
@@ -139,11 +141,18 @@ class SearchBase:
                  strategy: tf.distribute.Strategy | None = None):
         self.config, self.output_dir, self.verbose = config, output_dir, verbose
         self.space = config.search_space()
-        self.resumed = rundir.prepare(
-            output_dir, run, overwrite=overwrite, safe_keys=self.SAFE_KEYS,
-            run_files=RUN_FILES)
-        self.run_config = run
         self.strategy = strategy or tf.distribute.get_strategy()
+        # Multi-worker: the chief writes the run directory, the others wait.
+        self.workers = Workers(self.strategy)
+        checkpoints = os.path.join(output_dir, "checkpoints")
+        if self.workers.is_chief:
+            self.resumed = rundir.prepare(
+                output_dir, run, overwrite=overwrite, safe_keys=self.SAFE_KEYS,
+                run_files=RUN_FILES)
+        self.workers.barrier()
+        if not self.workers.is_chief:
+            self.resumed = tf.train.latest_checkpoint(checkpoints) is not None
+        self.run_config = run
         self.replicas = self.strategy.num_replicas_in_sync
         self._check_replicas()
         keras.utils.set_random_seed(config.seed)
@@ -161,12 +170,21 @@ class SearchBase:
             **self._checkpointed(), sampler=self.sampler, epoch=self.epoch,
             child_done=self.child_done, controller_done=self.controller_done,
             child_sums=self.child_sums)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=3)
+        # Every worker restores the chief's checkpoints (`manager`) and saves
+        # (`saver`: the chief's directory, or a private one; `Workers`).
+        self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoints, max_to_keep=3)
+        self.saver = self.manager
+        if not self.workers.is_chief:
+            self.saver = tf.train.CheckpointManager(
+                self.checkpoint, self.workers.checkpoint_dir(checkpoints), max_to_keep=1)
         restore_newest(self.checkpoint, self.manager)
+        self.workers.check_same(
+            "the restored position (epoch, child steps, controller steps)",
+            [self.epoch.numpy(), self.child_done.numpy(), self.controller_done.numpy()])
         self._stop = StopRequest()
         self._build_steps()
-        self.writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+        self.writer = (tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+                       if self.workers.is_chief else tf.summary.create_noop_writer())
 
     # ----- what a subclass provides -----------------------------------------
 
@@ -216,9 +234,12 @@ class SearchBase:
         """
         if inside_epoch and not self.STOP_INSIDE_EPOCH:
             return
-        if self._stop.requested is not None:
-            path = self.manager.save() if inside_epoch else self.manager.latest_checkpoint
-            raise Stopped(self._stop.requested, path)
+        # Multi-worker: every worker stops after the same step.
+        if self.workers.any_stop(self._stop.requested is not None):
+            path = self.saver.save() if inside_epoch else self.saver.latest_checkpoint
+            if not self.workers.is_chief:
+                path = self.manager.directory  # the chief's copy
+            raise Stopped(self._stop.requested or signal.SIGTERM, path)
 
     def _controller_phase(self) -> dict[str, float]:
         """Controller updates (from `controller_done` on, after a stop).
@@ -257,7 +278,9 @@ class SearchBase:
 
     def _run(self) -> dict[str, Any]:
         log_path = os.path.join(self.output_dir, "search_log.jsonl")
-        _keep_epochs(log_path, int(self.epoch.numpy()))
+        chief = self.workers.is_chief
+        if chief:
+            _keep_epochs(log_path, int(self.epoch.numpy()))
         if self.verbose and self.TRACE_NOTE and int(self.epoch.numpy()) < self.config.epochs:
             print(self.TRACE_NOTE)
         while int(self.epoch.numpy()) < self.config.epochs:
@@ -282,14 +305,18 @@ class SearchBase:
                 print(f"  controller: {shown}")
                 for arc, reward in arcs:
                     print(f"  {reward:.3f}  {arc}")
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"epoch": epoch + 1, **metrics,
-                                    "arcs": [{"arc": a, "reward": r} for a, r in arcs]}) + "\n")
+            if chief:
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"epoch": epoch + 1, **metrics, "arcs": [
+                        {"arc": a, "reward": r} for a, r in arcs]}) + "\n")
+            # Multi-worker: the controllers must still sample alike.
+            self.workers.check_same("the controller's state", [
+                float(np.sum(v.numpy(), dtype=np.float64)) for v in self.sampler.variables])
             self.epoch.assign_add(1)
             self.child_done.assign(0)
             self.controller_done.assign(0)
             self.child_sums.assign(tf.zeros_like(self.child_sums))
-            self.manager.save()
+            self.saver.save()
             self._stop_if_requested(inside_epoch=False)
         return self.derive()
 
@@ -304,6 +331,9 @@ class SearchBase:
         best = candidates[0]
         arc = self.space.parse(best["arc"])
         meta = {key: best[key], "epoch": int(self.epoch.numpy()), "seed": self.config.seed}
+        result = {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
+        if not self.workers.is_chief:
+            return result  # the chief writes the outputs
         out = self.output_dir
         rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
         rundir.write_text_atomic(os.path.join(out, "best_arc.json"),
@@ -322,5 +352,5 @@ class SearchBase:
             tf.summary.image("derived_architecture",
                              draw.draw_arc_array(self.space, arc)[None])
         self.writer.flush()
-        return {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
+        return result
 

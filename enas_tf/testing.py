@@ -10,6 +10,7 @@ Language-model tests read `write_tiny_ptb`'s text instead of PTB.
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 
@@ -96,3 +97,35 @@ def write_tiny_ptb(directory: str, seed: int = 0, vocab_size: int = 30,
         with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
     return directory
+
+
+def run_at_once(commands: dict, timeout: float = 600) -> dict:
+    """Runs commands as subprocesses all at once and waits for every one.
+
+    Tests of the tools start many short processes (bad input) or a few that
+    each build a large network; those are mostly single-threaded, so started
+    together they overlap on the cores.
+
+    Args:
+      commands: key -> (argv, cwd).
+      timeout: seconds to wait for each.
+
+    Returns:
+      key -> `subprocess.CompletedProcess`, with text stdout and stderr.
+    """
+    procs = {}
+    try:
+        for key, (argv, cwd) in commands.items():
+            procs[key] = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
+        results = {}
+        for key, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=timeout)
+            results[key] = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                                       stdout, stderr)
+        return results
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()

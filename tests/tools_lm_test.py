@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from enas_tf.testing import write_tiny_ptb
+from enas_tf.testing import run_at_once, write_tiny_ptb
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["--space=rnn", "--num_nodes=3", "--hidden_size=8", "--batch_size=4",
@@ -70,52 +70,74 @@ def test_search_train_export(text, tmp_path):
     assert report["passed"] and report["num_sequences"] == 3
 
 
-def test_final_flag_file_builds_the_published_cell():
-    result = run_tool("train", "--flagfile=flags/ptb_final.flags", "--dry_run")
-    assert result.returncode == 0, result.stderr
-    assert "params 20,800,000" in result.stdout  # spec sec. 5.4, H = 800
+BAD_INPUT = [
+    ("search", ["--space=rnn", "--dataset=digits"], ["--space=rnn", "--dataset=ptb"]),
+    ("search", ["--dataset=ptb"], ["search it with --space=rnn"]),
+    ("search", ["--hidden_size=8"], ["--hidden_size applies only to language-model"]),
+    ("search", ["--space=rnn", "--data_dir=.", "--out_filters=8"],
+     ["--out_filters applies only to image searches"]),
+    ("search", ["--space=rnn", "--data_dir=/nonexistent"],
+     ["/nonexistent does not exist", "train.txt"]),
+    ("search", ["--space=rnn", "--data_dir=.", "--drop_x=1.5"], ["drop_x"]),
+    ("search", ["--space=rnn", "--data_dir=.", "--strategy=mirrored"],
+     ["--strategy applies only to image searches"]),
+    ("train", ["--arc=enas_lm_ptb", "--dataset=digits"], ["rnn cell", "--dataset=ptb"]),
+    ("train", ["--arc=enas_micro_final", "--dataset=ptb"],
+     ["trains language models", "micro"]),
+    ("train", ["--arc=enas_lm_ptb"], ["--dataset=ptb needs --data_dir"]),
+    ("train", ["--arc=enas_lm_ptb", "--data_dir=."], ["train.txt is missing"]),
+    ("train", ["--arc=enas_lm_ptb", "--data_dir=.", "--l2=0.1"],
+     ["--l2 applies only to image networks"]),
+    ("train", ["--arc=enas_micro_final", "--hidden_size=8"],
+     ["--hidden_size applies only to language models"]),
+    ("train", ["--space=rnn", "--arc=0 2 5 0", "--data_dir=."], ["position 2"]),
+]
 
 
-def test_quick_flag_file_parses_for_both_tools(tmp_path):
+def tool_command(tool, *args):
+    return [sys.executable, str(ROOT / "tools" / f"{tool}.py"), *args]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """The runs that only parse, build or check, all at once: the published
+    cell's dry run, the flag files without --data_dir (in one empty
+    directory) and BAD_INPUT (each in an empty directory of its own)."""
+    commands = {"final": (tool_command("train", "--flagfile=flags/ptb_final.flags",
+                                       "--dry_run"), ROOT)}
+    flags = tmp_path_factory.mktemp("flags")
     # Without --data_dir both stop at the same one-line message, after
     # parsing every flag of the file (search-only ones are --undefok).
     for tool in ("search", "train"):
         extra = ["--arc=enas_lm_ptb"] if tool == "train" else []
-        result = run_tool(tool, f"--flagfile={ROOT / 'flags/ptb_quick.flags'}",
-                          *extra, f"--output_dir={tmp_path / 'x'}", cwd=tmp_path)
-        assert_user_error(result, tool, "--dataset=ptb needs --data_dir")
-    result = run_tool("search", f"--flagfile={ROOT / 'flags/ptb_search.flags'}",
-                      f"--output_dir={tmp_path / 'x'}", cwd=tmp_path)
-    assert_user_error(result, "search", "--dataset=ptb needs --data_dir")
-    assert list(tmp_path.iterdir()) == []
+        commands[("quick", tool)] = (tool_command(
+            tool, f"--flagfile={ROOT / 'flags/ptb_quick.flags'}", *extra,
+            f"--output_dir={flags / 'x'}"), flags)
+    commands["search_flags"] = (tool_command(
+        "search", f"--flagfile={ROOT / 'flags/ptb_search.flags'}",
+        f"--output_dir={flags / 'x'}"), flags)
+    for tool, args, _ in BAD_INPUT:
+        cwd = tmp_path_factory.mktemp("bad_input")
+        commands[(tool, *args)] = (tool_command(tool, *args, "--output_dir=out"), cwd)
+    return commands, run_at_once(commands)
 
 
-@pytest.mark.parametrize(
-    "tool, args, fragments",
-    [
-        ("search", ["--space=rnn", "--dataset=digits"], ["--space=rnn", "--dataset=ptb"]),
-        ("search", ["--dataset=ptb"], ["search it with --space=rnn"]),
-        ("search", ["--hidden_size=8"], ["--hidden_size applies only to language-model"]),
-        ("search", ["--space=rnn", "--data_dir=.", "--out_filters=8"],
-         ["--out_filters applies only to image searches"]),
-        ("search", ["--space=rnn", "--data_dir=/nonexistent"],
-         ["/nonexistent does not exist", "train.txt"]),
-        ("search", ["--space=rnn", "--data_dir=.", "--drop_x=1.5"], ["drop_x"]),
-        ("search", ["--space=rnn", "--data_dir=.", "--strategy=mirrored"],
-         ["--strategy applies only to image searches"]),
-        ("train", ["--arc=enas_lm_ptb", "--dataset=digits"], ["rnn cell", "--dataset=ptb"]),
-        ("train", ["--arc=enas_micro_final", "--dataset=ptb"],
-         ["trains language models", "micro"]),
-        ("train", ["--arc=enas_lm_ptb"], ["--dataset=ptb needs --data_dir"]),
-        ("train", ["--arc=enas_lm_ptb", "--data_dir=."], ["train.txt is missing"]),
-        ("train", ["--arc=enas_lm_ptb", "--data_dir=.", "--l2=0.1"],
-         ["--l2 applies only to image networks"]),
-        ("train", ["--arc=enas_micro_final", "--hidden_size=8"],
-         ["--hidden_size applies only to language models"]),
-        ("train", ["--space=rnn", "--arc=0 2 5 0", "--data_dir=."], ["position 2"]),
-    ],
-)
-def test_bad_input_exits_2_and_writes_nothing(tmp_path, tool, args, fragments):
-    result = run_tool(tool, *args, "--output_dir=out", cwd=tmp_path)
-    assert_user_error(result, tool, *fragments)
-    assert list(tmp_path.iterdir()) == []
+def test_final_flag_file_builds_the_published_cell(quick_runs):
+    result = quick_runs[1]["final"]
+    assert result.returncode == 0, result.stderr
+    assert "params 20,800,000" in result.stdout  # spec sec. 5.4, H = 800
+
+
+def test_quick_flag_file_parses_for_both_tools(quick_runs):
+    commands, results = quick_runs
+    for tool in ("search", "train"):
+        assert_user_error(results[("quick", tool)], tool, "--dataset=ptb needs --data_dir")
+    assert_user_error(results["search_flags"], "search", "--dataset=ptb needs --data_dir")
+    assert list(commands["search_flags"][1].iterdir()) == []
+
+
+@pytest.mark.parametrize("tool, args, fragments", BAD_INPUT)
+def test_bad_input_exits_2_and_writes_nothing(quick_runs, tool, args, fragments):
+    commands, results = quick_runs
+    assert_user_error(results[(tool, *args)], tool, *fragments)
+    assert list(commands[(tool, *args)][1].iterdir()) == []

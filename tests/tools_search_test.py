@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from enas_tf.testing import run_at_once
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,35 +28,51 @@ def assert_user_error(result, *fragments):
         assert fragment in last, last
 
 
-@pytest.mark.parametrize(
-    "flagfile", ["flags/cifar10_micro_search.flags", "flags/cifar10_macro_search.flags"])
-def test_cifar_flag_files_parse_and_need_the_data(flagfile, tmp_path):
+CIFAR_FLAG_FILES = ["flags/cifar10_micro_search.flags", "flags/cifar10_macro_search.flags"]
+BAD_INPUT = [
+    ([], ["--output_dir"]),
+    (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
+    (["--output_dir=x", "--space=rnn", "--dataset=mnist"], ["--space=rnn", "--dataset=ptb"]),
+    (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
+    (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
+    (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
+    (["--output_dir=x", "--controller=evolution"], ["--controller=evolution"]),
+    (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
+    (["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
+     ["Unknown device(s) /gpu:7", "/cpu:0"]),
+]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """The runs that stop at a check, all at once, each in an empty directory
+    of its own (the cifar flag files also with --data_dir there)."""
+    commands = {}
+    for flagfile in CIFAR_FLAG_FILES:
+        cwd = tmp_path_factory.mktemp("cifar")
+        commands[flagfile] = (
+            [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / flagfile}",
+             f"--output_dir={cwd / 'x'}", f"--data_dir={cwd}"], cwd)
+    for args, _ in BAD_INPUT:
+        cwd = tmp_path_factory.mktemp("bad_input")
+        commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
+    return commands, run_at_once(commands)
+
+
+@pytest.mark.parametrize("flagfile", CIFAR_FLAG_FILES)
+def test_cifar_flag_files_parse_and_need_the_data(quick_runs, flagfile):
     # The flags parse and pass the checks; the run stops at the missing data
     # with the one-line message, before writing anything.
-    result = run_search(f"--flagfile={ROOT / flagfile}", f"--output_dir={tmp_path / 'x'}",
-                        f"--data_dir={tmp_path}", cwd=tmp_path)
-    assert_user_error(result, "cifar10", "not available offline")
-    assert not (tmp_path / "x").exists()
+    commands, results = quick_runs
+    assert_user_error(results[flagfile], "cifar10", "not available offline")
+    assert not (commands[flagfile][1] / "x").exists()
 
 
-@pytest.mark.parametrize(
-    "args, fragments",
-    [
-        ([], ["--output_dir"]),
-        (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
-        (["--output_dir=x", "--space=rnn", "--dataset=mnist"], ["--space=rnn", "--dataset=ptb"]),
-        (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
-        (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
-        (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
-        (["--output_dir=x", "--controller=evolution"], ["--controller=evolution"]),
-        (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
-        (["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
-         ["Unknown device(s) /gpu:7", "/cpu:0"]),
-    ],
-)
-def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
-    assert_user_error(run_search(*args, cwd=tmp_path), *fragments)
-    assert list(tmp_path.iterdir()) == []
+@pytest.mark.parametrize("args, fragments", BAD_INPUT)
+def test_bad_input_exits_2_and_writes_nothing(quick_runs, args, fragments):
+    commands, results = quick_runs
+    assert_user_error(results[tuple(args)], *fragments)
+    assert list(commands[tuple(args)][1].iterdir()) == []
 
 
 def test_macro_search_then_inherited_training_and_export(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from enas_tf import data
 from enas_tf.config import SearchConfig
-from enas_tf.testing import search_run
+from enas_tf.testing import run_at_once, search_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -50,32 +50,39 @@ def test_trains_a_published_cell_and_prints_where_things_are(tmp_path):
     assert (out / "summary.json").read_text() == before
 
 
-@pytest.mark.parametrize(
-    "args, fragments",
-    [
-        (["--output_dir=x"], ["--arc"]),
-        (["--arc=enas_micro_final"], ["--output_dir"]),
-        (["--arc=0 1 2", "--output_dir=x"], ["needs its space"]),
-        (["--space=micro", "--arc=0 1 2", "--output_dir=x"], ["expected 40 integers", "received 3"]),
-        (["--space=micro", "--arc=0 9 1 4 0 0 0 3", "--output_dir=x"], ["position 1", "[0, 4]", "received: 9"]),
-        (["--arc=enas_lm_ptb", "--dataset=digits", "--output_dir=x"], ["rnn cell", "--dataset=ptb"]),
-        (["--arc=enas_ptb_legacy", "--output_dir=x"], ["rnn_legacy"]),
-        (["--arc=enas_macro_final", "--aux_weight=0.4", "--output_dir=x"], ["no auxiliary head"]),
-        (["--arc=enas_micro_final", "--out_filters=7", "--output_dir=x"], ["even number"]),
-        (["--arc=enas_micro_final", "--lr_min=1", "--output_dir=x"], ["lr_min <= lr_max"]),
-        (["--arc=enas_micro_final", "--dataset=cifar10", "--data_dir=/nonexistent", "--output_dir=x"],
-         ["cifar10", "not available offline", "--download"]),
-        (["--arc=enas_micro_final", "--keep_prob=1.5", "--output_dir=x"], ["keep_prob"]),
-        (["--init_from_search=no_search", "--output_dir=x"], ["no_search does not exist"]),
-    ],
-)
-def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, fragments):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train.py"), *args],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
-    )
-    assert_user_error(result, *fragments)
-    assert list(tmp_path.iterdir()) == []
+BAD_INPUT = [
+    (["--output_dir=x"], ["--arc"]),
+    (["--arc=enas_micro_final"], ["--output_dir"]),
+    (["--arc=0 1 2", "--output_dir=x"], ["needs its space"]),
+    (["--space=micro", "--arc=0 1 2", "--output_dir=x"], ["expected 40 integers", "received 3"]),
+    (["--space=micro", "--arc=0 9 1 4 0 0 0 3", "--output_dir=x"], ["position 1", "[0, 4]", "received: 9"]),
+    (["--arc=enas_lm_ptb", "--dataset=digits", "--output_dir=x"], ["rnn cell", "--dataset=ptb"]),
+    (["--arc=enas_ptb_legacy", "--output_dir=x"], ["rnn_legacy"]),
+    (["--arc=enas_macro_final", "--aux_weight=0.4", "--output_dir=x"], ["no auxiliary head"]),
+    (["--arc=enas_micro_final", "--out_filters=7", "--output_dir=x"], ["even number"]),
+    (["--arc=enas_micro_final", "--lr_min=1", "--output_dir=x"], ["lr_min <= lr_max"]),
+    (["--arc=enas_micro_final", "--dataset=cifar10", "--data_dir=/nonexistent", "--output_dir=x"],
+     ["cifar10", "not available offline", "--download"]),
+    (["--arc=enas_micro_final", "--keep_prob=1.5", "--output_dir=x"], ["keep_prob"]),
+    (["--init_from_search=no_search", "--output_dir=x"], ["no_search does not exist"]),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    """Every BAD_INPUT run, all at once, each in an empty directory of its own."""
+    commands = {}
+    for args, _ in BAD_INPUT:
+        cwd = tmp_path_factory.mktemp("bad_input")
+        commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "train.py"), *args], cwd)
+    return commands, run_at_once(commands, timeout=300)
+
+
+@pytest.mark.parametrize("args, fragments", BAD_INPUT)
+def test_bad_input_exits_2_and_writes_nothing(bad_input_runs, args, fragments):
+    commands, results = bad_input_runs
+    assert_user_error(results[tuple(args)], *fragments)
+    assert list(commands[tuple(args)][1].iterdir()) == []
 
 
 def test_foreign_output_dir_is_refused(tmp_path):
@@ -85,19 +92,26 @@ def test_foreign_output_dir_is_refused(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
 
 
-@pytest.mark.parametrize(
-    "flagfile, params",
-    [
-        ("flags/cifar10_macro_final.flags", "params 30,947,424 "),
-        ("flags/cifar10_micro_final.flags", "params 3,729,420 (training model 4,224,268)"),
-        ("flags/cifar10_micro_final_cutout.flags", "params 3,729,420 "),
-        ("flags/digits_quick.flags", "params 244,176 "),
-    ],
-)
-def test_flag_files_build_the_published_networks(flagfile, params):
-    result = run_train(f"--flagfile={flagfile}", "--dry_run")
-    assert result.returncode == 0, result.stderr
-    assert params in result.stdout
+FLAG_FILES = {
+    "flags/cifar10_macro_final.flags": "params 30,947,424 ",
+    "flags/cifar10_micro_final.flags": "params 3,729,420 (training model 4,224,268)",
+    "flags/cifar10_micro_final_cutout.flags": "params 3,729,420 ",
+    "flags/digits_quick.flags": "params 244,176 ",
+}
+
+
+@pytest.fixture(scope="module")
+def dry_runs():
+    """The flag files' dry runs, all at once: each builds a large network."""
+    return run_at_once({flagfile: ([sys.executable, str(ROOT / "tools" / "train.py"),
+                                    f"--flagfile={flagfile}", "--dry_run"], ROOT)
+                        for flagfile in FLAG_FILES}, timeout=300)
+
+
+@pytest.mark.parametrize("flagfile", FLAG_FILES)
+def test_flag_files_build_the_published_networks(dry_runs, flagfile):
+    assert dry_runs[flagfile].returncode == 0, dry_runs[flagfile].stderr
+    assert FLAG_FILES[flagfile] in dry_runs[flagfile].stdout
 
 
 @pytest.fixture(scope="module")

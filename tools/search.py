@@ -124,13 +124,7 @@ flags.DEFINE_integer(
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
 flags.DEFINE_bool("overwrite", False, "Replace an incompatible run in --output_dir.")
 flags.DEFINE_integer("verbose", 1, "1: a progress bar per child phase; 0: quiet.")
-flags.DEFINE_enum(
-    "strategy", "default", ["default", "mirrored"],
-    "default: one device; mirrored: tf.distribute.MirroredStrategy over --devices "
-    "(default: every local GPU), each step's batch split over them with one "
-    "architecture for all.")
-flags.DEFINE_list(
-    "devices", None, "Devices of --strategy=mirrored, e.g. /gpu:0,/gpu:1.")
+cli.define_strategy_flags()
 flags.DEFINE_bool(
     "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
     "killed and resumed computes exactly what an uninterrupted run does (some GPU "
@@ -161,21 +155,21 @@ def main(argv: list[str]) -> None:
     config.check()
     cli.check_cutout(config.cutout_size, FLAGS.dataset)
     rundir.check_output_dir(FLAGS.output_dir)
+    # Before any other TensorFlow work (a multi-worker strategy connects to
+    # the other workers here).
+    strategy = cli.strategy_from_flags()
     splits = data.load_images(
         FLAGS.dataset, data_dir=FLAGS.data_dir, valid_size=FLAGS.valid_size,
         download=FLAGS.download)
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.controller}")
-    if FLAGS.devices and FLAGS.strategy != "mirrored":
-        raise UserError("--devices needs --strategy=mirrored.")
-    from enas_tf.distribute import make_strategy  # TensorFlow after the checks
     from enas_tf.search import Search
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 
     search = Search(
         config, splits, FLAGS.output_dir, overwrite=FLAGS.overwrite,
-        verbose=FLAGS.verbose, strategy=make_strategy(FLAGS.strategy, FLAGS.devices),
+        verbose=FLAGS.verbose, strategy=strategy,
         data={"dataset": FLAGS.dataset, "valid_size": len(splits.valid_images),
               "data_dir": FLAGS.data_dir})
     result = search.run()

@@ -199,6 +199,7 @@ flags.DEFINE_bool(
     "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
     "killed and resumed computes exactly what an uninterrupted run does (some GPU "
     "kernels get slower).")
+cli.define_strategy_flags()
 # Language models (rnn cells on --dataset=ptb): the enas_lm GPU recipe.
 LM_DEFAULTS = LmTrainConfig()
 LM_FIELDS = [f.name for f in dataclasses.fields(LmTrainConfig)]
@@ -219,7 +220,7 @@ CNN_ONLY = (
     "init_from_search", "download", "valid_size", "out_filters", "num_layers",
     "keep_prob", "drop_path_keep_prob", "aux_weight", "separable", "layer_base",
     "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum", "label_smoothing",
-    "cutout_size", "pad", "flip", "jit_compile", "precision",
+    "cutout_size", "pad", "flip", "jit_compile", "precision", "strategy", "devices",
 )
 
 FLAGS = flags.FLAGS
@@ -310,7 +311,9 @@ def main(argv: list[str]) -> None:
         _dry_run(space, arc, child)
         return
     rundir.check_output_dir(FLAGS.output_dir)
-
+    # Before any other TensorFlow work (a multi-worker strategy connects to
+    # the other workers here).
+    strategy = cli.strategy_from_flags()
     splits = data.load_images(
         FLAGS.dataset,
         data_dir=FLAGS.data_dir,
@@ -340,8 +343,12 @@ def main(argv: list[str]) -> None:
         overwrite=FLAGS.overwrite,
         verbose=FLAGS.verbose,
         init_from_search=FLAGS.init_from_search,
+        strategy=strategy,
     )
     out = FLAGS.output_dir
+    if not summary.get("chief", True):
+        print(f"test accuracy {summary['test_accuracy']:.4f}; the chief wrote {out}")
+        return
     valid = summary["final_valid_accuracy"]
     print(
         f"params {summary['params']:,}  FLOPs {summary['flops']:,} multiply-adds "
