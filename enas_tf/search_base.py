@@ -333,7 +333,7 @@ class SearchBase:
         meta = {key: best[key], "epoch": int(self.epoch.numpy()), "seed": self.config.seed}
         result = {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
         if not self.workers.is_chief:
-            return result  # the chief writes the outputs
+            return {**result, "chief": False}  # the chief writes the outputs
         out = self.output_dir
         rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
         rundir.write_text_atomic(os.path.join(out, "best_arc.json"),

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import shutil
 
 import keras
 import pytest
@@ -60,9 +61,21 @@ CHILD = ChildConfig(out_filters=4, num_layers=3, drop_path_keep_prob=0.8, aux_we
 TRAIN = TrainConfig(epochs=1, batch_size=128, lr_t0=1, lr_t_mul=1, flip=False, pad=1)
 
 
-def test_train_resume_and_refusals(digits, tmp_path):
-    out = str(tmp_path / "run")
-    first = train_child(SPACE, ARC, CHILD, TRAIN, digits, out, verbose=0)
+@pytest.fixture(scope="module")
+def one_epoch(digits, tmp_path_factory):
+    """A run of one epoch of ARC, and its summary; tests work on copies."""
+    out = tmp_path_factory.mktemp("one_epoch") / "run"
+    return out, train_child(SPACE, ARC, CHILD, TRAIN, digits, str(out), verbose=0)
+
+
+def copy_of(one_epoch, tmp_path):
+    shutil.copytree(one_epoch[0], tmp_path / "run")
+    return str(tmp_path / "run")
+
+
+def test_train_resume_and_refusals(digits, one_epoch, tmp_path):
+    out = copy_of(one_epoch, tmp_path)
+    first = one_epoch[1]
     assert first["epochs"] == 1 and not first["resumed"]
     assert 0.0 <= first["test_accuracy"] <= 1.0
     assert first["final_valid_accuracy"] is not None
@@ -128,9 +141,8 @@ def _newest_data(run):
     return next(ckpt.glob(f"{newest}.data-*"))
 
 
-def test_corrupt_checkpoint(digits, tmp_path, capfd):
-    out = str(tmp_path / "run")
-    train_child(SPACE, ARC, CHILD, TRAIN, digits, out, verbose=0)
+def test_corrupt_checkpoint(digits, one_epoch, tmp_path, capfd):
+    out = copy_of(one_epoch, tmp_path)
     # After one epoch there is no earlier checkpoint: a damaged one stops the
     # resume with a clear error and nothing is removed.
     latest = _newest_data(tmp_path / "run")

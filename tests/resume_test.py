@@ -29,14 +29,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = [
-    "--space=macro", "--num_layers=2", "--out_filters=8", "--epochs=8", "--batch_size=64",
+    "--space=macro", "--num_layers=2", "--out_filters=8", "--epochs=10", "--batch_size=64",
     "--controller_steps=3", "--num_aggregate=2", "--log_arcs=2", "--derive_samples=4",
     "--valid_size=200", "--eval_batch_size=200", "--deterministic", "--verbose=0",
 ]
-SEARCH_EPOCHS = 8
+SEARCH_EPOCHS = 10
 TRAIN = [
     "--space=macro", "--arc=0 1 0 2 1 1", "--num_layers=3", "--out_filters=8",
-    "--dataset=digits", "--valid_size=100", "--epochs=7", "--batch_size=64",
+    "--dataset=digits", "--valid_size=100", "--epochs=8", "--batch_size=64",
     "--deterministic", "--verbose=0",
 ]
 SEARCH_STOPS = [signal.SIGINT, signal.SIGTERM]  # clean stops, after the kills
@@ -114,6 +114,15 @@ def wait_for_checkpoint(proc, out, before):
         time.sleep(0.05)
 
 
+def sleep_until_next_checkpoint(out, seconds):
+    """Sleeps `seconds`, or less if a checkpoint comes first: a run goes at
+    most two epochs further between interruptions, so every step of a plan
+    finds epochs left to interrupt (the epoch counts leave room for that)."""
+    first, deadline = newest_checkpoint(out), time.time() + seconds
+    while time.time() < deadline and newest_checkpoint(out) == first:
+        time.sleep(0.01)
+
+
 def complete(procs, cmd, out):
     status, stderr = procs.run(cmd(out))
     assert status == 0, stderr
@@ -141,11 +150,11 @@ def interrupted(procs, cmd, out, seed, stops):
             proc.send_signal(signal.SIGKILL)
         elif step == "trained":
             wait_for_checkpoint(proc, out, before)
-            time.sleep(rng.uniform(0.0, 1.5))
+            sleep_until_next_checkpoint(out, rng.uniform(0.0, 1.5))
             proc.send_signal(signal.SIGKILL)
         elif step != "finish":  # a clean stop
             wait_for_checkpoint(proc, out, before)
-            time.sleep(rng.uniform(0.0, 0.5))
+            sleep_until_next_checkpoint(out, rng.uniform(0.0, 0.5))
             proc.send_signal(step)
         stderr = procs.finish(proc)
         events.append((step, before, newest_checkpoint(out), proc.returncode, stderr))

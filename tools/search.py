@@ -224,6 +224,9 @@ def _report(result: dict, score: str) -> None:
     out = FLAGS.output_dir
     print(f"best architecture ({score} with shared weights, "
           f"{result['candidates']} candidates): {result['best_arc']}")
+    if not result.get("chief", True):
+        print(f"the chief wrote {out}")
+        return
     print(f"architecture: {os.path.join(out, 'best_arc.json')} (and best_arc.txt)")
     print(f"candidates:   {os.path.join(out, 'candidates.json')}")
     print(f"TensorBoard:  tensorboard --logdir {os.path.join(out, 'logs')}")
