@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = [
-    "--dataset=digits", "--valid_size=100", "--num_nodes=2", "--num_layers=3",
+    "--dataset=digits", "--valid_size=100", "--space=macro", "--num_layers=2",
     "--out_filters=4", "--epochs=2", "--batch_size=64", "--controller_steps=2",
     "--num_aggregate=2", "--log_arcs=2", "--derive_samples=4", "--noflip", "--pad=1",
     "--verbose=0",
