@@ -15,7 +15,7 @@ Prints the median images/s of each and its ratio to float32 (the median of
 the per-round ratios). Synthetic CIFAR-shaped batches; GPUs are hidden.
 
 Usage:
-  python bench/precision_xla.py                    # ~2-3 minutes on 2 cores
+  python bench/precision_xla.py                    # several minutes on 2 cores
   python bench/precision_xla.py --rounds=3 --steps=3
 """
 
@@ -59,9 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_layers", type=int, default=3)
     parser.add_argument("--out_filters", type=int, default=16)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

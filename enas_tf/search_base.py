@@ -32,6 +32,14 @@ checkpoint are dropped, so a killed epoch is logged once. With
 does (tests/resume_test.py); the controller metrics of an epoch stopped
 midway average the updates after the resume.
 
+Multi-worker runs (`enas_tf.distribute.Workers`): every worker runs this
+loop in step (the child and eval steps, checkpoint saves and the checks
+below are collective operations); only the chief writes the run directory,
+the others save to a private directory and restore from the chief's
+checkpoints. The restored position and, every epoch, the controller's state
+must be the same on every worker; a SIGINT/SIGTERM on any worker stops all
+of them after the same step.
+
 A subclass sets the class attributes (`SAFE_KEYS`, `SCORE_KEY`, ...) and
 implements `_build_model()` (under the strategy's scope), `_checkpointed()`,
 `_build_steps()`, `_child_phase()`, `_reward(arc)`, `score(arc)` and
