@@ -26,7 +26,6 @@ Usage:
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -95,20 +94,13 @@ def worker(args) -> None:
     print(json.dumps({"step_s": statistics.median(times[args.warmup:])}), flush=True)
 
 
-def _ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def run_setup(mode: str, args) -> float:
     """The median step time of `mode` (the slowest worker's)."""
+    sys.path.insert(0, ROOT)
+    from enas_tf.testing import free_ports  # noqa: PLC0415
+
     workers = 2 if mode == "2 workers" else 1
-    ports = _ports(workers)
+    ports = free_ports(workers)
     procs = []
     for index in range(workers):
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}

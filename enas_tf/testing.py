@@ -10,6 +10,7 @@ Language-model tests read `write_tiny_ptb`'s text instead of PTB.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 
 import numpy as np
@@ -129,3 +130,15 @@ def run_at_once(commands: dict, timeout: float = 600) -> dict:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+
+
+def free_ports(count: int = 2) -> list[int]:
+    """`count` TCP ports of 127.0.0.1 free right now (for the `TF_CONFIG`
+    of local multi-worker runs)."""
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports

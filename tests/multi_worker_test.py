@@ -13,13 +13,14 @@ from the chief's last checkpoint and ends where the uninterrupted run does.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from enas_tf.testing import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = [
@@ -50,18 +51,8 @@ def _env(**extra):
     return env
 
 
-def _ports(n=2):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _start_workers(tool, out, flags):
-    ports = _ports()
+    ports = free_ports()
     procs = []
     for index in range(2):
         config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
