@@ -48,7 +48,6 @@ from enas_tf.child import build_child, inference_model
 from enas_tf.config import ChildConfig, TrainConfig
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, train_dataset
-from enas_tf.distribute import Workers
 from enas_tf.errors import UserError
 from enas_tf.flops import count_flops, count_params
 from enas_tf.inherit import Inheritance, load_inherited, weights_from_search
@@ -196,7 +195,7 @@ class EpochCheckpoints(keras.callbacks.Callback):
     """
 
     def __init__(self, model: keras.Model, directory: str, stop: StopRequest,
-                 workers: Workers | None = None):
+                 workers: distribute.Workers | None = None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -205,7 +204,7 @@ class EpochCheckpoints(keras.callbacks.Callback):
             optimizer=[v.value for v in model.optimizer.variables],
             epoch=self.epoch, done=self.done)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=3)
-        self.workers = workers or Workers(tf.distribute.get_strategy())
+        self.workers = workers or distribute.Workers(tf.distribute.get_strategy())
         self.saver = self.manager
         if not self.workers.is_chief:
             self.saver = tf.train.CheckpointManager(
@@ -394,7 +393,7 @@ def train_child(
         inherited = shared_weights()
     strategy = strategy or tf.distribute.get_strategy()
     # Multi-worker: the chief writes the run directory, the others wait.
-    workers = Workers(strategy)
+    workers = distribute.Workers(strategy)
     if workers.is_chief:
         resumed = rundir.prepare(
             output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS,

@@ -45,8 +45,8 @@ TWO_CPUS = (
 
 
 def _env(**extra):
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
-    env.pop("TF_CONFIG", None)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)  # only the one given
     env.update(extra)
     return env
 
