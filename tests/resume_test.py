@@ -253,7 +253,7 @@ def unchanged_files(out):  # config.json records the new epoch count (a safe cha
             if p.is_file() and p.name != "config.json"}
 
 
-# What each test needs: run names (`RUNS`).
+# What each test needs: names of the runs (futures) the `runs` fixture starts.
 NEEDS = {
     "test_sigkill_at_random_moments_and_signals_then_resume_is_exact":
         ("search_reference", "search_interrupted"),
