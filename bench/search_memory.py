@@ -25,6 +25,7 @@ Usage:
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
@@ -103,6 +104,7 @@ class Readings:
 
 
 def run_child_steps(search, splits, config, args) -> Readings:
+    """--steps child steps of `search`, outside its loop (--mode=child_steps)."""
     from enas_tf.data.pipeline import train_dataset
 
     batches = train_dataset(splits, config.batch_size, cutout_size=config.cutout_size,
@@ -123,8 +125,6 @@ def main(argv=None) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, ROOT)
-    import dataclasses
-
     from enas_tf import data
     from enas_tf.config import SearchConfig
     from enas_tf.search import Search
