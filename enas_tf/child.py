@@ -67,6 +67,7 @@ def build_child(
         drop_path_keep_prob=config.drop_path_keep_prob if for_training else 1.0,
         aux_head=for_training and config.aux_weight > 0,
         layer_base=config.layer_base,
+        cell_output=config.cell_output,
         **common,
     )
 

@@ -11,7 +11,10 @@ Structure (ENAS_REFERENCE sec. 2.1-2.4 and 7.2):
   ops reading node 0 or 1 have stride 2 (identity becomes a factorized
   reduction);
 - the cell output concatenates its loose ends (a still-large input of a
-  reduction cell is reduced first), so it has k*C channels;
+  reduction cell is reduced first), so it has k*C channels; with
+  `cell_output="all"` it concatenates every computed node instead (B*C
+  channels, what the searching supernet computes by default: see
+  `enas_tf.supernet_micro`), so a child can inherit a search's weights;
 - head: ReLU -> global average pool -> dropout -> linear (no bias);
 - optional auxiliary head after the cell following the second reduction.
 
@@ -88,7 +91,8 @@ def _calibrate(blocks, x, y, filters, layer_base, name):
     return x, y
 
 
-def _cell(blocks, cell: MicroCell, inputs, filters, reduction, drop_keep, name):
+def _cell(blocks, cell: MicroCell, inputs, filters, reduction, drop_keep, name,
+          cell_output="loose_ends"):
     nodes = list(inputs)
     for n, node in enumerate(cell.nodes, start=2):
         branches = []
@@ -101,6 +105,8 @@ def _cell(blocks, cell: MicroCell, inputs, filters, reduction, drop_keep, name):
                 out = DropPath(drop_keep, name=f"{branch_name}.drop")(out)
             branches.append(out)
         nodes.append(keras.layers.Add(name=f"{name}.node{n}")(branches))
+    if cell_output == "all":
+        return keras.layers.Concatenate(name=f"{name}.out")(nodes[2:])
     ends = []
     for index in cell.loose_ends:
         end = nodes[index]
@@ -137,6 +143,7 @@ def build_micro_child(
     drop_path_keep_prob: float = 1.0,
     aux_head: bool = False,
     layer_base: bool = False,
+    cell_output: str = "loose_ends",
     blocks: Blocks = Blocks(),
     name: str = "micro_child",
 ) -> keras.Model:
@@ -155,6 +162,9 @@ def build_micro_child(
       aux_head: add the auxiliary classifier; the model then returns
         `[logits, aux_logits]`.
       layer_base: reproduce the original's extra 1x1 conv on input 1.
+      cell_output: "loose_ends" (the paper's cell: its unused nodes
+        concatenated) or "all" (every computed node concatenated, as the
+        searching supernet computes by default).
       blocks: L2 and batch-norm settings.
       name: model name.
 
@@ -177,7 +187,8 @@ def build_micro_child(
         x, y = _calibrate(blocks, prev_prev, prev, filters, layer_base, f"{cell_name}.in")
         drop_keep = 1.0 - (position + 1) / positions * (1.0 - drop_path_keep_prob)
         cell = arch.reduce if reduction else arch.normal
-        out = _cell(blocks, cell, [x, y], filters, reduction, drop_keep, cell_name)
+        out = _cell(blocks, cell, [x, y], filters, reduction, drop_keep, cell_name,
+                    cell_output)
         prev_prev, prev = prev, out
         if aux_head and position == reductions[1] + 1:
             aux_logits = _aux_head(blocks, out, num_classes)

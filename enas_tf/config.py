@@ -12,6 +12,11 @@ from enas_tf.errors import UserError
 from enas_tf.precision import check_precision
 from enas_tf.spaces import MacroSpace, MicroSpace, SearchSpace
 
+# How a micro cell's output is formed (`enas_tf.child_micro`).
+CELL_OUTPUTS = ("loose_ends", "all")
+# How batch norm normalises when a search scores an architecture.
+REWARD_BN = ("batch", "recalibrate", "moving")
+
 
 @dataclasses.dataclass(frozen=True)
 class ChildConfig:
@@ -28,6 +33,10 @@ class ChildConfig:
       separable: macro only: separable convs for ops 1 and 3 (the paper)
         instead of regular ones (the original final code).
       layer_base: micro only: the original's extra 1x1 conv on input 1.
+      cell_output: micro only: "loose_ends" (the paper's cell output: the
+        nodes no other node reads, concatenated) or "all" (every computed
+        node concatenated: what the searching supernet computes by default,
+        so weights inherited from a search need it).
       l2: L2 weight on every trainable variable.
       bn_momentum: batch-norm moving-average decay.
       bn_epsilon: batch-norm epsilon.
@@ -40,6 +49,7 @@ class ChildConfig:
     aux_weight: float = 0.0
     separable: bool = True
     layer_base: bool = False
+    cell_output: str = "loose_ends"
     l2: float = 0.0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
@@ -62,6 +72,10 @@ class ChildConfig:
                 raise UserError(f"{key} must be in (0, 1]; received {value}.")
         if self.aux_weight < 0 or self.l2 < 0:
             raise UserError("aux_weight and l2 must be >= 0.")
+        if self.cell_output not in CELL_OUTPUTS:
+            raise UserError(
+                f"cell_output must be one of {', '.join(CELL_OUTPUTS)}; received "
+                f"{self.cell_output!r}.")
         if isinstance(space, MacroSpace):
             if self.aux_weight > 0 or self.drop_path_keep_prob < 1.0:
                 raise UserError(
@@ -163,9 +177,20 @@ class SearchConfig:
       tanh_constant, op_tanh_reduce, temperature: controller logit shaping
         (temperature 0: none).
       skip_target, skip_weight: macro skip penalty.
-      reward_bn: "moving" (batch norm uses moving statistics for rewards and
-        scoring; the default) or "batch" (batch statistics, as the original
-        micro search did).
+      cell_output: micro: how the supernet's cells form their output: "all"
+        (every computed node concatenated, a fixed width; the default, as
+        in NNI's and DARTS's one-shot supernets: the shared weights learn
+        far better, see `enas_tf.supernet_micro`) or "loose_ends" (the
+        paper's final cell, the supernet then computing exactly the
+        published networks).
+      reward_bn: how batch norm scores rewards and candidates: "batch"
+        (the batch's statistics, as the original search; the default),
+        "recalibrate" (the architecture's moving statistics re-estimated
+        on `recalibrate_batches` training batches first, as single-path
+        and once-for-all searches do) or "moving" (the shared moving
+        averages, which mix many architectures).
+      recalibrate_batches: training batches that re-estimate the statistics
+        with reward_bn=recalibrate.
       log_arcs: architectures sampled and shown per epoch.
       derive_samples: architectures sampled and scored at the end.
       flip, pad, cutout_size: training augmentation.
@@ -204,7 +229,9 @@ class SearchConfig:
     temperature: float = 0.0
     skip_target: float = 0.4
     skip_weight: float = 0.8
-    reward_bn: str = "moving"
+    cell_output: str = "all"
+    reward_bn: str = "batch"
+    recalibrate_batches: int = 4
     log_arcs: int = 10
     derive_samples: int = 100
     flip: bool = True
@@ -220,10 +247,17 @@ class SearchConfig:
             raise UserError(f"space must be micro or macro; received {self.space!r}.")
         check_precision(self.precision)
         check_controller(self)
-        if self.reward_bn not in ("moving", "batch"):
-            raise UserError(f"reward_bn must be moving or batch; received {self.reward_bn!r}.")
+        if self.reward_bn not in REWARD_BN:
+            raise UserError(
+                f"reward_bn must be one of {', '.join(REWARD_BN)}; received "
+                f"{self.reward_bn!r}.")
+        if self.cell_output not in CELL_OUTPUTS:
+            raise UserError(
+                f"cell_output must be one of {', '.join(CELL_OUTPUTS)}; received "
+                f"{self.cell_output!r}.")
         check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0",
-                               "controller_steps", "num_aggregate", "derive_samples"))
+                               "controller_steps", "num_aggregate", "derive_samples",
+                               "recalibrate_batches"))
         _check_lr_range(self)
         if not 0 < self.keep_prob <= 1:
             raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
@@ -247,6 +281,7 @@ class SearchConfig:
         return ChildConfig(
             out_filters=self.out_filters, num_layers=self.num_layers,
             keep_prob=self.keep_prob,
+            cell_output=self.cell_output if self.space == "micro" else "loose_ends",
         )
 
 

@@ -40,7 +40,7 @@ CHECKPOINTS = "checkpoints"
 # keep_prob, drop path and the auxiliary head do not: dropout has no
 # weights, and the auxiliary head starts fresh.
 STRUCTURAL = {
-    "micro": ("num_layers", "out_filters", "layer_base", "bn_epsilon"),
+    "micro": ("num_layers", "out_filters", "layer_base", "cell_output", "bn_epsilon"),
     "macro": ("out_filters", "separable", "bn_epsilon"),
 }
 # How to set each field from enas-train's flags.
@@ -48,6 +48,7 @@ _FIX = {
     "num_layers": "--num_layers={}",
     "out_filters": "--out_filters={}",
     "layer_base": lambda v: "--layer_base" if v else "--nolayer_base",
+    "cell_output": "--cell_output={}",
     "separable": lambda v: "--separable" if v else "--noseparable",
     "bn_epsilon": "bn_epsilon={}",
 }
@@ -131,7 +132,10 @@ def open_search_run(run_dir: str) -> SearchRun:
         )
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     try:
-        config = SearchConfig(**{k: v for k, v in run["search"].items() if k in fields})
+        values = {k: v for k, v in run["search"].items() if k in fields}
+        # Runs written before cell_output existed searched loose-end cells.
+        values.setdefault("cell_output", "loose_ends")
+        config = SearchConfig(**values)
         config.check()
         dataset = run["data"]["dataset"]
     except (KeyError, TypeError, AttributeError, UserError) as e:

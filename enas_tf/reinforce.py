@@ -53,7 +53,8 @@ class Reinforce(tf.Module):
 
     For sample i of an update: `R_i = reward_i + entropy_weight * H_i`; the
     baseline moves `b <- b - (1 - baseline_decay) * (b - R_i)`, sample by
-    sample in order; the loss is
+    sample in order, starting from the run's first reward (the original
+    started from 0); the loss is
     `mean_i(-log_prob_i * (R_i - b_i)) + skip_weight * mean_i(skip_penalty_i)`
     (the penalty for the macro controller only), with `b_i` the baseline just
     after sample i's update. The spec notes the TF1 graph does not fix whether
@@ -121,6 +122,10 @@ class Reinforce(tf.Module):
         )
         self.optimizer.build(controller.trainable_variables)
         self.baseline = tf.Variable(0.0, trainable=False, name="baseline")
+        # The baseline starts at the first finite reward, not at 0 (which
+        # would make every early advantage the reward itself, a large
+        # positive push on whatever was sampled first).
+        self.baseline_started = tf.Variable(False, trainable=False, name="baseline_started")
         signature = [
             tf.TensorSpec([None, controller.num_decisions], tf.int32),
             tf.TensorSpec([None], tf.float32),
@@ -196,6 +201,8 @@ class Reinforce(tf.Module):
         # The last entry is the baseline after the batch (the old one if the
         # batch is empty).
         self.baseline.assign(tf.concat([[self.baseline], baselines], 0)[-1])
+        self.baseline_started.assign(tf.logical_or(self.baseline_started,
+                                                   tf.reduce_any(keep)))
 
         def mean(x: tf.Tensor) -> tf.Tensor:
             return tf.reduce_sum(tf.where(keep, x, 0.0)) / denominator
@@ -217,15 +224,18 @@ class Reinforce(tf.Module):
         """The baseline after each sample's update, float32 `[n]`.
 
         Sequential over the batch (spec 4: updated on every sample); samples
-        not kept leave it unchanged.
+        not kept leave it unchanged. Before the first kept sample of the run
+        it is that sample's reward (the original started it at 0).
         """
         rate = 1.0 - self.baseline_decay
+        first = tf.gather(total, tf.argmax(tf.cast(keep, tf.int32)))
+        start = tf.where(self.baseline_started, self.baseline.read_value(), first)
 
         def step(b: tf.Tensor, elems: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
             reward, ok = elems
             return tf.where(ok, b - rate * (b - reward), b)
 
-        return tf.scan(step, (total, keep), initializer=self.baseline.read_value())
+        return tf.scan(step, (total, keep), initializer=start)
 
 
 class RandomSearch(tf.Module):

@@ -18,6 +18,7 @@ the sampler RNG and the epoch. The language-model search is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -32,7 +33,7 @@ from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
 from enas_tf.errors import UserError
 from enas_tf.search_base import SearchBase, make_sampler
-from enas_tf.supernet import build_supernet, weights_checkpoint
+from enas_tf.supernet import build_supernet, recalibrated, weights_checkpoint
 
 SAFE_KEYS = (
     "search.epochs", "search.derive_samples", "search.log_arcs",
@@ -94,6 +95,7 @@ class Search(SearchBase):
         self._valid = tf.data.Dataset.from_tensor_slices(
             (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels))
         self._reward_batches, self._reward_next = None, -1
+        self._calibration = None  # training batches of reward_bn=recalibrate
 
     def _check_replicas(self) -> None:
         if self.config.batch_size < self.replicas:
@@ -250,7 +252,19 @@ class Search(SearchBase):
             """(correct predictions, examples) of `arc` on the batch."""
             return tuple(summed(strategy.run(evaluate, args=(*batch, arc))))
 
+        def calibrate(images, labels, arc):
+            del labels
+            arc = same_arc(tf.distribute.get_replica_context(), arc)
+            net(images, arc=arc, training=True)  # updates the moving statistics
+            return tf.constant(0.0)
+
+        @tf.function(input_signature=[batch, arc_spec], autograph=False)
+        def calibrate_step(batch, arc):
+            """One moving-average update of `arc`'s batch-norm statistics."""
+            strategy.run(calibrate, args=(*batch, arc))
+
         self.child_step, self.eval_step = child_step, eval_step
+        self.calibrate_step = calibrate_step
         # Skipped (non-finite) child steps; too many in a row stop the run.
         self.nonfinite = nonfinite.NonFiniteCounter(
             config.max_nonfinite, "CNN search, child phase")
@@ -293,8 +307,31 @@ class Search(SearchBase):
         return {"child/nonfinite_steps": float(self.child_sums.numpy()[3])}
 
     def _reward(self, arc) -> float:
-        correct, count = self.eval_step(self._reward_batch(), arc)
+        with self._statistics_for(arc):
+            correct, count = self.eval_step(self._reward_batch(), arc)
         return float(correct / count)
+
+    @contextlib.contextmanager
+    def _statistics_for(self, arc):
+        """With reward_bn=recalibrate: `arc`'s batch-norm moving statistics
+        re-estimated on `recalibrate_batches` training batches (the same
+        ones for every architecture, without augmentation), restored after
+        (`enas_tf.supernet.recalibrated`). Other modes do nothing here.
+        """
+        if self.config.reward_bn != "recalibrate":
+            yield
+            return
+        if self._calibration is None:
+            splits, size = self.splits, self.config.batch_size
+            count = min(len(splits.train_images), self.config.recalibrate_batches * size)
+            order = np.random.default_rng(self.config.seed).permutation(
+                len(splits.train_images))[:count]
+            self._calibration = list(self._distribute(eval_dataset(
+                splits.train_images[order], splits.train_labels[order], splits, size)))
+        arc = tf.constant(np.asarray(arc), tf.int32)
+        with recalibrated(self.net, lambda batch: self.calibrate_step(batch, arc),
+                          self._calibration):
+            yield
 
     def _reward_batch(self):
         """The next validation minibatch for a reward.
@@ -328,8 +365,9 @@ class Search(SearchBase):
             self.config.eval_batch_size))
         arc = tf.constant(arc, tf.int32)
         correct = 0.0
-        for batch in data:
-            correct += float(self.eval_step(batch, arc)[0])
+        with self._statistics_for(arc):
+            for batch in data:
+                correct += float(self.eval_step(batch, arc)[0])
         return correct / len(self.splits.valid_images)
 
 

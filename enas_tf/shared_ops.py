@@ -163,10 +163,14 @@ def update_rows(mean, var, index, stats):
         stat.assign(tf.tensor_scatter_nd_update(stat, rows, new[None]))
 
 
-def _tf_variable(variable):
+def tf_variable(variable):
+    """The `tf.Variable` of a Keras variable (a plain one as it is)."""
     # Inside a `tf.function` that takes variables as arguments they are
     # plain `tf.Variable`s; elsewhere Keras variables wrap one.
     return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+_tf_variable = tf_variable
 
 
 def conv(x, kernel, strides=1):

@@ -28,7 +28,7 @@ SEARCHES = {
 # weights and may differ.
 CHILDREN = {
     "micro": ChildConfig(out_filters=4, num_layers=3, keep_prob=0.8,
-                         drop_path_keep_prob=0.9, aux_weight=0.4),
+                         drop_path_keep_prob=0.9, aux_weight=0.4, cell_output="all"),
     "macro": ChildConfig(out_filters=4, keep_prob=0.8),
 }
 
@@ -84,8 +84,10 @@ def test_different_structure_lists_every_difference(runs):
     for fragment in ("num_layers is 6 here but 3 in the search",
                      "out_filters is 8 here but 4 in the search",
                      "layer_base is True here but False in the search",
+                     "cell_output is loose_ends here but all in the search",
                      "image shape is 28x28x1 here but 8x8x1 in the search",
-                     "--num_layers=3 --out_filters=4 --nolayer_base --dataset=digits",
+                     "--num_layers=3 --out_filters=4 --nolayer_base --cell_output=all "
+                     "--dataset=digits",
                      "drop --init_from_search"):
         assert fragment in message, message
     assert "classes" not in message and "\n" not in message

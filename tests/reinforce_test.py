@@ -20,11 +20,12 @@ def small_micro(**kwargs):
 
 
 def expected_update(controller, arcs, rewards, entropy_weight, decay, skip_weight):
-    """Hand computation of spec sec. 4: loss, baselines, gradients."""
+    """Hand computation of spec sec. 4: loss, baselines, gradients (the
+    baseline of a fresh trainer starts at the first reward)."""
     with tf.GradientTape() as tape:
         scored = controller.log_prob_and_entropy(arcs)
         total = rewards + entropy_weight * scored.entropy.numpy()
-        b, baselines = 0.0, []
+        b, baselines = total[0], []
         for r in total:
             b = b - (1 - decay) * (b - r)
             baselines.append(b)

@@ -139,12 +139,34 @@ def test_a_training_step_moves_the_weights_as_in_the_child(trained, seed):
             expected[3] = kept + (expected[3] - kept) * n / (n - 1)
         for got, want in zip(shared[layer.name], expected):
             np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
-    # Moving statistics moved in exactly as many rows as the child has BNs,
-    # so in no row the architecture does not use.
+    # Moving statistics moved in at least as many rows as the child has BNs.
+    # With every computed node in the cell output (the default), the
+    # supernet also runs parts the child drops as dead (the calibration of
+    # an input no node reads, and cells only such inputs read), so the
+    # exact count is checked with loose-end outputs
+    # (`test_statistics_move_only_in_rows_the_architecture_uses`).
     moved = sum(int((v.numpy() != means[name]).any(axis=1).sum())
                 for name, v in net.shared.items() if name in means)
-    assert moved == sum(isinstance(layer, keras.layers.BatchNormalization)
+    assert moved >= sum(isinstance(layer, keras.layers.BatchNormalization)
                         for layer in child.layers)
+
+
+def test_statistics_move_only_in_rows_the_architecture_uses():
+    keras.utils.set_random_seed(1)
+    net = MicroSupernet(num_nodes=2, num_layers=3, out_filters=4, num_classes=5,
+                        image_shape=SHAPE, cell_output="loose_ends")
+    images = np.random.default_rng(1).normal(size=(4, *SHAPE)).astype("float32")
+    for seed in (200, 201):
+        arc = net.space.random_arc(seed)
+        child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE,
+                            num_classes=5)
+        means = {name: v.numpy() for name, v in net.shared.items()
+                 if name.endswith(".mean")}
+        net(images, arc=tf.constant(arc, tf.int32), training=True)
+        moved = sum(int((v.numpy() != means[name]).any(axis=1).sum())
+                    for name, v in net.shared.items() if name in means)
+        assert moved == sum(isinstance(layer, keras.layers.BatchNormalization)
+                            for layer in child.layers)
 
 
 def test_batch_stats_normalise_with_the_batch_and_update_nothing(trained):

@@ -38,7 +38,7 @@ from absl import app, flags, logging
 
 from enas_tf import cli, config_lm, data, precision, rundir
 from enas_tf.checkpoints import enable_determinism
-from enas_tf.config import SearchConfig
+from enas_tf.config import CELL_OUTPUTS, REWARD_BN, SearchConfig
 from enas_tf.config_lm import LmSearchConfig
 from enas_tf.errors import UserError
 
@@ -80,8 +80,15 @@ HELP = {
     "temperature": "Controller temperature T (0: none).",
     "skip_target": "Macro: target skip probability of the skip penalty.",
     "skip_weight": "Macro: weight of the skip penalty.",
-    "reward_bn": "moving: batch norm uses moving statistics for rewards and "
-    "scores (default); batch: batch statistics, as the original micro search.",
+    "cell_output": "Micro: the supernet's cell output: all (every computed node "
+    "concatenated; the shared weights learn far better) or loose_ends (the paper's "
+    "final cell). enas-train --init_from_search needs the same --cell_output.",
+    "reward_bn": "Batch norm when scoring rewards and candidates: batch (the batch's "
+    "statistics, as the original search), recalibrate (the architecture's moving "
+    "statistics re-estimated on --recalibrate_batches training batches first) or "
+    "moving (shared moving averages, which mix architectures).",
+    "recalibrate_batches": "Training batches that re-estimate batch-norm "
+    "statistics with --reward_bn=recalibrate.",
     "log_arcs": "Architectures sampled and shown per epoch.",
     "derive_samples": "Architectures sampled and scored at the end.",
     "flip": "Random horizontal flips (default: on, off for digit datasets).",
@@ -101,10 +108,11 @@ for name in CNN_FIELDS + LM_ONLY:
         text = text.rstrip(".") + (f" (rnn: {lm_default:g})." if name != "space" else ".")
     if name == "flip":
         flags.DEFINE_bool("flip", None, text)
-    elif name in ("space", "controller", "reward_bn", "precision"):
+    elif name in ("space", "controller", "reward_bn", "precision", "cell_output"):
         choices = {"space": ["micro", "macro", "rnn"],
                    "controller": ["reinforce", "random"],
-                   "reward_bn": ["moving", "batch"],
+                   "reward_bn": list(REWARD_BN),
+                   "cell_output": list(CELL_OUTPUTS),
                    "precision": list(precision.PRECISIONS)}[name]
         flags.DEFINE_enum(name, default, choices, text)
     elif isinstance(default, bool):

@@ -133,6 +133,11 @@ flags.DEFINE_bool(
 flags.DEFINE_bool(
     "layer_base", False, "Micro: the original's extra 1x1 conv on each cell's input 1."
 )
+flags.DEFINE_enum(
+    "cell_output", None, ["loose_ends", "all"],
+    "Micro: a cell's output: loose_ends (the paper's cell: its unused nodes "
+    "concatenated) or all (every computed node, as enas-search's supernet computes "
+    "by default). Default: loose_ends, or the search's with --init_from_search.")
 flags.DEFINE_float("l2", 2e-4, "L2 weight on every trainable variable.", lower_bound=0.0)
 # Optimisation.
 flags.DEFINE_integer(
@@ -219,7 +224,7 @@ for _name in LM_ONLY:
 CNN_ONLY = (
     "init_from_search", "download", "valid_size", "out_filters", "num_layers",
     "keep_prob", "drop_path_keep_prob", "aux_weight", "separable", "layer_base",
-    "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum", "label_smoothing",
+    "cell_output", "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum", "label_smoothing",
     "cutout_size", "pad", "flip", "jit_compile", "precision", "strategy", "devices",
 )
 
@@ -273,6 +278,9 @@ def main(argv: list[str]) -> None:
         aux_weight=FLAGS.aux_weight,
         separable=FLAGS.separable,
         layer_base=FLAGS.layer_base,
+        cell_output=FLAGS.cell_output or (
+            search.config.cell_output if search is not None
+            and search.config.space == "micro" else "loose_ends"),
         l2=FLAGS.l2,
     )
     flip = FLAGS.flip if FLAGS.flip is not None else FLAGS.dataset not in NO_FLIP
