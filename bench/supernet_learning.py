@@ -84,7 +84,11 @@ def main(argv):
     optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
     optimizer.build(net.trainable_variables)
 
-    @tf.function(autograph=False)
+    signature = [tf.TensorSpec([None, *splits.image_shape], tf.float32),
+                 tf.TensorSpec([None], tf.int32),
+                 tf.TensorSpec([space.num_decisions], tf.int32)]
+
+    @tf.function(input_signature=signature, autograph=False)
     def train_step(images, labels, arc):
         with tf.GradientTape() as tape:
             logits = net(images, arc=arc, training=True)

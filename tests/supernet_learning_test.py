@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from enas_tf.data.images import load_images
 from enas_tf.data.pipeline import normalize, train_dataset
+from enas_tf.supernet import recalibrated
 from enas_tf.supernet_micro import MicroSupernet
 
 EPOCHS = 8
@@ -70,3 +71,39 @@ def test_shared_weights_learn_on_random_architectures():
     assert last_epochs > 0.35, (last_epochs, accuracy[::17])
     assert np.mean(unseen) > 0.35, unseen
     assert len(traces) == 1
+
+
+def test_recalibrated_statistics_are_those_of_the_batches_and_restored():
+    keras.utils.set_random_seed(2)
+    net = MicroSupernet(num_nodes=2, num_layers=3, out_filters=4, num_classes=5,
+                        image_shape=(8, 8, 3))
+    arc = tf.constant(net.space.random_arc(3), tf.int32)
+    rng = np.random.default_rng(0)
+    batches = [tf.constant(rng.normal(size=(4, 8, 8, 3)) * (k + 1), tf.float32)
+               for k in range(3)]
+    net(batches[0], arc=arc, training=True)  # moving statistics away from 0 / 1
+    before = {name: v.numpy() for name, v in net.shared.items()
+              if name.endswith((".mean", ".var"))}
+
+    @tf.function(autograph=False)
+    def update(images):
+        net(images, arc=arc, training=True)
+
+    # The stem's batch norm sees the stem convolution of every batch.
+    stem = [tf.nn.conv2d(b, net.shared["stem.conv"].value, 1, "SAME").numpy()
+            for b in batches]
+    m, k = net.bn_momentum, len(batches)
+    weights = np.array([(1 - m) * m ** (k - 1 - i) for i in range(k)]) / (1 - m ** k)
+    mean = sum(w * s.mean(axis=(0, 1, 2)) for w, s in zip(weights, stem))
+    var = sum(w * s.reshape(-1, s.shape[-1]).var(axis=0, ddof=1)
+              for w, s in zip(weights, stem))
+    with recalibrated(net, update, batches):
+        np.testing.assert_allclose(net.shared["stem.bn.mean"].numpy()[0], mean,
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(net.shared["stem.bn.var"].numpy()[0], var,
+                                   rtol=1e-4, atol=1e-5)
+        # Rows the architecture does not run are left at the neutral 0 / 1.
+        rows = net.shared["cell0.sep_conv_3x3.sep1.bn.var"].numpy()
+        assert np.isclose(rows, 1.0, atol=1e-6).all(axis=1).any()
+    for name, value in before.items():
+        np.testing.assert_array_equal(net.shared[name].numpy(), value, err_msg=name)
