@@ -61,10 +61,12 @@ def _search(method, seed):
 
 
 def _train(arc, seed, name):
+    """Trains `arc` (a best_arc.json path or a micro arc string) from scratch."""
     out = os.path.join(FLAGS.work_dir, "train", name)
     summary = os.path.join(out, "summary.json")
     if not os.path.exists(summary):
-        _tool("train", "--flagfile=flags/digits_quick.flags", f"--arc={arc}",
+        space = [] if arc.endswith(".json") else ["--space=micro"]
+        _tool("train", "--flagfile=flags/digits_quick.flags", f"--arc={arc}", *space,
               f"--seed={seed}", f"--epochs={FLAGS.train_epochs}",
               f"--lr_t0={FLAGS.train_epochs}", f"--output_dir={out}", "--overwrite")
     with open(summary) as f:

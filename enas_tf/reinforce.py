@@ -229,7 +229,10 @@ class Reinforce(tf.Module):
         """
         rate = 1.0 - self.baseline_decay
         first = tf.gather(total, tf.argmax(tf.cast(keep, tf.int32)))
-        start = tf.where(self.baseline_started, self.baseline.read_value(), first)
+        # (A baseline already away from 0 counts as started: checkpoints
+        # written before `baseline_started` existed.)
+        started = tf.logical_or(self.baseline_started, tf.not_equal(self.baseline, 0.0))
+        start = tf.where(started, self.baseline.read_value(), first)
 
         def step(b: tf.Tensor, elems: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
             reward, ok = elems
