@@ -15,6 +15,15 @@ shared moving statistics.
     python bench/supernet_learning.py                       # today's supernet
     python bench/supernet_learning.py --design=issue14      # the one issue 14 measured
     python bench/supernet_learning.py --space=macro --num_layers=6 --out_filters=16
+    python bench/supernet_learning.py --space=rnn --data_dir=PTB_DIR
+
+`--space=rnn` asks the same of the recurrent cell on PTB at the
+flags/ptb_quick.flags sizes (H 64, 9 nodes, batch 64, windows of 35, SGD
+lr 20, the search's regularisers and clipping, 150 steps per epoch): a
+`SharedRnnLM` trained on a new random cell every step against one fixed
+cell (`FixedRnnLM`) trained for the same steps; it prints the validation
+perplexity (whole split, state carried) of the fixed cell, of the same cell
+with the shared weights, and the mean over 5 other random cells.
 
 `--design=issue14` builds the micro supernet as it was when issue 14 was
 filed (loose-end cell outputs, He-normal initialisation, every batch-norm
@@ -42,7 +51,9 @@ from enas_tf.supernet import recalibrated  # noqa: E402
 from enas_tf.supernet_macro import MacroSupernet  # noqa: E402
 from enas_tf.supernet_micro import MicroSupernet  # noqa: E402
 
-flags.DEFINE_enum("space", "micro", ["micro", "macro"], "Search space.")
+flags.DEFINE_enum("space", "micro", ["micro", "macro", "rnn"], "Search space.")
+flags.DEFINE_string("data_dir", None, "rnn: directory of PTB's train/valid/test.txt.")
+flags.DEFINE_integer("steps_per_epoch", 150, "rnn: training windows per epoch.")
 flags.DEFINE_enum("design", "default", ["default", "issue14"],
                   "Micro: today's supernet, or the one issue 14 measured.")
 flags.DEFINE_integer("num_nodes", 5, "Micro: nodes per cell.")
@@ -75,6 +86,8 @@ def build(splits):
 def main(argv):
     del argv
     keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.space == "rnn":
+        return main_rnn()
     splits = load_images("digits", valid_size=360)
     net = build(splits)
     space = net.space
@@ -154,6 +167,49 @@ def main(argv):
           f"accuracy of {len(eval_arcs)} random architectures: batch statistics "
           f"{batch:.3f}, recalibrated {recal:.3f}, moving {moving:.3f}; "
           f"{train_step.experimental_get_tracing_count()} trace(s) of the step")
+
+
+def main_rnn():
+    from enas_tf.data.ptb import batchify, load_ptb, windows
+    from enas_tf.lm import SharedRnnLM
+    from enas_tf.lm_training import evaluate, make_eval_step, make_train_step
+
+    if not FLAGS.data_dir:
+        raise app.UsageError("--space=rnn needs --data_dir (PTB's text files).")
+    corpus = load_ptb(FLAGS.data_dir)
+    dropouts = dict(drop_e=0.0, drop_i=0.1, drop_x=0.2, drop_l=0.1, drop_o=0.2)
+    shared = SharedRnnLM(corpus.vocab_size, 64, num_nodes=9, seed=FLAGS.seed, **dropouts)
+    space = shared.space
+    rng = np.random.default_rng(FLAGS.seed + 1)
+    arcs = [space.random_arc(rng) for _ in range(6)]
+    fixed = shared.build_child(arcs[0])
+    batched = batchify(corpus.train, 64)
+
+    def train(model, arc_of_step):
+        step = make_train_step(model, keras.optimizers.SGD(20.0))
+        start = time.time()
+        for epoch in range(FLAGS.epochs):
+            state = model.initial_state(64)
+            for i, (x, y) in enumerate(windows(batched, 35)):
+                if i == FLAGS.steps_per_epoch:
+                    break
+                extra = arc_of_step()
+                state, metrics = step(x, y, state, tf.constant(1.0), *extra)
+            print(f"  epoch {epoch + 1}: loss {float(metrics['cross_entropy']):.3f} "
+                  f"({time.time() - start:.0f} s)", flush=True)
+
+    print(f"PTB, {space.describe()}, H 64: shared weights on random cells vs one "
+          f"fixed cell, {FLAGS.epochs} x {FLAGS.steps_per_epoch} steps each")
+    print("shared (a new random cell every step):")
+    train(shared, lambda: [tf.constant(space.random_arc(rng), tf.int32)])
+    print("fixed cell:")
+    train(fixed, lambda: [])
+    step = make_eval_step(shared)
+    ppl = [evaluate(shared, corpus.valid, 64, arc=arc, eval_step=step) for arc in arcs]
+    alone = evaluate(fixed, corpus.valid, 64)
+    print(f"valid perplexity: fixed cell trained alone {alone:.1f}; the same cell with "
+          f"shared weights {ppl[0]:.1f}; 5 other random cells with shared weights "
+          f"{np.mean(ppl[1:]):.1f} ({min(ppl[1:]):.1f}-{max(ppl[1:]):.1f})")
 
 
 def _accuracy(logits, labels):
