@@ -83,6 +83,10 @@ class ChildConfig:
                     "(they belong to the micro network); set aux_weight=0 and "
                     "drop_path_keep_prob=1."
                 )
+            if self.cell_output != "loose_ends":
+                raise UserError(
+                    "cell_output applies to micro cells; the macro network has no "
+                    "cells (drop --cell_output).")
         elif self.num_layers < 3:
             raise UserError(
                 f"A micro network needs num_layers >= 3 (its reduction cells "

@@ -206,6 +206,10 @@ def test_bad_configs():
         build_child(macro, macro.random_arc(0), ChildConfig(aux_weight=0.4), **shape)
     with pytest.raises(UserError, match="num_layers >= 3"):
         build_child(micro, arc, ChildConfig(num_layers=2), **shape)
+    with pytest.raises(UserError, match="cell_output must be one of loose_ends, all"):
+        build_child(micro, arc, ChildConfig(cell_output="every"), **shape)
+    with pytest.raises(UserError, match="macro network has no cells"):
+        build_child(macro, macro.random_arc(0), ChildConfig(cell_output="all"), **shape)
     with pytest.raises(UserError, match="recurrent cell"):
         build_child(spaces.RnnSpace(2), (0, 0, 0, 0), ChildConfig(), **shape)
     with pytest.raises(spaces.ArcError, match="expected 8 integers"):

@@ -377,6 +377,24 @@ class TestDigits:
         np.testing.assert_array_equal(a.train_images, b.train_images)
         np.testing.assert_array_equal(a.valid_labels, b.valid_labels)
 
+    def test_train_size_keeps_a_fixed_subset(self):
+        full = load_images("digits", valid_size=100)
+        a = load_images("digits", valid_size=100, train_size=300)
+        b = load_images("digits", valid_size=100, train_size=300)
+        assert a.train_images.shape == (300, 8, 8, 1)
+        np.testing.assert_array_equal(a.train_images, b.train_images)
+        np.testing.assert_array_equal(a.valid_labels, full.valid_labels)
+        # A subset of the full training split, drawn over all of it (not
+        # its head), with every class and statistics of its own.
+        rows = {image.tobytes() for image in full.train_images}
+        assert all(image.tobytes() in rows for image in a.train_images)
+        assert not np.array_equal(a.train_images, full.train_images[:300])
+        assert set(a.train_labels) == set(range(10))
+        np.testing.assert_allclose(a.mean, a.train_images.mean() / 255, rtol=1e-5)
+        assert len(load_images("digits", valid_size=100, train_size=0).train_images) == 1337
+        with pytest.raises(DataError, match="train_size=1338 .* from 1 to 1337"):
+            load_images("digits", valid_size=100, train_size=1338)
+
 
 @pytest.mark.skipif(
     not image_files.FASHION_MNIST_SYSTEM_DIR.is_dir(), reason="no system Fashion-MNIST"

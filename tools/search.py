@@ -48,7 +48,7 @@ CNN_FIELDS = [f.name for f in dataclasses.fields(SearchConfig)]
 LM_FIELDS = [f.name for f in dataclasses.fields(LmSearchConfig)]
 # Flags of one kind of search only; giving them to the other is an error.
 CNN_ONLY = [n for n in CNN_FIELDS if n not in LM_FIELDS] + [
-    "valid_size", "download", "strategy", "devices"]
+    "valid_size", "train_size", "download", "strategy", "devices"]
 LM_ONLY = [n for n in LM_FIELDS if n not in CNN_FIELDS]
 HELP = {
     "space": "Search space: micro (cells), macro (whole network) or rnn "
@@ -82,7 +82,7 @@ HELP = {
     "skip_weight": "Macro: weight of the skip penalty.",
     "cell_output": "Micro: the supernet's cell output: all (every computed node "
     "concatenated; the shared weights learn far better) or loose_ends (the paper's "
-    "final cell). enas-train --init_from_search needs the same --cell_output.",
+    "final cell). enas-train --init_from_search takes the search's.",
     "reward_bn": "Batch norm when scoring rewards and candidates: batch (the batch's "
     "statistics, as the original search), recalibrate (the architecture's moving "
     "statistics re-estimated on --recalibrate_batches training batches first) or "
@@ -129,6 +129,10 @@ flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.
 flags.DEFINE_integer(
     "valid_size", None, "Training images held out for rewards (default: 5000, "
     "360 for digits).", lower_bound=1)
+flags.DEFINE_integer(
+    "train_size", None, "Search on only this many training images (a fixed random "
+    "subset, the same in every run; default: all): a search that fits a time budget.",
+    lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
 flags.DEFINE_bool("overwrite", False, "Replace an incompatible run in --output_dir.")
 flags.DEFINE_integer("verbose", 1, "1: a progress bar per child phase; 0: quiet.")
@@ -168,7 +172,7 @@ def main(argv: list[str]) -> None:
     strategy = cli.strategy_from_flags()
     splits = data.load_images(
         FLAGS.dataset, data_dir=FLAGS.data_dir, valid_size=FLAGS.valid_size,
-        download=FLAGS.download)
+        download=FLAGS.download, train_size=FLAGS.train_size)
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.controller}")
     from enas_tf.search import Search
@@ -179,7 +183,8 @@ def main(argv: list[str]) -> None:
         config, splits, FLAGS.output_dir, overwrite=FLAGS.overwrite,
         verbose=FLAGS.verbose, strategy=strategy,
         data={"dataset": FLAGS.dataset, "valid_size": len(splits.valid_images),
-              "data_dir": FLAGS.data_dir})
+              "data_dir": FLAGS.data_dir,
+              **({"train_size": FLAGS.train_size} if FLAGS.train_size else {})})
     result = search.run()
     _report(result, f"valid accuracy {result['valid_accuracy']:.4f}")
 

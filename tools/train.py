@@ -92,6 +92,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
 flags.DEFINE_integer(
+    "train_size", None, "Train on only this many training images (a fixed random "
+    "subset, the same in every run; default: all).", lower_bound=1)
+flags.DEFINE_integer(
     "valid_size",
     0,
     "Training images held out for validation (0: train on all of them, as "
@@ -222,9 +225,11 @@ for _name in LM_ONLY:
         flags.DEFINE_float(_name, _default, config_lm.HELP[_name], lower_bound=0.0)
 # Flags of image networks only; giving them with an rnn cell is an error.
 CNN_ONLY = (
-    "init_from_search", "download", "valid_size", "out_filters", "num_layers",
+    "init_from_search", "download", "valid_size", "train_size", "out_filters",
+    "num_layers",
     "keep_prob", "drop_path_keep_prob", "aux_weight", "separable", "layer_base",
-    "cell_output", "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum", "label_smoothing",
+    "cell_output", "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum",
+    "label_smoothing",
     "cutout_size", "pad", "flip", "jit_compile", "precision", "strategy", "devices",
 )
 
@@ -327,6 +332,7 @@ def main(argv: list[str]) -> None:
         data_dir=FLAGS.data_dir,
         valid_size=FLAGS.valid_size,
         download=FLAGS.download,
+        train_size=FLAGS.train_size,
     )
     # Imported only now: bad flags, architectures and data files are
     # reported without waiting for TensorFlow.
@@ -347,6 +353,7 @@ def main(argv: list[str]) -> None:
             "dataset": FLAGS.dataset,
             "valid_size": FLAGS.valid_size,
             "data_dir": FLAGS.data_dir,
+            **({"train_size": FLAGS.train_size} if FLAGS.train_size else {}),
         },
         overwrite=FLAGS.overwrite,
         verbose=FLAGS.verbose,

@@ -99,6 +99,7 @@ def load_images(
     valid_size: int | None = None,
     download: bool = False,
     tfds_data_dir: str | Path | None = None,
+    train_size: int | None = None,
 ) -> ImageSplits:
     """Loads an image dataset and carves the validation split off its end.
 
@@ -111,6 +112,10 @@ def load_images(
         copy exists.
       tfds_data_dir: tensorflow-datasets data directory; by default `data_dir`
         when it holds a `<name>/` TFDS folder, else the TFDS default.
+      train_size: keep only this many of the training images left after the
+        validation split: a fixed random subset (the same in every run, in
+        the original order), for searches that must fit a time budget.
+        None or 0: all of them.
 
     Returns:
       The `ImageSplits`.
@@ -146,7 +151,8 @@ def load_images(
             raise DataError(f"Dataset {name!r}: {e}") from e
         if arrays is None:
             arrays = load_tfds(name, data_dir, tfds_data_dir, download, searched)
-    return _make_splits(name, *arrays, valid_size=int(valid_size))
+    return _make_splits(name, *arrays, valid_size=int(valid_size),
+                        train_size=int(train_size or 0))
 
 
 def _make_splits(
@@ -156,8 +162,10 @@ def _make_splits(
     test_x: np.ndarray,
     test_y: np.ndarray,
     valid_size: int,
+    train_size: int = 0,
 ) -> ImageSplits:
-    """Carves the validation tail off the training set and computes stats."""
+    """Carves the validation tail off the training set, keeps `train_size`
+    of the rest (0: all) and computes stats."""
     n = len(train_x)
     if n == 0:
         raise DataError(f"The training set of {name!r} is empty.")
@@ -167,12 +175,20 @@ def _make_splits(
             f"set has {n} images; choose a value from 0 to {n - 1}."
         )
     cut = n - valid_size
-    train_images = np.ascontiguousarray(train_x[:cut])
+    keep = np.arange(cut)
+    if train_size:
+        if not 0 < train_size <= cut:
+            raise DataError(
+                f"train_size={train_size} is out of range for {name!r}: "
+                f"{cut} training images are left after the validation split; "
+                f"choose a value from 1 to {cut}, or none to keep them all.")
+        keep = np.sort(np.random.default_rng(0).permutation(cut)[:train_size])
+    train_images = np.ascontiguousarray(train_x[keep])
     mean, std = _channel_stats(train_images)
     return ImageSplits(
         name=name,
         train_images=train_images,
-        train_labels=train_y[:cut].astype(np.int32),
+        train_labels=train_y[keep].astype(np.int32),
         valid_images=np.ascontiguousarray(train_x[cut:]),
         valid_labels=train_y[cut:].astype(np.int32),
         test_images=np.ascontiguousarray(test_x),
