@@ -14,6 +14,12 @@ spread over the score range.
 
     python bench/search_quality.py                       # digits, 3 seeds
     python bench/search_quality.py --seeds=1 --tau_archs=4 --search_epochs=10
+    python bench/search_quality.py --dataset=fashion_mnist --train_size=5000 \
+        --valid_size=2000 --work_dir=/tmp/sq_fashion
+
+`--dataset`, `--valid_size` and `--train_size` go to both tools (the
+searches and the stand-alone trainings); other settings are the quickstart's
+and flags/digits_quick.flags'.
 
 Runs go to `--work_dir` (kept, so a rerun reuses finished runs).
 """
@@ -35,13 +41,20 @@ flags.DEFINE_integer("search_epochs", 30, "Search epochs (both methods).")
 flags.DEFINE_integer("train_epochs", 20, "Epochs of each stand-alone training.")
 flags.DEFINE_integer("tau_archs", 10, "Candidates trained for the rank correlation.")
 flags.DEFINE_string("work_dir", "/tmp/enas_search_quality", "Where runs are written.")
+flags.DEFINE_string("dataset", "digits", "Dataset of the searches and trainings.")
+flags.DEFINE_integer("valid_size", 360, "Validation images (rewards, scores).")
+flags.DEFINE_integer("train_size", None, "Training images used (default: all).")
 FLAGS = flags.FLAGS
 
 
 def _tool(name, *args):
-    """Runs a tool (`python -m tools.NAME`); returns its wall time."""
+    """Runs a tool (`python -m tools.NAME`) on the benchmark's data; returns
+    its wall time."""
+    data = [f"--dataset={FLAGS.dataset}", f"--valid_size={FLAGS.valid_size}"]
+    if FLAGS.train_size:
+        data.append(f"--train_size={FLAGS.train_size}")
     start = time.time()
-    subprocess.run([sys.executable, "-m", f"tools.{name}", *args, "--verbose=0"],
+    subprocess.run([sys.executable, "-m", f"tools.{name}", *args, *data, "--verbose=0"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.time() - start
 
