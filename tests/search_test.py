@@ -129,3 +129,22 @@ def test_reward_bn_batch_updates_no_statistics(digits, tmp_path):
     search.score(arc)
     for a, b in zip(before, search.net.non_trainable_variables):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_reward_bn_recalibrate_scores_with_fresh_statistics_and_restores(digits, tmp_path):
+    config = dataclasses.replace(TINY, reward_bn="recalibrate", recalibrate_batches=2)
+    search = Search(config, digits, str(tmp_path / "r"), verbose=0)
+    net = search.net
+    images = tf.constant(np.random.default_rng(0).normal(size=(8, 8, 8, 1)), tf.float32)
+    arc = tf.constant(search.space.random_arc(1), tf.int32)
+    net(images, arc=arc, training=True)  # moving statistics of one batch
+    before = [v.numpy() for v in net.non_trainable_variables]
+    moving = dataclasses.replace(config, reward_bn="moving")
+    stale = Search(moving, digits, str(tmp_path / "m"), verbose=0)
+    for target, value in zip(stale.net.variables, net.variables):
+        target.assign(value)
+    score, stale_score = search.score(arc), stale.score(arc)
+    assert 0.0 <= score <= 1.0 and score != stale_score
+    assert search.calibrate_step.experimental_get_tracing_count() == 1
+    for a, b in zip(before, net.non_trainable_variables):
+        np.testing.assert_array_equal(a, b.numpy())
