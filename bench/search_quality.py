@@ -15,13 +15,14 @@ spread over the score range.
     python bench/search_quality.py                       # digits, 3 seeds
     python bench/search_quality.py --seeds=1 --tau_archs=4 --search_epochs=10
     python bench/search_quality.py --dataset=fashion_mnist --train_size=5000 \
-        --valid_size=2000 --work_dir=/tmp/sq_fashion
+        --valid_size=2000 --work_dir=runs/search_quality_fashion
 
 `--dataset`, `--valid_size` and `--train_size` go to both tools (the
 searches and the stand-alone trainings); other settings are the quickstart's
 and flags/digits_quick.flags'.
 
-Runs go to `--work_dir` (kept, so a rerun reuses finished runs).
+Runs go to `--work_dir` (default: enas_search_quality in the system's
+temporary directory; kept, so a rerun reuses finished runs).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app, flags
@@ -40,7 +42,8 @@ flags.DEFINE_integer("seeds", 3, "Seeds per method.")
 flags.DEFINE_integer("search_epochs", 30, "Search epochs (both methods).")
 flags.DEFINE_integer("train_epochs", 20, "Epochs of each stand-alone training.")
 flags.DEFINE_integer("tau_archs", 10, "Candidates trained for the rank correlation.")
-flags.DEFINE_string("work_dir", "/tmp/enas_search_quality", "Where runs are written.")
+flags.DEFINE_string("work_dir", None, "Where runs are written (default: "
+                    "enas_search_quality in the system's temporary directory).")
 flags.DEFINE_string("dataset", "digits", "Dataset of the searches and trainings.")
 flags.DEFINE_integer("valid_size", 360, "Validation images (rewards, scores).")
 flags.DEFINE_integer("train_size", None, "Training images used (default: all).")
@@ -105,6 +108,8 @@ def _stats(values):
 
 def main(argv):
     del argv
+    if FLAGS.work_dir is None:
+        FLAGS.work_dir = os.path.join(tempfile.gettempdir(), "enas_search_quality")
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     results = {}
     for method in ("reinforce", "random"):

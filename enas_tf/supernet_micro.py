@@ -42,8 +42,9 @@ and while barely trained it adds a full-scale (batch-normalised) random
 feature map to its node, every step a different one. Three changes, each
 an initialisation or a search-time choice, make the shared weights learn
 (10 epochs: 0.12 -> 0.48; 30 epochs, `bench/supernet_learning.py`:
-training accuracy 0.17 -> 0.66 and validation accuracy of unseen random
-architectures with batch statistics 0.16 -> 0.78; 0.79 and 0.81 without
+training accuracy 0.17 -> 0.64-0.66 and validation accuracy of unseen
+random architectures with batch statistics 0.16 -> 0.77-0.78 (two runs);
+0.79 and 0.81 without
 augmentation, where the peer of issue 14, NNI's ENAS cell space, reached
 0.81 and 0.74):
 - `zero_last_bn`: each sep conv's second batch norm starts with scale 0,

@@ -155,3 +155,14 @@ def test_the_train_run_records_its_search(runs, digits, tmp_path):
     rundir.prepare(out, config, overwrite=False)
     with pytest.raises(UserError, match="init_from_search: '.*' -> None"):
         child_training.train_child(space, arc, CHILDREN["micro"], train, digits, out)
+
+
+def test_runs_written_before_cell_output_read_as_loose_ends(runs, tmp_path):
+    run_dir, _ = runs["micro"]
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    assert config["search"].pop("cell_output") == "all"
+    (old / "config.json").write_text(json.dumps(config))
+    assert open_search_run(str(old)).config.cell_output == "loose_ends"
+    assert open_search_run(run_dir).config.cell_output == "all"
