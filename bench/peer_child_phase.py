@@ -1,0 +1,243 @@
+r"""Benchmark: the micro search's child phase at the configuration of issue 15.
+
+Issue 15 measured NNI 3.0's ENAS cell search (PyTorch, CPU) beside ours on
+this kind of machine: micro space, 5 nodes, 8 cells (`num_layers=6`), 20
+filters, batch 64, synthetic 32x32x3 images and 10 classes, a new
+controller sample every step, SGD Nesterov momentum 0.9 (lr 0.05), L2 1e-4,
+global-norm clipping 5. The peer's figures (two rounds): child-phase
+training 25.1 / 20.1 images/s, controller sampling 15.9 / 9.3
+architectures/s, one validation batch of 64 with batch-statistic batch norm
+838 / 922 ms, peak RSS 2.49 / 2.46 GiB.
+
+This script prints ours at exactly that configuration: a `MicroSupernet`
+and `controller_for(space)`, and a plain `tf.function` training step that
+takes the architecture as an int32 tensor (so one trace serves every
+architecture; the script checks it). It prints
+
+  - trace + first call of the training step (seconds);
+  - child-phase images/s: each timed step samples an architecture from the
+    controller and trains the supernet on it (sampling included);
+  - controller sampling, architectures/s (one architecture per call, as
+    the search samples them);
+  - one validation batch of 64, batch-statistic batch norm (ms, median);
+  - peak RSS (VmHWM) of this process;
+  - the step's arithmetic rate: multiply-adds of the sampled architectures
+    (`enas_tf.flops.count_flops`, forward; a training step is taken as 3x
+    the forward) per second, in GFLOP/s (1 multiply-add = 2 FLOP).
+
+`--jit_compile` compiles the training step with XLA. `--profile=DIR` also
+profiles `--profile_steps` steps with the TensorFlow profiler (open DIR in
+TensorBoard's profile tab) and prints the ops that took the most time.
+CPU unless --device=gpu.
+
+    python bench/peer_child_phase.py
+    python bench/peer_child_phase.py --steps=10 --profile=/tmp/profile
+    python bench/peer_child_phase.py --jit_compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = {"num_nodes": 5, "num_layers": 6, "out_filters": 20, "num_classes": 10,
+        "image_shape": (32, 32, 3)}
+PEER = {"images/s": (25.1, 20.1), "arcs/s": (15.9, 9.3), "eval ms": (838, 922),
+        "peak GiB": (2.49, 2.46)}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64, help="Images per step.")
+    parser.add_argument("--steps", type=int, default=20, help="Timed child steps.")
+    parser.add_argument("--samples", type=int, default=50,
+                        help="Timed controller samples.")
+    parser.add_argument("--eval_batches", type=int, default=5,
+                        help="Timed validation batches.")
+    parser.add_argument("--jit_compile", action="store_true",
+                        help="Compile the training step with XLA.")
+    parser.add_argument("--profile", default=None,
+                        help="Directory for a TensorFlow profile of a few steps.")
+    parser.add_argument("--profile_steps", type=int, default=3)
+    parser.add_argument("--top_ops", type=int, default=15,
+                        help="Ops printed from the profile.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    return parser.parse_args(argv)
+
+
+def peak_rss_gib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def top_ops(profile_dir: str, count: int) -> list[tuple[str, float, int]]:
+    """(op type, total ms, occurrences) of the profiled host ops, largest
+    first. Ops that only call functions (`If`, `Case`, `PartitionedCall`,
+    ...) are left out: their time is their body's ops'."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    paths = sorted(glob.glob(os.path.join(profile_dir, "**", "*.xplane.pb"),
+                             recursive=True))
+    if not paths:
+        return []
+    space = xplane_pb2.XSpace()
+    with open(paths[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    calls = {"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile",
+             "PartitionedCall", "StatefulPartitionedCall"}
+    totals = collections.defaultdict(lambda: [0.0, 0])
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        stat_names = {k: v.name for k, v in plane.stat_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                meta = plane.event_metadata[event.metadata_id]
+                kind = None
+                for stat in list(event.stats) + list(meta.stats):
+                    if stat_names.get(stat.metadata_id) == "tf_op":
+                        ref = stat.str_value or plane.stat_metadata[stat.ref_value].name
+                        kind = ref.rsplit(":", 1)[-1]
+                if kind is None or kind in calls:
+                    continue
+                totals[kind][0] += event.duration_ps / 1e9
+                totals[kind][1] += 1
+    rows = sorted(((k, ms, n) for k, (ms, n) in totals.items()), key=lambda r: -r[1])
+    return rows[:count]
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, ROOT)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from enas_tf.child import build_child
+    from enas_tf.controller import controller_for
+    from enas_tf.flops import count_flops
+    from enas_tf.supernet_micro import MicroSupernet
+
+    keras.utils.set_random_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    shape = (args.batch, *SIZE["image_shape"])
+    images = tf.constant(rng.normal(size=shape), tf.float32)
+    labels = tf.constant(rng.integers(0, SIZE["num_classes"], args.batch), tf.int32)
+
+    net = MicroSupernet(**SIZE)
+    space = net.space
+    controller = controller_for(space, seed=args.seed)
+    optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+    arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
+    data = [tf.TensorSpec(images.shape, tf.float32), tf.TensorSpec(labels.shape, tf.int32)]
+
+    def train(images, labels, arc):
+        with tf.GradientTape() as tape:
+            logits = net(images, arc=arc, training=True)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss += 1e-4 * tf.add_n(
+                [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+        grads = tape.gradient(loss, net.trainable_variables)
+        grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        optimizer.apply(grads, net.trainable_variables)
+        return loss
+
+    step = tf.function(train, input_signature=[*data, arc_spec], autograph=False,
+                       jit_compile=args.jit_compile)
+    evaluate = tf.function(
+        lambda images, labels, arc: tf.reduce_sum(tf.cast(tf.equal(
+            tf.argmax(net(images, arc=arc, batch_stats=True), -1, output_type=tf.int32),
+            labels), tf.int32)),
+        input_signature=[*data, arc_spec], autograph=False)
+
+    def sample():
+        return tf.constant(controller.sample().arcs[0], tf.int32)
+
+    start = time.perf_counter()
+    optimizer.build(net.trainable_variables)
+    step(images, labels, sample()).numpy()
+    trace = time.perf_counter() - start
+    print(f"trace + first call of the training step: {trace:.1f} s", flush=True)
+    step(images, labels, sample()).numpy()  # warm-up on a second architecture
+
+    arcs, times = [], []
+    for _ in range(args.steps):
+        begin = time.perf_counter()
+        arc = sample()
+        step(images, labels, arc).numpy()
+        times.append(time.perf_counter() - begin)
+        arcs.append(arc.numpy())
+    seconds = statistics.median(times)
+    print(f"child phase: {args.batch / seconds:.1f} images/s "
+          f"(median step {1000 * seconds:.0f} ms over {args.steps} architectures; "
+          f"mean {args.batch * len(times) / sum(times):.1f} images/s)", flush=True)
+
+    begin = time.perf_counter()
+    for _ in range(args.samples):
+        controller.sample()
+    arcs_per_s = args.samples / (time.perf_counter() - begin)
+    print(f"controller sampling: {arcs_per_s:.0f} architectures/s", flush=True)
+
+    eval_times = []
+    for _ in range(args.eval_batches + 1):
+        arc = sample()
+        begin = time.perf_counter()
+        evaluate(images, labels, arc).numpy()
+        eval_times.append(time.perf_counter() - begin)
+    eval_ms = 1000 * statistics.median(eval_times[1:])  # the first traces
+    print(f"one validation batch of {args.batch}, batch statistics: {eval_ms:.0f} ms",
+          flush=True)
+
+    macs = [count_flops(build_child(space, arc, net.child_config(),
+                                    image_shape=SIZE["image_shape"],
+                                    num_classes=SIZE["num_classes"]))
+            for arc in arcs[:5]]
+    gflops = 3 * 2 * statistics.mean(macs) * args.batch / seconds / 1e9
+    print(f"arithmetic: {statistics.mean(macs) / 1e6:.0f} M multiply-adds per image "
+          f"forward (mean of 5 sampled architectures); training step ~{gflops:.1f} "
+          "GFLOP/s", flush=True)
+    traces = step.experimental_get_tracing_count()
+    print(f"traces of the training step: {traces} (for {args.steps + 2} architectures)")
+
+    if args.profile:
+        tf.profiler.experimental.start(args.profile)
+        for _ in range(args.profile_steps):
+            step(images, labels, sample()).numpy()
+        tf.profiler.experimental.stop()
+        rows = top_ops(args.profile, args.top_ops)
+        total = sum(ms for _, ms, _ in top_ops(args.profile, 10**6)) or float("nan")
+        print(f"\nprofile of {args.profile_steps} steps ({args.profile}): op, ms per "
+              "step, share of op time, calls per step")
+        for kind, ms, n in rows:
+            print(f"  {kind:<40} {ms / args.profile_steps:9.1f} {ms / total:6.1%} "
+                  f"{n / args.profile_steps:7.0f}")
+
+    rss = peak_rss_gib()
+    print(f"peak RSS: {rss:.2f} GiB")
+    print("\nfigure | peer (NNI 3.0, PyTorch; issue 15, two rounds) | enas-tf")
+    print(f"child-phase images/s | {PEER['images/s'][0]} / {PEER['images/s'][1]} | "
+          f"{args.batch / seconds:.1f} ({args.batch / seconds / 25.1:.2f}x the peer's 25.1)")
+    print(f"controller architectures/s | {PEER['arcs/s'][0]} / {PEER['arcs/s'][1]} | "
+          f"{arcs_per_s:.0f}")
+    print(f"validation batch of 64, ms | {PEER['eval ms'][0]} / {PEER['eval ms'][1]} | "
+          f"{eval_ms:.0f}")
+    print(f"peak RSS, GiB | {PEER['peak GiB'][0]} / {PEER['peak GiB'][1]} | {rss:.2f}")
+    print(f"trace + first call, s | - | {trace:.1f}")
+
+
+if __name__ == "__main__":
+    main()
