@@ -62,6 +62,9 @@ def parse_args(argv=None):
                         help="Timed validation batches.")
     parser.add_argument("--jit_compile", action="store_true",
                         help="Compile the training step with XLA.")
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                        help="Keras dtype policy of the supernet.")
     parser.add_argument("--profile", default=None,
                         help="Directory for a TensorFlow profile of a few steps.")
     parser.add_argument("--profile_steps", type=int, default=3)
@@ -99,19 +102,20 @@ def top_ops(profile_dir: str, count: int) -> list[tuple[str, float, int]]:
     for plane in space.planes:
         if not plane.name.startswith("/host:CPU"):
             continue
-        stat_names = {k: v.name for k, v in plane.stat_metadata.items()}
         for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the executors' threads
+                continue
             for event in line.events:
                 meta = plane.event_metadata[event.metadata_id]
-                kind = None
-                for stat in list(event.stats) + list(meta.stats):
-                    if stat_names.get(stat.metadata_id) == "tf_op":
-                        ref = stat.str_value or plane.stat_metadata[stat.ref_value].name
-                        kind = ref.rsplit(":", 1)[-1]
-                if kind is None or kind in calls:
+                if ":" not in meta.name or "::" in meta.name:  # runtime events
                     continue
-                totals[kind][0] += event.duration_ps / 1e9
-                totals[kind][1] += 1
+                name, kind = meta.name.rsplit(":", 1)
+                if kind in calls:
+                    continue
+                # Ops of the backward pass carry "gradient" in their scope.
+                part = "backward" if "gradient" in name.lower() else "forward/update"
+                totals[f"{kind} ({part})"][0] += event.duration_ps / 1e9
+                totals[f"{kind} ({part})"][1] += 1
     rows = sorted(((k, ms, n) for k, (ms, n) in totals.items()), key=lambda r: -r[1])
     return rows[:count]
 
@@ -137,6 +141,7 @@ def main(argv=None) -> None:
     images = tf.constant(rng.normal(size=shape), tf.float32)
     labels = tf.constant(rng.integers(0, SIZE["num_classes"], args.batch), tf.int32)
 
+    keras.mixed_precision.set_global_policy(args.precision)
     net = MicroSupernet(**SIZE)
     space = net.space
     controller = controller_for(space, seed=args.seed)
@@ -165,7 +170,7 @@ def main(argv=None) -> None:
         input_signature=[*data, arc_spec], autograph=False)
 
     def sample():
-        return tf.constant(controller.sample().arcs[0], tf.int32)
+        return controller.sample().arc[0]
 
     start = time.perf_counter()
     optimizer.build(net.trainable_variables)

@@ -248,9 +248,7 @@ class MacroSupernet(keras.Model):
     def _reduce(self, x, name, training):
         """Factorized reduction (sec. 0.4): two stride-2 1x1 paths, concat, BN."""
         w1, w2 = self.shared[f"{name}.path1"], self.shared[f"{name}.path2"]
-        x = tf.concat(
-            [ops.conv(x, w1.value, 2), ops.conv(ops.shift(x), w2.value, 2)], axis=-1
-        )
+        x = ops.factorized_reduction(x, w1.value[0, 0], w2.value[0, 0])
         return self.bns[f"{name}.bn"](x, 0, training)
 
     def forward(self, images, arc, training: bool = False, dropout_seed=None):
