@@ -89,9 +89,10 @@ def compute_all_supernet_class():
         # The original ENAS search code's way: stack the nodes, index them.
         return tf.gather(tf.stack(candidates), index)
 
-    def slot(inputs, strides, branch, rows, weights, **settings):
+    def slot(inputs, strides, branch, rows, flat_rows, layout, stats, **settings):
+        picked = supernet_micro.unflatten(flat_rows, layout)
         outputs = [run() for run in supernet_micro.candidate_ops(
-            inputs, strides, rows, weights, **settings)]
+            inputs, strides, rows, picked, stats, **settings)]
         return tf.gather(tf.stack(outputs), branch)
 
     class ComputeAllSupernet(supernet_micro.MicroSupernet):

@@ -105,14 +105,13 @@ def slot_rows(n: int, slot: int) -> tuple[int, int]:
     return (n - 2) * (n + 1) + slot * n, 2 * (2 * (n - 2) + slot)
 
 
-def candidate_ops(inputs, strides, rows, weights, num_ops, momentum, epsilon, training):
+def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsilon,
+                  training):
     """A slot's candidate ops, as callables in branch order.
 
     Branch b applies op `MICRO_OPS[b % num_ops]` to `inputs[b // num_ops]`
-    with stride `strides[b // num_ops]`. The weight rows are gathered here,
-    once for all branches, so a switch over the branches has few inputs;
-    a branch that runs in training updates the moving statistics of the
-    rows it uses.
+    with stride `strides[b // num_ops]`. A branch that runs in training
+    updates the moving statistics of the rows it uses.
 
     Args:
       inputs: the chosen node, or (in a reduction cell) the chosen still
@@ -120,23 +119,26 @@ def candidate_ops(inputs, strides, rows, weights, num_ops, momentum, epsilon, tr
       strides: Python ints, one per input.
       rows: int32 `[2]`: the row of the sep-conv stacks and of the reduce
         stacks (`slot_rows` plus the input index).
-      weights: `{op: [(dw, pw, gamma, beta, mean, var)] * 2}` for the sep
-        convs and, in a reduction cell, `{"identity": [(path1, path2, gamma,
-        beta, mean, var)]}`, as `tf.Variable`s.
+      picked: the slot's rows of the trainable weights, as tensors:
+        `{op: [(dw, pw, gamma, beta)] * 2}` for the sep convs and, in a
+        reduction cell, `{"identity": [(path1, path2, gamma, beta)]}`.
+      stats: the moving statistics, as `tf.Variable` stacks, in the same
+        structure: `{op: [(mean, var)] * units}`.
       num_ops, momentum, epsilon, training: as `MicroSupernet` (`training` is a `shared_ops.bn_mode`).
 
     Returns:
       `len(inputs) * num_ops` callables without arguments, each returning
       a float32 `[batch, height, width, channels]` output of the slot.
     """
-    row = {op: rows[1] if op == "identity" else rows[0] for op in weights}
-    picked = {op: [[tf.gather(w, row[op]) for w in unit] for unit in units]
-              for op, units in weights.items()}
+    row = {op: rows[1] if op == "identity" else rows[0] for op in picked}
+    moving = {op: [[tf.gather(s, row[op]) for s in unit] for unit in units]
+              for op, units in stats.items()}
 
     def norm(x, op, u):
-        x, stats = ops.batch_norm(x, *picked[op][u][2:], momentum, epsilon, training)
+        x, new = ops.batch_norm(x, *picked[op][u][2:], *moving[op][u], momentum,
+                                epsilon, training)
         if training is True:
-            ops.update_rows(*weights[op][u][4:], row[op], stats)
+            ops.update_rows(*stats[op][u], row[op], new)
         return x
 
     def run(op, x, stride):
@@ -155,10 +157,57 @@ def candidate_ops(inputs, strides, rows, weights, num_ops, momentum, epsilon, tr
             for x, stride in zip(inputs, strides) for op in MICRO_OPS[:num_ops]]
 
 
-def switch_slot(inputs, strides, branch, rows, weights, **settings):
-    """The output of candidate `branch` (see `candidate_ops`); only it runs."""
-    branches = candidate_ops(inputs, strides, rows, weights, **settings)
+def unflatten(flat_rows, layout):
+    """The slot's weights `{op: [(dw, pw, gamma, beta), ...]}` from its rows of
+    a cell's flat stacks (`MicroSupernet.flat_weights`).
+
+    Args:
+      flat_rows: `{group: [width] tensor}`, one row per flat stack.
+      layout: `{group: ((op, unit, shapes), ...)}`, static: the weights of
+        each row in order, `shapes` the shapes of the unit's weights.
+    """
+    picked = {}
+    for group, units in layout.items():
+        sizes = [int(np.prod(shape)) for _, _, shapes in units for shape in shapes]
+        pieces = iter(tf.split(flat_rows[group], sizes))
+        for op, _, shapes in units:
+            picked.setdefault(op, []).append(
+                tuple(tf.reshape(next(pieces), shape) for shape in shapes))
+    return picked
+
+
+def switch_slot(inputs, strides, branch, rows, flat_rows, layout, stats, **settings):
+    """The output of candidate `branch` (see `candidate_ops`); only it runs.
+
+    `flat_rows` and `layout` give the slot's trainable weights (`unflatten`).
+    """
+    picked = unflatten(flat_rows, layout)
+    branches = candidate_ops(inputs, strides, rows, picked, stats, **settings)
     return tf.switch_case(branch, branches)
+
+
+def flat_weights(stacks):
+    """A cell's trainable stacks as one flat stack per group of rows.
+
+    Args:
+      stacks: `{group: [(op, unit, (stack, ...)), ...]}`, stacks of equal
+        row counts within a group (the sep convs' rows; the reduce rows).
+
+    Returns:
+      `(flat, layout)`: `flat[group]` is `[rows, width]`, every stack of
+      the group reshaped to `[rows, -1]` and concatenated, and
+      `layout[group]` the static `((op, unit, shapes), ...)` that
+      `unflatten` reads a row back with. One gather of a flat stack gives a
+      slot all its weights, and its gradient is one `IndexedSlices` row.
+    """
+    flat, layout = {}, {}
+    for group, units in stacks.items():
+        rows = units[0][2][0].shape[0]
+        flat[group] = tf.concat(
+            [tf.reshape(w, [rows, -1]) for _, _, ws in units for w in ws], axis=1)
+        layout[group] = tuple((op, unit, tuple(tuple(w.shape[1:]) for w in ws))
+                              for op, unit, ws in units)
+    return flat, layout
 
 
 @keras.saving.register_keras_serializable(package="enas_tf")
@@ -357,24 +406,43 @@ class MicroSupernet(keras.Model):
         return self.bns[f"{name}.bn"](x, index, training)
 
     def _cell_weights(self, p):
-        """Cell `p`'s op weights as `tf.Variable`s (see `candidate_ops`)."""
-        var = lambda name: self.shared[name].value
+        """Cell `p`'s op weights for its slots: `(flat, layout, stats)`.
+
+        `flat` and `layout` are the trainable stacks as flat stacks (see
+        `flat_weights`); `stats` the moving statistics `{op: [(mean, var)]
+        * units}` as `tf.Variable`s.
+        """
+        stacks, stats = {}, {}
         bn = lambda name: tuple(v.value for v in self.bns[name].variables)
-        weights = {}
         for op in self.space.ops:
             if op.startswith("sep_conv"):
-                weights[op] = [
-                    (var(f"cell{p}.{op}.sep{u}.dw"), var(f"cell{p}.{op}.sep{u}.pw"),
-                     *bn(f"cell{p}.{op}.sep{u}.bn")) for u in (1, 2)]
+                for u in (1, 2):
+                    unit = (*(self.shared[f"cell{p}.{op}.sep{u}.{w}"].value
+                              for w in ("dw", "pw")), *bn(f"cell{p}.{op}.sep{u}.bn"))
+                    stacks.setdefault("sep", []).append((op, u, unit[:4]))
+                    stats.setdefault(op, []).append(unit[4:])
         if f"cell{p}.reduce.bn" in self.bns:
-            paths = (var(f"cell{p}.reduce.path1"), var(f"cell{p}.reduce.path2"))
-            weights["identity"] = [(*paths, *bn(f"cell{p}.reduce.bn"))]
-        return weights
+            unit = (self.shared[f"cell{p}.reduce.path1"].value,
+                    self.shared[f"cell{p}.reduce.path2"].value, *bn(f"cell{p}.reduce.bn"))
+            stacks["reduce"] = [("identity", 1, unit[:4])]
+            stats["identity"] = [unit[4:]]
+        flat, layout = flat_weights(stacks)
+        return flat, layout, stats
 
     def _slot_output(self, nodes, n, s, index, op_id, weights, reduction, settings):
-        """Slot `s` (0 = a, 1 = b) of node `n`: op `op_id` on node `index`."""
+        """Slot `s` (0 = a, 1 = b) of node `n`: op `op_id` on node `index`.
+
+        The slot's rows of the cell's flat stacks are gathered here, outside
+        the shared slot function: a slot's weight gradient is then one row
+        per flat stack (an `IndexedSlices`), and the stacks' gradients are
+        densified once per cell and step instead of once per slot and
+        weight (issue 15: 1,413 dense scatters per step before).
+        """
         row, reduce_row = slot_rows(n, s)
         rows = tf.stack([row + index, reduce_row + tf.minimum(index, 1)])
+        flat, layout, stats = weights
+        flat_rows = {group: tf.gather(stack, rows[1] if group == "reduce" else rows[0])
+                     for group, stack in flat.items()}
         if reduction and n > 2:
             # Inputs 0 and 1 are still large: ops on them are strided.
             inputs = (self.pick_input(nodes[:2], tf.minimum(index, 1)),
@@ -384,7 +452,8 @@ class MicroSupernet(keras.Model):
         else:
             inputs, strides = (self.pick_input(nodes, index),), (2 if reduction else 1,)
             branch = op_id
-        return self._run_slot(inputs, strides, branch, rows, weights, **settings)
+        return self._run_slot(inputs, strides, branch, rows, flat_rows, layout, stats,
+                              **settings)
 
     def _cell(self, p, cell_arc, x, y, reduction, training):
         """Cell `p` on calibrated inputs `x`, `y`: `(output, loose ends)`."""

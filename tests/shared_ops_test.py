@@ -46,3 +46,33 @@ def test_factorized_reduction_gradients_and_unknown_shapes():
     ours, reference = grads(x)
     for a, b in zip(ours, reference):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+def test_max_pool_matches_stock_inside_a_switch_branch(strides):
+    """`max_pool` (gradient recomputes the pool) gives the values and
+    gradients of `tf.nn.max_pool2d`, also in a switch branch of a shared
+    trace, where it reads a tensor captured from the enclosing graph."""
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(2, 7, 6, 3)), tf.float32)
+    upstream = tf.constant(
+        rng.normal(size=(2, (7 + strides - 1) // strides, (6 + strides - 1) // strides, 3)),
+        tf.float32)
+    slot = ops.shared_trace(lambda t, branch, pool: tf.switch_case(
+        branch, [lambda: pool(t, strides), lambda: 2.0 * t[:, ::strides, ::strides]]))
+
+    @tf.function(autograph=False)
+    def run(images):
+        results = []
+        for pool in (ops.max_pool, lambda t, s: tf.nn.max_pool2d(t, 3, s, "SAME")):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                y = slot(images, tf.constant(0), pool)
+                loss = tf.reduce_sum(y * upstream)
+            results.append((y, tape.gradient(loss, images)))
+        return results
+
+    (y, grad), (want_y, want_grad) = run(x)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_allclose(grad, want_grad, atol=1e-6)
+    assert np.count_nonzero(grad) > 0
