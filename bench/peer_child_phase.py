@@ -16,7 +16,12 @@ architecture; the script checks it). It prints
 
   - trace + first call of the training step (seconds);
   - child-phase images/s: each timed step samples an architecture from the
-    controller and trains the supernet on it (sampling included);
+    controller and trains the supernet on it (sampling included); and,
+    interleaved with those steps, the same on uniformly random
+    architectures (Random-WS's child phase). The two differ by the
+    controller's initial op prior: the original's +10 bias on the sep-conv
+    logits (ENAS_REFERENCE) makes ~60% of the sampled ops sep convs, the
+    costliest op, against 40% for uniform arcs (the share is printed);
   - controller sampling, architectures/s (one architecture per call, as
     the search samples them);
   - one validation batch of 64, batch-statistic batch norm (ms, median);
@@ -179,17 +184,35 @@ def main(argv=None) -> None:
     print(f"trace + first call of the training step: {trace:.1f} s", flush=True)
     step(images, labels, sample()).numpy()  # warm-up on a second architecture
 
-    arcs, times = [], []
+    arcs, times, uniform_arcs, uniform_times = [], [], [], []
     for _ in range(args.steps):
         begin = time.perf_counter()
         arc = sample()
         step(images, labels, arc).numpy()
         times.append(time.perf_counter() - begin)
         arcs.append(arc.numpy())
+        uniform = space.random_arc(rng)
+        begin = time.perf_counter()
+        step(images, labels, tf.constant(uniform, tf.int32)).numpy()
+        uniform_times.append(time.perf_counter() - begin)
+        uniform_arcs.append(uniform)
     seconds = statistics.median(times)
+    uniform_seconds = statistics.median(uniform_times)
+
+    def sep_share(sampled):
+        ops = [op for arc in sampled for cell in (space.decode(arc).normal,
+                                                   space.decode(arc).reduce)
+               for node in cell.nodes for op in (node.op_a, node.op_b)]
+        return sum(space.ops[op].startswith("sep_conv") for op in ops) / len(ops)
+
     print(f"child phase: {args.batch / seconds:.1f} images/s "
-          f"(median step {1000 * seconds:.0f} ms over {args.steps} architectures; "
-          f"mean {args.batch * len(times) / sum(times):.1f} images/s)", flush=True)
+          f"(median step {1000 * seconds:.0f} ms over {args.steps} controller samples, "
+          f"{sep_share(arcs):.0%} sep convs; mean "
+          f"{args.batch * len(times) / sum(times):.1f} images/s)", flush=True)
+    print(f"child phase on uniform random architectures: "
+          f"{args.batch / uniform_seconds:.1f} images/s (median step "
+          f"{1000 * uniform_seconds:.0f} ms, {sep_share(uniform_arcs):.0%} sep convs)",
+          flush=True)
 
     begin = time.perf_counter()
     for _ in range(args.samples):
@@ -216,7 +239,8 @@ def main(argv=None) -> None:
           f"forward (mean of 5 sampled architectures); training step ~{gflops:.1f} "
           "GFLOP/s", flush=True)
     traces = step.experimental_get_tracing_count()
-    print(f"traces of the training step: {traces} (for {args.steps + 2} architectures)")
+    print(f"traces of the training step: {traces} "
+          f"(for {2 * args.steps + 2} architectures)")
 
     if args.profile:
         tf.profiler.experimental.start(args.profile)
@@ -235,7 +259,8 @@ def main(argv=None) -> None:
     print(f"peak RSS: {rss:.2f} GiB")
     print("\nfigure | peer (NNI 3.0, PyTorch; issue 15, two rounds) | enas-tf")
     print(f"child-phase images/s | {PEER['images/s'][0]} / {PEER['images/s'][1]} | "
-          f"{args.batch / seconds:.1f} ({args.batch / seconds / 25.1:.2f}x the peer's 25.1)")
+          f"{args.batch / seconds:.1f} ({args.batch / seconds / 25.1:.2f}x the peer's 25.1); "
+          f"uniform arcs {args.batch / uniform_seconds:.1f}")
     print(f"controller architectures/s | {PEER['arcs/s'][0]} / {PEER['arcs/s'][1]} | "
           f"{arcs_per_s:.0f}")
     print(f"validation batch of 64, ms | {PEER['eval ms'][0]} / {PEER['eval ms'][1]} | "

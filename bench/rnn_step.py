@@ -18,8 +18,13 @@ activation and predecessor (`rnn_cell` module docstring):
   input=gather:      stack the earlier nodes, gather one (the default);
   input=switch:      `tf.switch_case` over the earlier nodes.
 
+`--profile=DIR` then profiles `--profile_steps` shared steps with the
+TensorFlow profiler and prints the ops that took the most time (as
+`bench/peer_child_phase.py` does).
+
 Usage (the search size is the default: V 10000, H 200, L 9, batch 128, 35):
   python bench/rnn_step.py
+  python bench/rnn_step.py --arcs=5 --profile=/tmp/lm_profile
   python bench/rnn_step.py --vocab=1000 --hidden=64 --batch=16 --bptt=10 \
       --arcs=5 --steps=2
 """
@@ -58,6 +63,11 @@ def parse_args(argv=None):
         help="Shared-cell predecessor choice.",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of arcs, data.")
+    parser.add_argument("--profile", default=None,
+                        help="Directory for a TensorFlow profile of shared steps.")
+    parser.add_argument("--profile_steps", type=int, default=3)
+    parser.add_argument("--top_ops", type=int, default=12,
+                        help="Ops printed from the profile.")
     return parser.parse_args(argv)
 
 
@@ -187,6 +197,21 @@ def main(argv=None) -> None:
         f"trace + first call {statistics.median(fixed_traces):.1f} s per arc"
     )
     print(f"peak RSS {peak_rss_mb():.0f} MiB (whole process)")
+    if args.profile:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from peer_child_phase import top_ops
+
+        tf.profiler.experimental.start(args.profile)
+        for _ in range(args.profile_steps):
+            timed(shared_step, arc0)
+        tf.profiler.experimental.stop()
+        rows = top_ops(args.profile, args.top_ops)
+        total = sum(ms for _, ms, _ in top_ops(args.profile, 10**6)) or float("nan")
+        print(f"\nprofile of {args.profile_steps} shared steps ({args.profile}): op, "
+              "ms per step, share of op time, calls per step")
+        for kind, ms, n in rows:
+            print(f"  {kind:<48} {ms / args.profile_steps:9.1f} {ms / total:6.1%} "
+                  f"{n / args.profile_steps:7.0f}")
 
 
 if __name__ == "__main__":
