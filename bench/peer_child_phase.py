@@ -30,6 +30,13 @@ architecture; the script checks it). It prints
     (`enas_tf.flops.count_flops`, forward; a training step is taken as 3x
     the forward) per second, in GFLOP/s (1 multiply-add = 2 FLOP).
 
+`--compare_to=REV` also builds the supernet of git revision REV of this
+repository (its `enas_tf`, imported under another name) and times its
+training step on the same architectures, interleaved step by step with
+this checkout's, and prints the step-time ratio (this checkout / REV): an
+A/B of a change in one run, as host speed drifts between runs (the peak
+RSS then counts both supernets).
+
 `--jit_compile` compiles the training step with XLA. `--profile=DIR` also
 profiles `--profile_steps` steps with the TensorFlow profiler (open DIR in
 TensorBoard's profile tab) and prints the ops that took the most time.
@@ -38,16 +45,19 @@ CPU unless --device=gpu.
     python bench/peer_child_phase.py
     python bench/peer_child_phase.py --steps=10 --profile=/tmp/profile
     python bench/peer_child_phase.py --jit_compile
+    python bench/peer_child_phase.py --compare_to=46fef49
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import glob
+import importlib
 import os
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +85,8 @@ def parse_args(argv=None):
     parser.add_argument("--profile_steps", type=int, default=3)
     parser.add_argument("--top_ops", type=int, default=15,
                         help="Ops printed from the profile.")
+    parser.add_argument("--compare_to", default=None, metavar="REV",
+                        help="Git revision whose supernet is timed beside this one.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     return parser.parse_args(argv)
@@ -88,41 +100,30 @@ def peak_rss_gib() -> float:
     return float("nan")
 
 
-def top_ops(profile_dir: str, count: int) -> list[tuple[str, float, int]]:
-    """(op type, total ms, occurrences) of the profiled host ops, largest
-    first. Ops that only call functions (`If`, `Case`, `PartitionedCall`,
-    ...) are left out: their time is their body's ops'."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    paths = sorted(glob.glob(os.path.join(profile_dir, "**", "*.xplane.pb"),
-                             recursive=True))
-    if not paths:
-        return []
-    space = xplane_pb2.XSpace()
-    with open(paths[-1], "rb") as f:
-        space.ParseFromString(f.read())
-    calls = {"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile",
-             "PartitionedCall", "StatefulPartitionedCall"}
-    totals = collections.defaultdict(lambda: [0.0, 0])
-    for plane in space.planes:
-        if not plane.name.startswith("/host:CPU"):
-            continue
-        for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):  # the executors' threads
-                continue
-            for event in line.events:
-                meta = plane.event_metadata[event.metadata_id]
-                if ":" not in meta.name or "::" in meta.name:  # runtime events
-                    continue
-                name, kind = meta.name.rsplit(":", 1)
-                if kind in calls:
-                    continue
-                # Ops of the backward pass carry "gradient" in their scope.
-                part = "backward" if "gradient" in name.lower() else "forward/update"
-                totals[f"{kind} ({part})"][0] += event.duration_ps / 1e9
-                totals[f"{kind} ({part})"][1] += 1
-    rows = sorted(((k, ms, n) for k, (ms, n) in totals.items()), key=lambda r: -r[1])
-    return rows[:count]
+def supernet_at(revision: str):
+    """`MicroSupernet` of git revision `revision` of this repository: its
+    `enas_tf` extracted to a temporary directory and imported as
+    `enas_tf_<revision>`."""
+    name = "enas_tf_" + re.sub(r"\W", "_", revision)
+    target = tempfile.mkdtemp(prefix="peer_child_phase_")
+    try:
+        archive = subprocess.run(["git", "-C", ROOT, "archive", revision, "enas_tf"],
+                                 check=True, capture_output=True).stdout
+    except subprocess.CalledProcessError as error:
+        sys.exit(f"peer_child_phase.py: error: --compare_to={revision}: "
+                 f"{error.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", target], input=archive, check=True)
+    os.rename(os.path.join(target, "enas_tf"), os.path.join(target, name))
+    for folder, _, files in os.walk(os.path.join(target, name)):
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(folder, file)
+                with open(path) as f:
+                    text = re.sub(r"\benas_tf\b", name, f.read())
+                with open(path, "w") as f:
+                    f.write(text)
+    sys.path.insert(0, target)
+    return importlib.import_module(f"{name}.supernet_micro").MicroSupernet
 
 
 def main(argv=None) -> None:
@@ -138,6 +139,7 @@ def main(argv=None) -> None:
     from enas_tf.child import build_child
     from enas_tf.controller import controller_for
     from enas_tf.flops import count_flops
+    from bench.profiling import top_ops
     from enas_tf.supernet_micro import MicroSupernet
 
     keras.utils.set_random_seed(args.seed)
@@ -150,24 +152,29 @@ def main(argv=None) -> None:
     net = MicroSupernet(**SIZE)
     space = net.space
     controller = controller_for(space, seed=args.seed)
-    optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
     arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
     data = [tf.TensorSpec(images.shape, tf.float32), tf.TensorSpec(labels.shape, tf.int32)]
 
-    def train(images, labels, arc):
-        with tf.GradientTape() as tape:
-            logits = net(images, arc=arc, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-            loss += 1e-4 * tf.add_n(
-                [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
-        grads = tape.gradient(loss, net.trainable_variables)
-        grads, _ = tf.clip_by_global_norm(grads, 5.0)
-        optimizer.apply(grads, net.trainable_variables)
-        return loss
+    def train_step(net):
+        optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+        optimizer.build(net.trainable_variables)
 
-    step = tf.function(train, input_signature=[*data, arc_spec], autograph=False,
-                       jit_compile=args.jit_compile)
+        def train(images, labels, arc):
+            with tf.GradientTape() as tape:
+                logits = net(images, arc=arc, training=True)
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+                loss += 1e-4 * tf.add_n(
+                    [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+            grads = tape.gradient(loss, net.trainable_variables)
+            grads, _ = tf.clip_by_global_norm(grads, 5.0)
+            optimizer.apply(grads, net.trainable_variables)
+            return loss
+
+        return tf.function(train, input_signature=[*data, arc_spec], autograph=False,
+                           jit_compile=args.jit_compile)
+
+    step = train_step(net)
     evaluate = tf.function(
         lambda images, labels, arc: tf.reduce_sum(tf.cast(tf.equal(
             tf.argmax(net(images, arc=arc, batch_stats=True), -1, output_type=tf.int32),
@@ -178,11 +185,24 @@ def main(argv=None) -> None:
         return controller.sample().arc[0]
 
     start = time.perf_counter()
-    optimizer.build(net.trainable_variables)
     step(images, labels, sample()).numpy()
     trace = time.perf_counter() - start
     print(f"trace + first call of the training step: {trace:.1f} s", flush=True)
     step(images, labels, sample()).numpy()  # warm-up on a second architecture
+    other, other_times = None, []
+    if args.compare_to:
+        other = train_step(supernet_at(args.compare_to)(**SIZE))
+        start = time.perf_counter()
+        other(images, labels, sample()).numpy()
+        print(f"{args.compare_to}: trace + first call {time.perf_counter() - start:.1f} s",
+              flush=True)
+        other(images, labels, sample()).numpy()
+
+    def other_step(arc):
+        if other is not None:
+            begin = time.perf_counter()
+            other(images, labels, arc).numpy()
+            other_times.append(time.perf_counter() - begin)
 
     arcs, times, uniform_arcs, uniform_times = [], [], [], []
     for _ in range(args.steps):
@@ -191,11 +211,13 @@ def main(argv=None) -> None:
         step(images, labels, arc).numpy()
         times.append(time.perf_counter() - begin)
         arcs.append(arc.numpy())
-        uniform = space.random_arc(rng)
+        other_step(arc)
+        uniform = tf.constant(space.random_arc(rng), tf.int32)
         begin = time.perf_counter()
-        step(images, labels, tf.constant(uniform, tf.int32)).numpy()
+        step(images, labels, uniform).numpy()
         uniform_times.append(time.perf_counter() - begin)
-        uniform_arcs.append(uniform)
+        uniform_arcs.append(uniform.numpy())
+        other_step(uniform)
     seconds = statistics.median(times)
     uniform_seconds = statistics.median(uniform_times)
 
@@ -213,6 +235,14 @@ def main(argv=None) -> None:
           f"{args.batch / uniform_seconds:.1f} images/s (median step "
           f"{1000 * uniform_seconds:.0f} ms, {sep_share(uniform_arcs):.0%} sep convs)",
           flush=True)
+    if other is not None:
+        ours = [t for pair in zip(times, uniform_times) for t in pair]
+        ratios = [a / b for a, b in zip(ours, other_times)]
+        print(f"A/B: step time of this checkout / {args.compare_to}, same "
+              f"{len(ratios)} architectures interleaved: median "
+              f"{statistics.median(ratios):.3f} (min {min(ratios):.2f}, max "
+              f"{max(ratios):.2f}); {args.compare_to}'s median step "
+              f"{1000 * statistics.median(other_times):.0f} ms", flush=True)
 
     begin = time.perf_counter()
     for _ in range(args.samples):

@@ -198,8 +198,7 @@ def main(argv=None) -> None:
     )
     print(f"peak RSS {peak_rss_mb():.0f} MiB (whole process)")
     if args.profile:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from peer_child_phase import top_ops
+        from bench.profiling import top_ops
 
         tf.profiler.experimental.start(args.profile)
         for _ in range(args.profile_steps):
