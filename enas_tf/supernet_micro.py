@@ -170,7 +170,7 @@ def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsil
 
 def unflatten(flat_rows, layout):
     """The slot's weights `{op: [(dw, pw, gamma, beta), ...]}` from its rows of
-    a cell's flat stacks (`MicroSupernet.flat_weights`).
+    a cell's flat stacks (`flat_weights`).
 
     Args:
       flat_rows: `{group: [width] tensor}`, one row per flat stack.
