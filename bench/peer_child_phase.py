@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     from enas_tf.child import build_child
     from enas_tf.controller import controller_for
     from enas_tf.flops import count_flops
-    from bench.profiling import top_ops
+    from bench.profiling import print_top_ops
     from enas_tf.supernet_micro import MicroSupernet
 
     keras.utils.set_random_seed(args.seed)
@@ -277,13 +277,7 @@ def main(argv=None) -> None:
         for _ in range(args.profile_steps):
             step(images, labels, sample()).numpy()
         tf.profiler.experimental.stop()
-        rows = top_ops(args.profile, args.top_ops)
-        total = sum(ms for _, ms, _ in top_ops(args.profile, 10**6)) or float("nan")
-        print(f"\nprofile of {args.profile_steps} steps ({args.profile}): op, ms per "
-              "step, share of op time, calls per step")
-        for kind, ms, n in rows:
-            print(f"  {kind:<40} {ms / args.profile_steps:9.1f} {ms / total:6.1%} "
-                  f"{n / args.profile_steps:7.0f}")
+        print_top_ops(args.profile, args.top_ops, args.profile_steps)
 
     rss = peak_rss_gib()
     print(f"peak RSS: {rss:.2f} GiB")

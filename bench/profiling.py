@@ -42,3 +42,14 @@ def top_ops(profile_dir: str, count: int) -> list[tuple[str, float, int]]:
                 totals[f"{kind} ({part})"][1] += 1
     rows = sorted(((k, ms, n) for k, (ms, n) in totals.items()), key=lambda r: -r[1])
     return rows[:count]
+
+
+def print_top_ops(profile_dir: str, count: int, steps: int, what: str = "steps") -> None:
+    """Prints the `count` costliest op types of a profile of `steps` steps:
+    ms per step, share of all op time, calls per step."""
+    rows = top_ops(profile_dir, count)
+    total = sum(ms for _, ms, _ in top_ops(profile_dir, 10**6)) or float("nan")
+    print(f"\nprofile of {steps} {what} ({profile_dir}): op, ms per step, share of "
+          "op time, calls per step")
+    for kind, ms, n in rows:
+        print(f"  {kind:<48} {ms / steps:9.1f} {ms / total:6.1%} {n / steps:7.0f}")

@@ -198,19 +198,13 @@ def main(argv=None) -> None:
     )
     print(f"peak RSS {peak_rss_mb():.0f} MiB (whole process)")
     if args.profile:
-        from bench.profiling import top_ops
+        from bench.profiling import print_top_ops
 
         tf.profiler.experimental.start(args.profile)
         for _ in range(args.profile_steps):
             timed(shared_step, arc0)
         tf.profiler.experimental.stop()
-        rows = top_ops(args.profile, args.top_ops)
-        total = sum(ms for _, ms, _ in top_ops(args.profile, 10**6)) or float("nan")
-        print(f"\nprofile of {args.profile_steps} shared steps ({args.profile}): op, "
-              "ms per step, share of op time, calls per step")
-        for kind, ms, n in rows:
-            print(f"  {kind:<48} {ms / args.profile_steps:9.1f} {ms / total:6.1%} "
-                  f"{n / args.profile_steps:7.0f}")
+        print_top_ops(args.profile, args.top_ops, args.profile_steps, "shared steps")
 
 
 if __name__ == "__main__":
