@@ -10,11 +10,14 @@ architectures/s, one validation batch of 64 with batch-statistic batch norm
 838 / 922 ms, peak RSS 2.49 / 2.46 GiB.
 
 This script prints ours at exactly that configuration: a `MicroSupernet`
-and `controller_for(space)`, and a plain `tf.function` training step that
+whose cells output their loose ends (the peer's NNI `ENAS` space uses
+`merge_op='loose_end'`; `--cell_output=all` times enas-search's default,
+every node concatenated) and `controller_for(space)`, and a plain `tf.function` training step that
 takes the architecture as an int32 tensor (so one trace serves every
 architecture; the script checks it). It prints
 
-  - trace + first call of the training step (seconds);
+  - trace + first call of the training step (seconds; the controller's
+    own first sample is timed apart);
   - child-phase images/s: each timed step samples an architecture from the
     controller and trains the supernet on it (sampling included); and,
     interleaved with those steps, the same on uniformly random
@@ -25,7 +28,9 @@ architecture; the script checks it). It prints
   - controller sampling, architectures/s (one architecture per call, as
     the search samples them);
   - one validation batch of 64, batch-statistic batch norm (ms, median);
-  - peak RSS (VmHWM) of this process;
+  - peak RSS (VmHWM) of this process after the training steps and after
+    sampling and validation (what the peer's figure covers), and at the
+    end (after the FLOP count below builds Keras children);
   - the step's arithmetic rate: multiply-adds of the sampled architectures
     (`enas_tf.flops.count_flops`, forward; a training step is taken as 3x
     the forward) per second, in GFLOP/s (1 multiply-add = 2 FLOP).
@@ -87,6 +92,11 @@ def parse_args(argv=None):
                         help="Ops printed from the profile.")
     parser.add_argument("--compare_to", default=None, metavar="REV",
                         help="Git revision whose supernet is timed beside this one.")
+    parser.add_argument("--cell_output", choices=["loose_ends", "all"],
+                        default="loose_ends",
+                        help="The supernet's cell output: loose_ends (the peer's "
+                             "merge_op='loose_end', default) or all (enas-search's "
+                             "default).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     return parser.parse_args(argv)
@@ -149,7 +159,7 @@ def main(argv=None) -> None:
     labels = tf.constant(rng.integers(0, SIZE["num_classes"], args.batch), tf.int32)
 
     keras.mixed_precision.set_global_policy(args.precision)
-    net = MicroSupernet(**SIZE)
+    net = MicroSupernet(**SIZE, cell_output=args.cell_output)
     space = net.space
     controller = controller_for(space, seed=args.seed)
     arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
@@ -185,13 +195,17 @@ def main(argv=None) -> None:
         return controller.sample().arc[0]
 
     start = time.perf_counter()
-    step(images, labels, sample()).numpy()
+    first_arc = sample()
+    controller_trace = time.perf_counter() - start
+    print(f"controller: trace + first sample {controller_trace:.1f} s", flush=True)
+    start = time.perf_counter()
+    step(images, labels, first_arc).numpy()
     trace = time.perf_counter() - start
     print(f"trace + first call of the training step: {trace:.1f} s", flush=True)
     step(images, labels, sample()).numpy()  # warm-up on a second architecture
     other, other_times = None, []
     if args.compare_to:
-        other = train_step(supernet_at(args.compare_to)(**SIZE))
+        other = train_step(supernet_at(args.compare_to)(**SIZE, cell_output=args.cell_output))
         start = time.perf_counter()
         other(images, labels, sample()).numpy()
         print(f"{args.compare_to}: trace + first call {time.perf_counter() - start:.1f} s",
@@ -219,6 +233,7 @@ def main(argv=None) -> None:
         uniform_arcs.append(uniform.numpy())
         other_step(uniform)
     seconds = statistics.median(times)
+    train_rss = peak_rss_gib()
     uniform_seconds = statistics.median(uniform_times)
 
     def sep_share(sampled):
@@ -257,6 +272,7 @@ def main(argv=None) -> None:
         evaluate(images, labels, arc).numpy()
         eval_times.append(time.perf_counter() - begin)
     eval_ms = 1000 * statistics.median(eval_times[1:])  # the first traces
+    search_rss = peak_rss_gib()  # before the FLOP count builds Keras children
     print(f"one validation batch of {args.batch}, batch statistics: {eval_ms:.0f} ms",
           flush=True)
 
@@ -280,16 +296,19 @@ def main(argv=None) -> None:
         print_top_ops(args.profile, args.top_ops, args.profile_steps)
 
     rss = peak_rss_gib()
-    print(f"peak RSS: {rss:.2f} GiB")
+    print(f"peak RSS: {train_rss:.2f} GiB after the training steps, "
+          f"{search_rss:.2f} GiB after controller sampling and validation "
+          f"({rss:.2f} GiB at the end, after the FLOP count's Keras children"
+          f"{' and the profile' if args.profile else ''})")
     print("\nfigure | peer (NNI 3.0, PyTorch; issue 15, two rounds) | enas-tf")
     print(f"child-phase images/s | {PEER['images/s'][0]} / {PEER['images/s'][1]} | "
           f"{args.batch / seconds:.1f} ({args.batch / seconds / 25.1:.2f}x the peer's 25.1); "
           f"uniform arcs {args.batch / uniform_seconds:.1f}")
     print(f"controller architectures/s | {PEER['arcs/s'][0]} / {PEER['arcs/s'][1]} | "
           f"{arcs_per_s:.0f}")
-    print(f"validation batch of 64, ms | {PEER['eval ms'][0]} / {PEER['eval ms'][1]} | "
+    print(f"validation batch of {args.batch}, ms | {PEER['eval ms'][0]} / {PEER['eval ms'][1]} | "
           f"{eval_ms:.0f}")
-    print(f"peak RSS, GiB | {PEER['peak GiB'][0]} / {PEER['peak GiB'][1]} | {rss:.2f}")
+    print(f"peak RSS, GiB | {PEER['peak GiB'][0]} / {PEER['peak GiB'][1]} | {search_rss:.2f}")
     print(f"trace + first call, s | - | {trace:.1f}")
 
 

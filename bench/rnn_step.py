@@ -18,6 +18,14 @@ activation and predecessor (`rnn_cell` module docstring):
   input=gather:      stack the earlier nodes, gather one (the default);
   input=switch:      `tf.switch_case` over the earlier nodes.
 
+`--precision=mixed_bfloat16` (or mixed_float16) builds both models under
+that Keras dtype policy (the models compute in 16 bits, logits and loss in
+float32). `--jit_compile` compiles the steps with XLA; the shared cell
+then needs `--activation=all` (XLA cannot compile the gradient of a
+`tf.switch_case` inside the time loop). With either, the library's default
+shared model (float32, no XLA) is also timed on the same arcs, interleaved,
+and the step-time ratio (this configuration / default) is printed.
+
 `--profile=DIR` then profiles `--profile_steps` shared steps with the
 TensorFlow profiler and prints the ops that took the most time (as
 `bench/peer_child_phase.py` does).
@@ -27,6 +35,8 @@ Usage (the search size is the default: V 10000, H 200, L 9, batch 128, 35):
   python bench/rnn_step.py --arcs=5 --profile=/tmp/lm_profile
   python bench/rnn_step.py --vocab=1000 --hidden=64 --batch=16 --bptt=10 \
       --arcs=5 --steps=2
+  python bench/rnn_step.py --precision=mixed_bfloat16
+  python bench/rnn_step.py --jit_compile --activation=all
 """
 
 import argparse
@@ -62,6 +72,11 @@ def parse_args(argv=None):
         default="gather",
         help="Shared-cell predecessor choice.",
     )
+    parser.add_argument("--precision", default="float32",
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+                        help="Keras dtype policy of the models.")
+    parser.add_argument("--jit_compile", action="store_true",
+                        help="Compile the training steps with XLA.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of arcs, data.")
     parser.add_argument("--profile", default=None,
                         help="Directory for a TensorFlow profile of shared steps.")
@@ -115,8 +130,8 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from enas_tf import lm_training
-    from enas_tf.lm import FixedRnnLM
+    from enas_tf import lm_training, precision
+    from enas_tf.lm import FixedRnnLM, SharedRnnLM
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -126,18 +141,30 @@ def main(argv=None) -> None:
     n_tokens = args.batch * args.bptt
 
     def make_step(model):
-        return lm_training.make_train_step(model, keras.optimizers.SGD(20.0))
+        step = lm_training.make_train_step(model, keras.optimizers.SGD(20.0))
+        if args.jit_compile:  # the same Python function, compiled
+            step = tf.function(step.python_function, jit_compile=True,
+                               input_signature=step.input_signature, autograph=False)
+        step.model = model
+        return step
 
     def timed(step, *extra):
-        state = tf.zeros([args.batch, args.hidden])
+        state = step.model.initial_state(args.batch)  # in the compute dtype
         start = time.perf_counter()
         _, metrics = step(x, y, state, scale, *extra)
         metrics["loss"].numpy()  # waits for the result
         return time.perf_counter() - start
 
-    shared = shared_class(args.activation, args.input)(
-        vocab_size=args.vocab, hidden_size=args.hidden, num_nodes=args.nodes, seed=0
-    )
+    model_class = shared_class(args.activation, args.input)
+    sizes = {"vocab_size": args.vocab, "hidden_size": args.hidden,
+             "num_nodes": args.nodes, "seed": 0}
+    with precision.policy(args.precision):
+        shared = model_class(**sizes)
+    baseline = None
+    if args.precision != "float32" or args.jit_compile:
+        jit, args.jit_compile = args.jit_compile, False
+        baseline = make_step(SharedRnnLM(**sizes))
+        args.jit_compile = jit
     space = shared.space
     shared_step = make_step(shared)
     arc0 = tf.constant(space.random_arc(rng), tf.int32)
@@ -157,19 +184,26 @@ def main(argv=None) -> None:
         flush=True,
     )
     ratios, shared_rates, fixed_rates, fixed_traces = [], [], [], []
+    baseline_times, precision_ratios = [], []
     for a in range(args.arcs):
         arc = space.random_arc(rng)
-        fixed = FixedRnnLM(**shared.child_config(arc))
+        with precision.policy(args.precision):
+            fixed = FixedRnnLM(**shared.child_config(arc))
         fixed_step = make_step(fixed)
         start = time.perf_counter()
         timed(fixed_step)  # trace + first call
         fixed_traces.append(time.perf_counter() - start)
         arc_tensor = tf.constant(arc, tf.int32)
         timed(shared_step, arc_tensor)  # warm-up on this arc
+        if baseline is not None:
+            timed(baseline, arc_tensor)  # its trace, on the first arc
         times = {"shared": [], "fixed": []}
         for _ in range(args.steps):
             times["shared"].append(timed(shared_step, arc_tensor))
             times["fixed"].append(timed(fixed_step))
+            if baseline is not None:
+                baseline_times.append(timed(baseline, arc_tensor))
+                precision_ratios.append(times["shared"][-1] / baseline_times[-1])
         t_shared = statistics.median(times["shared"])
         t_fixed = statistics.median(times["fixed"])
         ratios.append(t_shared / t_fixed)
@@ -196,6 +230,14 @@ def main(argv=None) -> None:
         f"shared trace {trace:.1f} s + first call {first:.1f} s once; fixed "
         f"trace + first call {statistics.median(fixed_traces):.1f} s per arc"
     )
+    if baseline is not None:
+        print(
+            f"shared step time, this configuration / the default (float32, switch "
+            f"activation, no XLA), interleaved: median "
+            f"{statistics.median(precision_ratios):.3f} (min {min(precision_ratios):.3f}, "
+            f"max {max(precision_ratios):.3f}); default shared "
+            f"{n_tokens / statistics.median(baseline_times):.0f} tokens/s"
+        )
     print(f"peak RSS {peak_rss_mb():.0f} MiB (whole process)")
     if args.profile:
         from bench.profiling import print_top_ops
