@@ -1,7 +1,7 @@
 """Search quality: ENAS against Random-WS at equal budget, through the tools.
 
-For each method (`--controller=reinforce`, the ENAS controller, and
-`--controller=random`, Random-WS: the same loop and supernet with uniform
+For each method (`--algorithm=reinforce`, the ENAS controller, and
+`--algorithm=random`, Random-WS: the same loop and supernet with uniform
 sampling) and seed, runs `enas-search` with the quickstart settings (so
 both spend the same child steps and the same reward evaluations), then
 trains the derived architecture from scratch with `enas-train`
@@ -67,7 +67,7 @@ def _search(method, seed):
     seconds = None
     if not os.path.exists(os.path.join(out, "best_arc.json")):
         seconds = _tool("search", "--flagfile=flags/quickstart.flags",
-                        f"--controller={method}", f"--seed={seed}",
+                        f"--algorithm={method}", f"--seed={seed}",
                         f"--epochs={FLAGS.search_epochs}", f"--lr_t0={FLAGS.search_epochs}",
                         f"--output_dir={out}", "--overwrite")
     with open(os.path.join(out, "search_log.jsonl")) as f:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from enas_tf import strategies
 from enas_tf.errors import UserError
 from enas_tf.precision import check_precision
 from enas_tf.spaces import MacroSpace, MicroSpace, SearchSpace
@@ -171,8 +172,11 @@ class SearchConfig:
       eval_batch_size: batch size when scoring on the whole validation split.
       lr_max, lr_min, lr_t0, lr_t_mul, momentum, l2, grad_bound: child
         optimisation, as in final training.
-      controller: "reinforce" (the LSTM controller) or "random" (uniform
-        sampling with the same loop: the baseline).
+      algorithm: the search strategy, a name in `enas_tf.strategies`:
+        "reinforce" (ENAS: the LSTM controller trained with REINFORCE) or
+        "random" (uniform sampling with the same loop: Random-WS). Run
+        directories written before the name changed recorded it as
+        `controller` (`SearchBase.RENAMED_KEYS`).
       controller_lr: Adam learning rate of the controller.
       controller_steps: controller updates per epoch.
       num_aggregate: sampled arcs whose gradients one update averages.
@@ -222,7 +226,7 @@ class SearchConfig:
     momentum: float = 0.9
     l2: float = 1e-4
     grad_bound: float = 5.0
-    controller: str = "reinforce"
+    algorithm: str = "reinforce"
     controller_lr: float = 3.5e-3
     controller_steps: int = 30
     num_aggregate: int = 10
@@ -312,12 +316,9 @@ def _check_lr_range(config) -> None:
 
 
 def check_controller(config) -> None:
-    """Checks the controller settings any search config shares
-    (`controller`, `baseline_decay`); raises UserError."""
-    if config.controller not in ("reinforce", "random"):
-        raise UserError(
-            f"controller must be reinforce or random; received {config.controller!r}."
-        )
+    """Checks the strategy settings any search config shares (`algorithm`,
+    `baseline_decay`); raises UserError."""
+    strategies.check_name(config.algorithm)
     if not 0 <= config.baseline_decay < 1:
         raise UserError(
             f"baseline_decay must be in [0, 1); received {config.baseline_decay}."

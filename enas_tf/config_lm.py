@@ -68,9 +68,9 @@ class LmSearchConfig:
       max_steps_per_epoch: cap on the child steps of an epoch (0: a pass).
       eval_batch_size: batch size when scoring candidates on the whole
         validation split (state carried across windows).
-      controller, controller_lr, controller_steps, num_aggregate,
+      algorithm, controller_lr, controller_steps, num_aggregate,
         entropy_weight, baseline_decay, tanh_constant, temperature: the
-        controller and REINFORCE, as in `SearchConfig`.
+        search strategy and its controller, as in `SearchConfig`.
       reward_constant: the reward is `reward_constant / perplexity`.
       log_arcs, derive_samples, seed, max_nonfinite: as in `SearchConfig`.
     """
@@ -94,7 +94,7 @@ class LmSearchConfig:
     bptt: int = 35
     max_steps_per_epoch: int = 0
     eval_batch_size: int = 64
-    controller: str = "reinforce"
+    algorithm: str = "reinforce"
     controller_lr: float = 5e-5
     controller_steps: int = 25
     num_aggregate: int = 10

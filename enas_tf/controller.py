@@ -73,6 +73,8 @@ class MacroController(Controller):
       **kwargs: `keras.Model` arguments (name, trainable).
     """
 
+    has_skip_penalty = True
+
     def __init__(
         self,
         num_layers: int = 12,

@@ -103,6 +103,10 @@ class Controller(keras.Model):
       ValueError: for a non-positive size, constant or temperature.
     """
 
+    # Whether `Sample.skip_penalty` is a loss term its trainer adds (the
+    # macro controller's skip KL penalty, spec 4.1; 4.2: micro has none).
+    has_skip_penalty: bool = False
+
     def __init__(
         self,
         lstm_size: int,

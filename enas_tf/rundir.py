@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from absl import logging
@@ -165,6 +165,7 @@ def prepare(
     overwrite: bool,
     safe_keys: Iterable[str] = (),
     run_files: Iterable[str] = (),
+    renamed_keys: Mapping[str, str] | None = None,
 ) -> bool:
     """Makes `output_dir` ready for a run with `config`.
 
@@ -175,6 +176,9 @@ def prepare(
       safe_keys: dotted config keys that may change on resume.
       run_files: names (files or folders) of the run's outputs inside
         `output_dir`; `overwrite` removes only these and `config.json`.
+      renamed_keys: dotted config keys renamed since older runs were
+        written, old -> new: an older config.json is compared under the new
+        names (and rewritten with them when resumed).
 
     Returns:
       True when an earlier compatible run is resumed, False for a new run.
@@ -186,6 +190,7 @@ def prepare(
     path = os.path.join(output_dir, CONFIG_FILE)
     old = _read_run_config(output_dir)
     if old is not None:
+        old = {(renamed_keys or {}).get(k, k): v for k, v in _flatten(old).items()}
         diff = differences(old, config)
         unsafe = {k: v for k, v in diff.items() if k not in set(safe_keys)}
         if not unsafe:

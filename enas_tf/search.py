@@ -26,13 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import distribute, nonfinite, precision, shared_ops, spaces
+from enas_tf import distribute, nonfinite, precision, shared_ops, spaces, strategies
 from enas_tf.child_training import EpochCosineRestarts
 from enas_tf.config import SearchConfig
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
 from enas_tf.errors import UserError
-from enas_tf.search_base import SearchBase, make_sampler
+from enas_tf.search_base import SearchBase
 from enas_tf.supernet import build_supernet, recalibrated, weights_checkpoint
 
 SAFE_KEYS = (
@@ -42,14 +42,16 @@ SAFE_KEYS = (
 
 
 def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
-    """The controller and its REINFORCE trainer, or the random baseline."""
+    """The search strategy `config.algorithm` (`enas_tf.strategies`) with the
+    CNN controllers' logit shaping and skip penalty."""
     kwargs = dict(tanh_constant=config.tanh_constant or None,
                   temperature=config.temperature or None)
     if config.space == "micro":
         kwargs["op_tanh_reduce"] = config.op_tanh_reduce
     else:
         kwargs["skip_target"] = config.skip_target
-    return make_sampler(config, space, kwargs, {"skip_weight": config.skip_weight})
+    return strategies.build(config.algorithm, config, space, controller_kwargs=kwargs,
+                            trainer_kwargs={"skip_weight": config.skip_weight})
 
 
 class Search(SearchBase):

@@ -4,11 +4,12 @@
 (ENAS sec. 2.2, ENAS_REFERENCE sec. 5, ENAS_LM_REFERENCE sec. 4). Per epoch:
 
 1. child phase (subclass): trains the shared weights, a new architecture
-   sampled from the controller for every step;
-2. controller phase: `controller_steps` updates, each averaging the
-   REINFORCE gradients of `num_aggregate` sampled architectures rewarded by
-   the subclass's `_reward(arc)` on a validation minibatch
-   (`enas_tf.reinforce`);
+   proposed by the search strategy (`enas_tf.strategies`: the ENAS
+   controller, or another method) for every step;
+2. controller phase: `controller_steps` strategy updates, each on the
+   rewards of `num_aggregate` proposed architectures, computed by the
+   subclass's `_reward(arc)` on a validation minibatch (for ENAS: REINFORCE
+   gradients averaged into one controller step, `enas_tf.strategies.reinforce`);
 3. `log_arcs` sampled architectures are shown with their minibatch reward;
    metrics go to TensorBoard and `search_log.jsonl` (one JSON line per
    epoch), and a checkpoint is saved (the last 3 kept).
@@ -61,39 +62,13 @@ import tensorflow as tf
 
 from enas_tf import draw, rundir, spaces
 from enas_tf.checkpoints import StopRequest, Stopped, restore_newest
-from enas_tf.controller import controller_for
 from enas_tf.distribute import Workers
-from enas_tf.reinforce import RandomSearch, Reinforce
+from enas_tf.strategies.base import Strategy
 
 RUN_FILES = (
     "checkpoints", "logs", "search_log.jsonl", "best_arc.txt", "best_arc.json",
     "best_arc.png", "candidates.json",
 )
-
-
-def make_sampler(
-    config: Any,
-    space: spaces.SearchSpace,
-    controller_kwargs: dict[str, Any],
-    reinforce_kwargs: dict[str, Any] | None = None,
-) -> Reinforce | RandomSearch:
-    """The controller and its REINFORCE trainer, or the random baseline.
-
-    Args:
-      config: a search configuration (`controller`, `seed`, `controller_lr`,
-        `entropy_weight`, `baseline_decay`, `num_aggregate`).
-      space: the searched space.
-      controller_kwargs: more `controller_for` arguments (logit shaping).
-      reinforce_kwargs: more `Reinforce` arguments (skip weight, Adam).
-    """
-    if config.controller == "random":
-        return RandomSearch(space, seed=config.seed, num_aggregate=config.num_aggregate)
-    controller = controller_for(space, seed=config.seed, **controller_kwargs)
-    return Reinforce(
-        controller, learning_rate=config.controller_lr,
-        entropy_weight=config.entropy_weight, baseline_decay=config.baseline_decay,
-        num_aggregate=config.num_aggregate, **(reinforce_kwargs or {}),
-    )
 
 
 def _keep_epochs(path: str, epochs: int) -> None:
@@ -134,6 +109,9 @@ class SearchBase:
 
     # Dotted config.json keys that may change when a run is resumed.
     SAFE_KEYS: tuple[str, ...] = ()
+    # Dotted config.json keys renamed since older runs were written, old ->
+    # new (`rundir.prepare`): such runs resume.
+    RENAMED_KEYS = {"search.controller": "search.algorithm"}
     # The derive step's score: candidates.json key, and whether higher wins.
     SCORE_KEY = "valid_score"
     HIGHER_IS_BETTER = True
@@ -156,7 +134,7 @@ class SearchBase:
         if self.workers.is_chief:
             self.resumed = rundir.prepare(
                 output_dir, run, overwrite=overwrite, safe_keys=self.SAFE_KEYS,
-                run_files=RUN_FILES)
+                run_files=RUN_FILES, renamed_keys=self.RENAMED_KEYS)
         self.workers.barrier()
         if not self.workers.is_chief:
             self.resumed = tf.train.latest_checkpoint(checkpoints) is not None
@@ -202,7 +180,9 @@ class SearchBase:
     def _build_model(self) -> None:
         raise NotImplementedError
 
-    def _build_sampler(self) -> Reinforce | RandomSearch:
+    def _build_sampler(self) -> Strategy:
+        """The search strategy (`enas_tf.strategies.build(config.algorithm,
+        ...)` with the space's settings)."""
         raise NotImplementedError
 
     def _checkpointed(self) -> dict[str, Any]:

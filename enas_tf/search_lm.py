@@ -45,12 +45,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import lm_loop, lm_training, nonfinite
+from enas_tf import lm_loop, lm_training, nonfinite, strategies
 from enas_tf.config_lm import LmSearchConfig
 from enas_tf.data.ptb import PtbCorpus
 from enas_tf.errors import UserError
 from enas_tf.lm import SharedRnnLM
-from enas_tf.search_base import SearchBase, make_sampler
+from enas_tf.search_base import SearchBase
 
 SAFE_KEYS = (
     "search.epochs", "search.derive_samples", "search.log_arcs",
@@ -115,7 +115,9 @@ class LmSearch(SearchBase):
         shaping = {"tanh_constant": config.tanh_constant or None,
                    "temperature": config.temperature or None}
         # Adam with the TF defaults (spec sec. 3.3), not the CNN scripts'.
-        return make_sampler(config, self.space, shaping, {"beta_1": 0.9, "epsilon": 1e-8})
+        return strategies.build(config.algorithm, config, self.space,
+                                controller_kwargs=shaping,
+                                trainer_kwargs={"beta_1": 0.9, "epsilon": 1e-8})
 
     def _checkpointed(self) -> dict:
         return {"model": lm_loop.variables_checkpoint(self.model),

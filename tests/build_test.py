@@ -104,10 +104,11 @@ def test_every_source_file_is_listed_once():
 
 def test_kinds():
     kinds = {src: r["kind"] for r in RULES for src in r.get("srcs", [])}
-    for path in sorted((ROOT / "tests").glob("*_test.py")):
-        rel = str(path.relative_to(ROOT))
-        assert kinds[rel] == "py_test", f"{rel} must be a py_test"
-        assert BY_SRC[rel] == path.stem
+    for path in sorted((ROOT / "tests").rglob("*_test.py")):
+        rel = path.relative_to(ROOT)
+        assert kinds[str(rel)] == "py_test", f"{rel} must be a py_test"
+        # tests/strategies/random_test.py -> strategies_random_test
+        assert BY_SRC[str(rel)] == "_".join([*rel.parts[1:-1], path.stem])
     for path in sorted((ROOT / "tools").glob("*.py")):
         if path.name != "__init__.py":
             rel = str(path.relative_to(ROOT))
@@ -129,3 +130,14 @@ def test_deps_mirror_imports(rule):
         f"{rule['name']}: missing {sorted((targets | pips) - deps)}, "
         f"unused {sorted(deps - targets - pips)}"
     )
+
+
+def test_setup_lists_every_package():
+    # setup.py names its packages; a package missing there is missing from
+    # an installed (non-editable) enas-tf.
+    call = next(node for node in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    listed = {k.arg: _literal(k.value) for k in call.keywords if k.arg == "packages"}
+    packages = {".".join(path.parent.relative_to(ROOT).parts)
+                for path in (ROOT / "enas_tf").rglob("__init__.py")}
+    assert set(listed["packages"]) - {"enas_tf.tools"} == packages

@@ -9,7 +9,7 @@ from absl.testing import parameterized
 
 from enas_tf.controller import RnnController, Sample, controller_for
 from enas_tf.controller_rnn import pointer_prior
-from enas_tf.reinforce import Reinforce
+from enas_tf.strategies.reinforce import Reinforce
 from enas_tf.spaces import RnnSpace
 
 SMALL = {"lstm_size": 16}

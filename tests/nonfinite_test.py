@@ -15,7 +15,7 @@ from enas_tf.controller import MicroController
 from enas_tf.data.pipeline import train_dataset
 from enas_tf.errors import UserError
 from enas_tf.lm import SharedRnnLM
-from enas_tf.reinforce import Reinforce
+from enas_tf.strategies.reinforce import Reinforce
 from enas_tf.distribute import mirrored_strategy
 from enas_tf.search import Search
 

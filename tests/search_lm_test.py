@@ -80,10 +80,10 @@ def test_reward_is_the_constant_over_minibatch_perplexity(corpus, tmp_path):
 
 
 def test_random_search_and_refusals(corpus, tmp_path):
-    random = dataclasses.replace(TINY, controller="random")
+    random = dataclasses.replace(TINY, algorithm="random")
     result = LmSearch(random, corpus, str(tmp_path / "r"), verbose=0).run()
     assert len(result["best_arc"].split()) == 6
-    with pytest.raises(UserError, match="search.controller: 'random' -> 'reinforce'"):
+    with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
         LmSearch(TINY, corpus, str(tmp_path / "r"), verbose=0)
     # Splits too short for the sizes: refused before anything is written.
     with pytest.raises(UserError, match="--eval_batch_size=200"):

@@ -60,11 +60,22 @@ def test_search_derives_and_resumes(digits, tmp_path):
 
 
 def test_random_search_and_refusals(digits, tmp_path):
-    random = TINY.__class__(**{**TINY.__dict__, "controller": "random"})
+    random = TINY.__class__(**{**TINY.__dict__, "algorithm": "random"})
     result = Search(random, digits, str(tmp_path / "r"), verbose=0).run()
     assert len(result["best_arc"].split()) == 16
-    with pytest.raises(UserError, match="search.controller: 'random' -> 'reinforce'"):
+    with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
         Search(TINY, digits, str(tmp_path / "r"), verbose=0)
+    # A run written when the setting was called `controller` resumes (its
+    # config.json is rewritten with the new name) and is still checked.
+    path = tmp_path / "r" / "config.json"
+    run = json.loads(path.read_text())
+    run["search"]["controller"] = run["search"].pop("algorithm")
+    path.write_text(json.dumps(run))
+    with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
+        Search(TINY, digits, str(tmp_path / "r"), verbose=0)
+    resumed = Search(random, digits, str(tmp_path / "r"), verbose=0)
+    assert resumed.resumed and int(resumed.epoch.numpy()) == random.epochs
+    assert json.loads(path.read_text())["search"]["algorithm"] == "random"
     with pytest.raises(UserError, match="validation split"):
         Search(TINY, data.load_images("digits", valid_size=0), str(tmp_path / "v"))
 

@@ -36,7 +36,9 @@ BAD_INPUT = [
     (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
     (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
     (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
-    (["--output_dir=x", "--controller=evolution"], ["--controller=evolution"]),
+    (["--output_dir=x", "--algorithm=evolution"], ["--algorithm=evolution", "random|reinforce"]),
+    # The flag's old name is an alias.
+    (["--output_dir=x", "--controller=evolution"], ["--algorithm=evolution"]),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
     (["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
      ["Unknown device(s) /gpu:7", "/cpu:0"]),

@@ -1,4 +1,4 @@
-r"""enas-search: search an architecture with ENAS (or random search).
+r"""enas-search: search an architecture with ENAS (or another strategy).
 
 Trains a shared-weight supernet and an LSTM controller alternately (one child
 epoch, then one controller phase), then derives the best architecture: it
@@ -19,7 +19,7 @@ Examples:
   enas-search --flagfile=flags/quickstart.flags --output_dir=runs/q/search
   enas-search --flagfile=flags/cifar10_micro_search.flags --data_dir=~/cifar \
       --output_dir=runs/micro_search
-  enas-search --flagfile=flags/quickstart.flags --controller=random \
+  enas-search --flagfile=flags/quickstart.flags --algorithm=random \
       --output_dir=runs/q/random
   enas-search --flagfile=flags/ptb_search.flags --data_dir=~/ptb \
       --output_dir=runs/ptb_search
@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from enas_tf import cli, config_lm, data, precision, rundir
+from enas_tf import cli, config_lm, data, precision, rundir, strategies
 from enas_tf.checkpoints import enable_determinism
 from enas_tf.config import CELL_OUTPUTS, REWARD_BN, SearchConfig
 from enas_tf.config_lm import LmSearchConfig
@@ -68,8 +68,9 @@ HELP = {
     "momentum": "Child Nesterov momentum.",
     "l2": "L2 weight on the shared weights.",
     "grad_bound": "Global-norm gradient clipping of the child (0: none).",
-    "controller": "reinforce (the LSTM controller) or random (uniform sampling, "
-    "the baseline).",
+    "algorithm": "Search strategy: " + "; ".join(
+        f"{name}: {text}" for name, text in strategies.describe().items())
+    + " (--controller is an alias).",
     "controller_lr": "Controller Adam learning rate.",
     "controller_steps": "Controller updates per epoch.",
     "num_aggregate": "Sampled architectures averaged per controller update.",
@@ -108,9 +109,9 @@ for name in CNN_FIELDS + LM_ONLY:
         text = text.rstrip(".") + (f" (rnn: {lm_default:g})." if name != "space" else ".")
     if name == "flip":
         flags.DEFINE_bool("flip", None, text)
-    elif name in ("space", "controller", "reward_bn", "precision", "cell_output"):
+    elif name in ("space", "algorithm", "reward_bn", "precision", "cell_output"):
         choices = {"space": ["micro", "macro", "rnn"],
-                   "controller": ["reinforce", "random"],
+                   "algorithm": list(strategies.names()),
                    "reward_bn": list(REWARD_BN),
                    "cell_output": list(CELL_OUTPUTS),
                    "precision": list(precision.PRECISIONS)}[name]
@@ -121,6 +122,8 @@ for name in CNN_FIELDS + LM_ONLY:
         flags.DEFINE_integer(name, default, text)
     else:
         flags.DEFINE_float(name, default, text)
+# The flag's name before strategies other than ENAS's controller existed.
+flags.DEFINE_alias("controller", "algorithm")
 flags.DEFINE_enum("dataset", "digits", [*data.IMAGE_DATASETS, "ptb"],
                   "Dataset (default: digits; ptb with --space=rnn).")
 flags.DEFINE_string("data_dir", None, "Directory with the official dataset files "
@@ -174,7 +177,7 @@ def main(argv: list[str]) -> None:
         FLAGS.dataset, data_dir=FLAGS.data_dir, valid_size=FLAGS.valid_size,
         download=FLAGS.download, train_size=FLAGS.train_size)
     print(splits.summary())
-    print(f"searching {config.search_space().describe()} with {config.controller}")
+    print(f"searching {config.search_space().describe()} with {config.algorithm}")
     from enas_tf.search import Search
     if FLAGS.deterministic:
         enable_determinism(config.seed)
@@ -220,7 +223,7 @@ def _search_lm() -> None:
     rundir.check_output_dir(FLAGS.output_dir)
     corpus = data.load_ptb(FLAGS.data_dir)
     print(corpus.summary())
-    print(f"searching {config.search_space().describe()} with {config.controller}")
+    print(f"searching {config.search_space().describe()} with {config.algorithm}")
     from enas_tf.search_lm import LmSearch  # TensorFlow after the checks
     if FLAGS.deterministic:
         enable_determinism(config.seed)

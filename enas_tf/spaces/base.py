@@ -74,6 +74,11 @@ class SearchSpace(abc.ABC):
         """Length of an arc of this space."""
         return len(self.choices_per_decision)
 
+    @property
+    def skip_positions(self) -> tuple[int, ...]:
+        """Arc positions of skip-connection bits (macro space; none here)."""
+        return ()
+
     def config(self) -> dict[str, int]:
         """The size parameters, as keyword arguments of the constructor."""
         return dataclasses.asdict(self)

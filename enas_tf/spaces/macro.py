@@ -132,6 +132,12 @@ class MacroSpace(SearchSpace):
             )
         return tuple(names)
 
+    @property
+    def skip_positions(self) -> tuple[int, ...]:
+        """Arc positions of the skip bits: all but each layer's first."""
+        ops = {layer * (layer + 1) // 2 for layer in range(self.num_layers)}
+        return tuple(i for i in range(self.num_decisions) if i not in ops)
+
     @classmethod
     def config_for_length(cls, length: int) -> dict[str, int] | None:
         # L(L+1)/2 = length.

@@ -1,4 +1,4 @@
-"""Tests of the REINFORCE controller trainer and of random search."""
+"""Tests of the REINFORCE strategy (the controller trainer)."""
 
 import math
 
@@ -7,8 +7,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from enas_tf.controller import MacroController, MicroController
-from enas_tf.reinforce import RandomSearch, Reinforce
-from enas_tf.spaces import MacroSpace, MicroSpace
+from enas_tf.strategies.reinforce import Reinforce
 
 
 def small_macro(**kwargs):
@@ -179,37 +178,6 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         )
         cell = [1, 3, 1, 3, 2, 3, 2, 3]  # newest node as input, max_pool
         self._train(trainer, np.array(cell * 2), steps=120)
-
-
-class RandomSearchTest(tf.test.TestCase):
-    def test_samples_are_valid_uniform_and_seeded(self):
-        space = MicroSpace(num_nodes=3, num_ops=5)
-        search = RandomSearch(space, seed=1, num_aggregate=10)
-        sample = search.sample(2000)
-        arcs = sample.arc.numpy()
-        self.assertEqual(arcs.dtype, np.int32)
-        for row in arcs[:50]:
-            space.validate(list(row))
-        choices = np.array(space.choices_per_decision)
-        self.assertAllClose(arcs.mean(axis=0), (choices - 1) / 2, atol=0.15)
-        self.assertAllEqual(arcs.max(axis=0), choices - 1)
-        self.assertAllEqual(sample.log_prob, np.zeros(2000))
-        self.assertAllEqual(
-            RandomSearch(space, seed=1).sample(5).arc,
-            RandomSearch(space, seed=1).sample(5).arc,
-        )
-        search.sample(2000)
-        self.assertEqual(search.sample_function.experimental_get_tracing_count(), 1)
-
-    def test_macro_skip_rate_and_noop_update(self):
-        space = MacroSpace(num_layers=5)
-        search = RandomSearch(space, seed=0)
-        sample = search.sample(4)
-        for row, rate in zip(sample.arc.numpy(), sample.skip_rate.numpy()):
-            self.assertAllClose(rate, space.decode(row).skip_rate)
-        metrics = search.update(sample.arc, [0.5, 0.7, np.nan, 0.9])
-        self.assertAllClose(metrics["reward"], 0.7)
-        self.assertEqual(metrics["skipped"], 1.0)
 
 
 if __name__ == "__main__":

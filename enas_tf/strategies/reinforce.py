@@ -1,17 +1,11 @@
-"""Controller training: REINFORCE with an EMA baseline, and random search.
+"""REINFORCE: the ENAS controller trained on the rewards of its samples.
 
 `Reinforce` is the common controller trainer of spec sec. 4: the reward gets an
 entropy bonus, a moving-average baseline is updated on every sample, and the
 gradients of `num_aggregate` samples are averaged into one Adam step (what the
-original's SyncReplicasOptimizer did with one replica). `RandomSearch` has the
-same `sample` / `update` interface with uniform sampling and nothing to learn,
-so a search loop can swap it in (`--controller=random`).
-
-A search loop does, per controller step:
-
-    sample = strategy.sample(strategy.num_aggregate)
-    rewards = [evaluate(arc) for arc in sample.arc.numpy()]
-    metrics = strategy.update(sample.arc, rewards)
+original's SyncReplicasOptimizer did with one replica). `build` makes the
+space's LSTM controller (`enas_tf.controller.controller_for`) and its trainer
+from the search settings (`enas-search --algorithm=reinforce`, the default).
 """
 
 from __future__ import annotations
@@ -19,33 +13,30 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from enas_tf.controller import Controller, MacroController, Sample
+from enas_tf.controller import Controller, Sample, controller_for
 from enas_tf.spaces.base import SearchSpace
+from enas_tf.strategies.base import as_batch
 
 
-def _as_batch(
-    num_decisions: int, arcs: Any, rewards: Any
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Converts arcs and rewards to int32 `[n, D]` and float32 `[n]` tensors.
+def build(config: Any, space: SearchSpace, *, controller_kwargs: dict[str, Any],
+          trainer_kwargs: dict[str, Any]) -> "Reinforce":
+    """The controller of `space` and its REINFORCE trainer.
 
-    Raises:
-      ValueError: when the shapes do not fit each other or the space.
+    Args:
+      config: search settings (`seed`, `controller_lr`, `entropy_weight`,
+        `baseline_decay`, `num_aggregate`).
+      space: the searched space.
+      controller_kwargs: more `controller_for` arguments (logit shaping).
+      trainer_kwargs: more `Reinforce` arguments (skip weight, Adam).
     """
-    arcs = tf.convert_to_tensor(arcs, dtype=tf.int32)
-    rewards = tf.convert_to_tensor(rewards, dtype=tf.float32)
-    if arcs.shape.rank != 2 or arcs.shape[1] != num_decisions:
-        raise ValueError(
-            f"Expected arcs of shape [n, {num_decisions}]; received: {arcs.shape}."
-        )
-    if rewards.shape.rank != 1 or rewards.shape[0] != arcs.shape[0]:
-        raise ValueError(
-            f"Expected one reward per arc, shape [{arcs.shape[0]}]; received: "
-            f"{rewards.shape}."
-        )
-    return arcs, rewards
+    controller = controller_for(space, seed=config.seed, **controller_kwargs)
+    return Reinforce(
+        controller, learning_rate=config.controller_lr,
+        entropy_weight=config.entropy_weight, baseline_decay=config.baseline_decay,
+        num_aggregate=config.num_aggregate, **trainer_kwargs,
+    )
 
 
 class Reinforce(tf.Module):
@@ -111,7 +102,7 @@ class Reinforce(tf.Module):
         self.entropy_weight = entropy_weight
         self.baseline_decay = baseline_decay
         # Spec 4.2: the micro controller has no skip penalty.
-        self.uses_skip_penalty = isinstance(controller, MacroController)
+        self.uses_skip_penalty = controller.has_skip_penalty
         self.skip_weight = skip_weight if self.uses_skip_penalty else 0.0
         self.num_aggregate = num_aggregate
         # Spec sec. 4 / 10: the CNN scripts use beta_1 = 0 and epsilon = 1e-3,
@@ -162,7 +153,7 @@ class Reinforce(tf.Module):
         Raises:
           ValueError: when the shapes do not fit.
         """
-        arcs, rewards = _as_batch(self.controller.num_decisions, arcs, rewards)
+        arcs, rewards = as_batch(self.controller.num_decisions, arcs, rewards)
         metrics = self.update_step(arcs, rewards)
         return {key: float(value) for key, value in metrics.items()}
 
@@ -239,81 +230,3 @@ class Reinforce(tf.Module):
             return tf.where(ok, b - rate * (b - reward), b)
 
         return tf.scan(step, (total, keep), initializer=start)
-
-
-class RandomSearch(tf.Module):
-    """Uniform random search with the interface of `Reinforce`.
-
-    `sample` draws every decision uniformly (seeded; the generator is
-    checkpointable) and returns zero log-probabilities and entropies; `update`
-    learns nothing and only reports the rewards.
-
-    Args:
-      space: the search space.
-      seed: sampling seed, or None for fresh entropy.
-      num_aggregate: arcs a search loop should sample per update.
-      name: module name.
-    """
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        seed: int | None = None,
-        num_aggregate: int = 1,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(name=name)
-        if num_aggregate < 1:
-            raise ValueError(f"Expected num_aggregate >= 1; received: {num_aggregate}.")
-        self.space = space
-        self.num_aggregate = num_aggregate
-        if seed is None:
-            self._generator = tf.random.Generator.from_non_deterministic_state()
-        else:
-            self._generator = tf.random.Generator.from_seed(seed)
-        self._choices = np.asarray(space.choices_per_decision, np.int32)
-        skips = [i for i, n in enumerate(space.decision_names) if "/skip_" in n]
-        self._skip_positions = np.asarray(skips, np.int32)
-        self._sample_fn = tf.function(self._sample, autograph=False)
-
-    @property
-    def sample_function(self) -> Any:
-        """The `tf.function` behind `sample` (for tracing-count checks)."""
-        return self._sample_fn
-
-    def sample(self, batch_size: int = 1) -> Sample:
-        """Samples `batch_size` arcs uniformly.
-
-        Returns:
-          A `Sample`; `log_prob`, `entropy` and `skip_penalty` are zeros,
-          `skip_rate` is the fraction of skip bits set (macro) or zeros.
-        """
-        return self._sample_fn(batch_size)
-
-    def _sample(self, batch_size: int) -> Sample:
-        shape = [batch_size, self.space.num_decisions]
-        # float64 keeps floor(u * n) uniform over [0, n) for every n here.
-        u = self._generator.uniform(shape, dtype=tf.float64)
-        arc = tf.cast(tf.floor(u * self._choices.astype(np.float64)), tf.int32)
-        arc = tf.minimum(arc, self._choices - 1)  # guards u * n rounding to n
-        zero = tf.zeros([batch_size])
-        skip_rate = zero
-        if self._skip_positions.size:
-            bits = tf.gather(arc, self._skip_positions, axis=1)
-            skip_rate = tf.reduce_mean(tf.cast(bits, tf.float32), axis=1)
-        return Sample(arc, zero, zero, zero, skip_rate)
-
-    def update(self, arcs: Any, rewards: Any) -> dict[str, float]:
-        """Learns nothing; returns `reward` (mean of the finite rewards, 0 if
-        none) and `skipped` (the count of the others).
-
-        Raises:
-          ValueError: when the shapes do not fit.
-        """
-        _, rewards = _as_batch(self.space.num_decisions, arcs, rewards)
-        values = rewards.numpy()
-        finite = values[np.isfinite(values)]
-        return {
-            "reward": float(finite.mean()) if finite.size else 0.0,
-            "skipped": float(values.size - finite.size),
-        }

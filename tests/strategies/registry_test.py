@@ -1,0 +1,121 @@
+"""Tests of the strategy registry (`enas_tf.strategies`)."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from enas_tf import strategies
+from enas_tf.config import SearchConfig
+from enas_tf.config_lm import LmSearchConfig
+from enas_tf.errors import UserError
+from enas_tf.spaces import MacroSpace, MicroSpace, RnnSpace
+from enas_tf.strategies.base import Strategy
+
+# A strategy written as a user would add one: a module and nothing else.
+FIRST_CHOICE = '''
+"""Always the first choice of every decision: a strategy in one module."""
+
+import tensorflow as tf
+
+from enas_tf.controller import Sample
+
+
+class FirstChoice(tf.Module):
+    def __init__(self, space, num_aggregate):
+        super().__init__()
+        self.space, self.num_aggregate = space, num_aggregate
+        self.updates = tf.Variable(0, trainable=False)
+
+    def sample(self, batch_size=1):
+        zero = tf.zeros([batch_size])
+        arc = tf.zeros([batch_size, self.space.num_decisions], tf.int32)
+        return Sample(arc, zero, zero, zero, zero)
+
+    def update(self, arcs, rewards):
+        self.updates.assign_add(1)
+        return {"reward": float(tf.reduce_mean(rewards)), "skipped": 0.0}
+
+
+def build(config, space, *, controller_kwargs, trainer_kwargs):
+    return FirstChoice(space, config.num_aggregate)
+'''
+
+
+@pytest.fixture
+def first_choice(tmp_path, monkeypatch):
+    """The FIRST_CHOICE module registered as strategy "first_choice" (its
+    folder added to the package's path), removed after the test."""
+    (tmp_path / "first_choice.py").write_text(textwrap.dedent(FIRST_CHOICE))
+    monkeypatch.setattr(strategies, "__path__", [*strategies.__path__, str(tmp_path)])
+    yield "first_choice"
+    sys.modules.pop("enas_tf.strategies.first_choice", None)
+
+
+def test_names_and_descriptions():
+    assert strategies.names() == ("random", "reinforce")
+    described = strategies.describe()
+    assert list(described) == ["random", "reinforce"]
+    assert "REINFORCE" in described["reinforce"]
+    assert "uniform" in described["random"]
+
+
+def test_unknown_names_are_refused_with_the_choices():
+    with pytest.raises(UserError, match="one of random, reinforce; received 'evolution'"):
+        strategies.check_name("evolution")
+    with pytest.raises(UserError, match="algorithm must be one of"):
+        SearchConfig(algorithm="evolution").check()
+    with pytest.raises(UserError, match="algorithm must be one of"):
+        LmSearchConfig(algorithm="evolution").check()
+    with pytest.raises(UserError, match="received 'evolution'"):
+        strategies.build("evolution", SearchConfig(), MicroSpace())
+
+
+@pytest.mark.parametrize("name", ["random", "reinforce"])
+@pytest.mark.parametrize("space,config", [
+    (MicroSpace(num_nodes=2), SearchConfig(num_aggregate=3)),
+    (MacroSpace(num_layers=3), SearchConfig(space="macro", num_aggregate=3)),
+    (RnnSpace(num_nodes=3), LmSearchConfig(num_aggregate=3)),
+])
+def test_every_strategy_follows_the_protocol(name, space, config):
+    strategy = strategies.build(name, config, space)
+    assert isinstance(strategy, Strategy)
+    assert strategy.space == space and strategy.num_aggregate == 3
+    sample = strategy.sample(3)
+    arcs = sample.arc.numpy()
+    assert arcs.shape == (3, space.num_decisions) and arcs.dtype == np.int32
+    for arc in arcs:
+        space.validate(list(arc))
+    metrics = strategy.update(sample.arc, [0.5, np.nan, 0.7])
+    assert metrics["reward"] == pytest.approx(0.6)
+    assert metrics["skipped"] == 1.0
+
+
+def test_a_new_module_is_a_new_strategy(first_choice):
+    assert strategies.names() == ("first_choice", "random", "reinforce")
+    assert strategies.describe()[first_choice].startswith("Always the first choice")
+    SearchConfig(algorithm=first_choice).check()
+    strategy = strategies.build(first_choice, SearchConfig(num_aggregate=2), MicroSpace())
+    assert isinstance(strategy, Strategy)
+    assert not strategy.sample(2).arc.numpy().any()
+
+
+def test_a_new_strategy_runs_a_search(first_choice, tmp_path):
+    from enas_tf import data
+    from enas_tf.search import Search
+
+    config = SearchConfig(
+        num_nodes=2, num_layers=3, out_filters=4, epochs=1, batch_size=256,
+        controller_steps=2, num_aggregate=2, log_arcs=1, derive_samples=2,
+        flip=False, pad=0, lr_t0=1, algorithm=first_choice)
+    search = Search(config, data.load_images("digits", valid_size=100),
+                    str(tmp_path / "run"), verbose=0)
+    result = search.run()
+    space = config.search_space()
+    assert result["best_arc"] == space.format([0] * space.num_decisions)
+    # Its state is checkpointed with the run: one update per controller step.
+    assert int(search.sampler.updates.numpy()) == 2
+    resumed = Search(config, data.load_images("digits", valid_size=100),
+                     str(tmp_path / "run"), verbose=0)
+    assert resumed.resumed and int(resumed.sampler.updates.numpy()) == 2
