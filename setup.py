@@ -24,7 +24,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["enas_tf", "enas_tf.spaces", "enas_tf.data", "enas_tf.strategies", "enas_tf.tools"],
+    packages=["enas_tf", "enas_tf.spaces", "enas_tf.data", "enas_tf.ops", "enas_tf.strategies",
+              "enas_tf.tools"],
     package_dir={"enas_tf.tools": "tools"},
     install_requires=[
         # The standard TensorFlow wheel runs on CPU everywhere and on NVIDIA

@@ -30,19 +30,21 @@ from __future__ import annotations
 import keras
 
 from enas_tf.layers import Blocks, classifier_head, conv_bn, factorized_reduction, relu
+from enas_tf.ops import table
 from enas_tf.spaces.macro import MACRO_OPS, MacroArch, pool_layers
 
 
 def _op(blocks: Blocks, x, op: str, filters: int, separable: bool, name: str):
     x = conv_bn(blocks, x, filters, 1, f"{name}.in", pre_relu=True)
-    if op.endswith("pool_3x3"):
-        pool = keras.layers.AveragePooling2D if op.startswith("avg") else (
+    spec = table.op(op)
+    if spec.kind == "pool":
+        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (
             keras.layers.MaxPooling2D
         )
-        return pool(3, strides=1, padding="same", name=f"{name}.pool")(x)
-    kernel = int(op[-1])
+        return pool(spec.kernel, strides=1, padding="same", name=f"{name}.pool")(x)
+    kernel = spec.kernel
     x = relu(x, f"{name}.relu")
-    if op.startswith("sep") and separable:
+    if spec.kind == "sep_conv" and separable:
         x = blocks.sep_conv(filters, kernel, f"{name}.sep")(x)
     else:
         x = blocks.conv(filters, kernel, f"{name}.conv")(x)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import keras
 
+from enas_tf.ops import table
 from enas_tf.layers import (
     Blocks,
     DropPath,
@@ -57,8 +58,9 @@ def _spatial(x) -> int:
 
 
 def _op(blocks, x, op, filters, strides, name):
-    if op.startswith("sep_conv"):
-        kernel = int(op[-1])
+    spec = table.op(op)
+    if spec.kind == "sep_conv":
+        kernel = spec.kernel
         for unit in (1, 2):
             x = relu(x, f"{name}.sep{unit}.relu")
             x = blocks.sep_conv(
@@ -66,11 +68,11 @@ def _op(blocks, x, op, filters, strides, name):
             )(x)
             x = blocks.bn(f"{name}.sep{unit}.bn")(x)
         return x
-    if op.endswith("pool_3x3"):
-        pool = keras.layers.AveragePooling2D if op.startswith("avg") else (
+    if spec.kind == "pool":
+        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (
             keras.layers.MaxPooling2D
         )
-        return pool(3, strides=strides, padding="same", name=f"{name}.pool")(x)
+        return pool(spec.kernel, strides=strides, padding="same", name=f"{name}.pool")(x)
     if strides == 2:  # identity in a reduction cell
         return factorized_reduction(blocks, x, filters, f"{name}.reduce")
     return x

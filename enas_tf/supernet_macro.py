@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from enas_tf import shared_ops as ops
 from enas_tf.config import ChildConfig
+from enas_tf.ops import table
 from enas_tf.spaces.macro import MACRO_OPS, MacroArch, MacroSpace, pool_layers
 
 # Keras' he_normal draws a truncated normal whose std is this fraction of the
@@ -162,7 +163,7 @@ class MacroSupernet(keras.Model):
         )
 
     def _is_sep(self, op: str) -> bool:
-        return op.startswith("sep") and self.separable
+        return table.op(op).kind == "sep_conv" and self.separable
 
     def _create_weights(self):
         c, channels_in = self.out_filters, self.image_shape[2]
@@ -174,9 +175,9 @@ class MacroSupernet(keras.Model):
             self._weight(f"{name}.op.in.conv", (self.num_ops, c, c), c)
             self._bn(f"{name}.op.in.bn", self.num_ops, c)
             for op in self.space.ops:
-                if op.endswith("pool_3x3"):
+                if not table.op(op).has_weights:
                     continue
-                k, base = int(op[-1]), f"{name}.op.{op}"
+                k, base = table.op(op).kernel, f"{name}.op.{op}"
                 if self._is_sep(op):
                     # Keras' fan-in of a depthwise [k, k, C, 1] kernel is k*k*C.
                     self._weight(f"{base}.dw", (k, k, c, 1), k * k * c)
@@ -208,9 +209,9 @@ class MacroSupernet(keras.Model):
         x = self.bns[f"{name}.in.bn"](ops.conv(tf.nn.relu(x), w), op_id, training)
 
         def branch(op):
-            if op.endswith("pool_3x3"):
+            if table.op(op).kind == "pool":
                 # The child pools the BN output directly (no ReLU).
-                return lambda: ops.pool(x, op[:3], 1)
+                return lambda: ops.pool(x, table.op(op).pool, 1)
             base = f"{name}.{op}"
 
             def run():
@@ -370,9 +371,9 @@ class MacroSupernet(keras.Model):
             base = f"{name}.op.{op}"
             if self._is_sep(op):
                 weights[f"{name}.op.sep"] = [value(f"{base}.dw"), value(f"{base}.pw")]
-            elif not op.endswith("pool_3x3"):
+            elif table.op(op).has_weights:
                 weights[f"{name}.op.conv"] = [value(f"{base}.conv")]
-            if not op.endswith("pool_3x3"):
+            if table.op(op).has_weights:
                 weights[f"{name}.op.bn"] = self.bns[f"{base}.bn"].slice(0)
             if layer > 0:
                 blocks = value(f"{name}.skip.conv")[[*choice.skip_sources, layer]]

@@ -99,6 +99,7 @@ import tensorflow as tf
 from enas_tf import shared_ops as ops
 from enas_tf.child_micro import reduction_positions
 from enas_tf.config import CELL_OUTPUTS, ChildConfig
+from enas_tf.ops import table
 from enas_tf.spaces.micro import MICRO_OPS, MicroSpace
 
 
@@ -153,13 +154,14 @@ def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsil
         return x
 
     def run(op, x, stride):
-        if op.startswith("sep_conv"):
+        spec = table.op(op)
+        if spec.kind == "sep_conv":
             for u, (dw, pw, *_) in enumerate(picked[op]):
                 x = ops.sep_conv(tf.nn.relu(x), dw, pw, stride if u == 0 else 1)
                 x = norm(x, op, u)
             return x
-        if op.endswith("pool_3x3"):
-            return ops.pool(x, op[:3], stride)
+        if spec.kind == "pool":
+            return ops.pool(x, spec.pool, stride)
         if stride == 2:  # identity on a large input: factorized reduction
             return norm(ops.factorized_reduction(x, *picked[op][0][:2]), op, 0)
         return tf.identity(x)
@@ -363,8 +365,8 @@ class MicroSupernet(keras.Model):
             # traced slot function is shared (`slot_rows` gives the rows).
             rows = b * (b + 3)
             for op in self.space.ops:
-                if op.startswith("sep_conv"):
-                    k = int(op[-1])
+                if table.op(op).kind == "sep_conv":
+                    k = table.op(op).kernel
                     for unit in (1, 2):
                         self._weight(f"{name}.{op}.sep{unit}.dw", (rows, k, k, c, 1))
                         self._weight(f"{name}.{op}.sep{unit}.pw", (rows, 1, 1, c, c))
@@ -426,7 +428,7 @@ class MicroSupernet(keras.Model):
         stacks, stats = {}, {}
         bn = lambda name: tuple(v.value for v in self.bns[name].variables)
         for op in self.space.ops:
-            if op.startswith("sep_conv"):
+            if table.op(op).kind == "sep_conv":
                 for u in (1, 2):
                     unit = (*(self.shared[f"cell{p}.{op}.sep{u}.{w}"].value
                               for w in ("dw", "pw")), *bn(f"cell{p}.{op}.sep{u}.bn"))
@@ -589,7 +591,7 @@ class MicroSupernet(keras.Model):
                                         (1, node.input_b, node.op_b)):
                     op, base = MICRO_OPS[op_id], f"{name}.node{n}.{'ab'[s]}"
                     row, reduce_row = (r + index for r in slot_rows(n, s))
-                    if op.startswith("sep_conv"):
+                    if table.op(op).kind == "sep_conv":
                         for u in (1, 2):
                             src = f"{name}.{op}.sep{u}"
                             weights[f"{base}.sep{u}.conv"] = [
