@@ -24,8 +24,24 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["enas_tf", "enas_tf.spaces", "enas_tf.data", "enas_tf.ops", "enas_tf.strategies",
-              "enas_tf.tools"],
+    packages=[
+        "enas_tf",
+        "enas_tf.child",
+        "enas_tf.configs",
+        "enas_tf.controllers",
+        "enas_tf.data",
+        "enas_tf.export",
+        "enas_tf.lm",
+        "enas_tf.ops",
+        "enas_tf.runtime",
+        "enas_tf.search",
+        "enas_tf.spaces",
+        "enas_tf.strategies",
+        "enas_tf.supernet",
+        "enas_tf.train",
+        "enas_tf.viz",
+        "enas_tf.tools",
+    ],
     package_dir={"enas_tf.tools": "tools"},
     install_requires=[
         # The standard TensorFlow wheel runs on CPU everywhere and on NVIDIA
@@ -38,7 +54,7 @@ setup(
         "tensorboard>=2.16",
         # Bundled 8x8 digits: the offline default dataset.
         "scikit-learn>=1.3",
-        # Architecture drawings (enas_tf.draw, `enas-arc draw`); no graphviz.
+        # Architecture drawings (enas_tf.viz.draw, `enas-arc draw`); no graphviz.
         "pillow>=9",
     ],
     extras_require={

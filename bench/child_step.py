@@ -37,10 +37,10 @@ def measure(size: str, steps: int, warmup: int) -> dict:
     import numpy as np
 
     from enas_tf import spaces
-    from enas_tf.child import build_child
-    from enas_tf.child_training import EpochCosineRestarts, sparse_cross_entropy
-    from enas_tf.config import ChildConfig
-    from enas_tf.flops import count_flops, count_params
+    from enas_tf.child.build import build_child
+    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
+    from enas_tf.configs.image import ChildConfig
+    from enas_tf.ops.flops import count_flops, count_params
 
     layers, filters, batch, drop_keep, keep = SIZES[size]
     space, arc = spaces.load_arc("enas_micro_final")

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     import numpy as np
 
     from enas_tf import spaces
-    from enas_tf.controller import controller_for
+    from enas_tf.controllers.build import controller_for
     from enas_tf.strategies.reinforce import Reinforce
 
     controllers = {

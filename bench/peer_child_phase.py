@@ -32,7 +32,7 @@ architecture; the script checks it). It prints
     sampling and validation (what the peer's figure covers), and at the
     end (after the FLOP count below builds Keras children);
   - the step's arithmetic rate: multiply-adds of the sampled architectures
-    (`enas_tf.flops.count_flops`, forward; a training step is taken as 3x
+    (`enas_tf.ops.flops.count_flops`, forward; a training step is taken as 3x
     the forward) per second, in GFLOP/s (1 multiply-add = 2 FLOP).
 
 `--compare_to=REV` also builds the supernet of git revision REV of this
@@ -146,11 +146,11 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from enas_tf.child import build_child
-    from enas_tf.controller import controller_for
-    from enas_tf.flops import count_flops
+    from enas_tf.child.build import build_child
+    from enas_tf.controllers.build import controller_for
+    from enas_tf.ops.flops import count_flops
     from bench.profiling import print_top_ops
-    from enas_tf.supernet_micro import MicroSupernet
+    from enas_tf.supernet.micro import MicroSupernet
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)

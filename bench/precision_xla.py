@@ -38,9 +38,10 @@ def build(space, arc, config, precision_name: str, jit: bool):
     """A compiled training model, as `train_child` makes it."""
     import keras
 
-    from enas_tf import nonfinite, precision
-    from enas_tf.child import build_child
-    from enas_tf.child_training import EpochCosineRestarts, sparse_cross_entropy
+    from enas_tf.runtime import nonfinite
+    from enas_tf.runtime import precision
+    from enas_tf.child.build import build_child
+    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
 
     keras.utils.set_random_seed(0)
     with precision.policy(precision_name):
@@ -70,7 +71,7 @@ def main() -> None:
     import numpy as np
 
     from enas_tf import spaces
-    from enas_tf.config import ChildConfig
+    from enas_tf.configs.image import ChildConfig
 
     space, arc = spaces.load_arc("enas_micro_final")
     config = ChildConfig(out_filters=args.out_filters, num_layers=args.num_layers,

@@ -95,8 +95,8 @@ def shared_class(activation: str, input_choice: str):
     """`SharedRnnLM` whose cell picks activations and inputs as asked."""
     import tensorflow as tf
 
-    from enas_tf import rnn_cell
-    from enas_tf.lm import SharedRnnLM
+    from enas_tf.lm import cells as rnn_cell
+    from enas_tf.lm.model import SharedRnnLM
 
     def activation_all(a, func, num_funcs):
         funcs = rnn_cell.ACTIVATIONS[:num_funcs]
@@ -130,8 +130,9 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from enas_tf import lm_training, precision
-    from enas_tf.lm import FixedRnnLM, SharedRnnLM
+    from enas_tf.lm import steps as lm_training
+    from enas_tf.runtime import precision
+    from enas_tf.lm.model import FixedRnnLM, SharedRnnLM
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)

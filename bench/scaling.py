@@ -44,7 +44,7 @@ def worker(args) -> None:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, ROOT)
-    from enas_tf.distribute import make_strategy  # noqa: PLC0415
+    from enas_tf.runtime.distribute import make_strategy  # noqa: PLC0415
 
     strategy = {"1 device": lambda: make_strategy("default"),
                 "2 devices": lambda: make_strategy("mirrored", ["/cpu:0", "/cpu:1"]),
@@ -52,12 +52,13 @@ def worker(args) -> None:
     import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
-    from enas_tf import nonfinite, spaces  # noqa: PLC0415
-    from enas_tf.child import build_child  # noqa: PLC0415
-    from enas_tf.child_training import (  # noqa: PLC0415
+    from enas_tf import spaces  # noqa: PLC0415
+    from enas_tf.runtime import nonfinite
+    from enas_tf.child.build import build_child  # noqa: PLC0415
+    from enas_tf.train.image import (  # noqa: PLC0415
         EpochCosineRestarts, sparse_cross_entropy)
-    from enas_tf.config import ChildConfig  # noqa: PLC0415
-    from enas_tf.distribute import shard_by_data  # noqa: PLC0415
+    from enas_tf.configs.image import ChildConfig  # noqa: PLC0415
+    from enas_tf.runtime.distribute import shard_by_data  # noqa: PLC0415
 
     space, arc = spaces.load_arc("enas_micro_final")
     config = ChildConfig(out_filters=20, num_layers=6, keep_prob=0.9, l2=2e-4)
@@ -76,7 +77,7 @@ def worker(args) -> None:
     data = shard_by_data(tf.data.Dataset.from_tensor_slices((images, labels))
                          .repeat().batch(args.batch, drop_remainder=True).take(steps))
     if args.mode in ("1 worker", "2 workers"):
-        from enas_tf.child_training import _build_compiled  # noqa: PLC0415
+        from enas_tf.train.image import _build_compiled  # noqa: PLC0415
 
         with strategy.scope():
             _build_compiled(model, data)

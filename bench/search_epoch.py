@@ -1,6 +1,6 @@
 r"""Benchmark: speed and memory of the ENAS search loop.
 
-Runs `enas_tf.search.Search` with the quickstart settings (micro, B = 3
+Runs `enas_tf.search.image.Search` with the quickstart settings (micro, B = 3
 nodes, L = 3, C0 = 8, batch 64; flags/quickstart.flags) for --epochs epochs
 on each dataset and reports, per dataset:
 
@@ -53,8 +53,8 @@ def parse_args(argv=None):
 def measure(dataset: str, epochs: int, data_dir) -> dict:
     sys.path.insert(0, ROOT)
     from enas_tf import data
-    from enas_tf.config import SearchConfig
-    from enas_tf.search import Search
+    from enas_tf.configs.image import SearchConfig
+    from enas_tf.search.image import Search
 
     splits = data.load_images(dataset, data_dir=data_dir,
                               valid_size=360 if dataset == "digits" else 5000)

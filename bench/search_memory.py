@@ -126,8 +126,8 @@ def main(argv=None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, ROOT)
     from enas_tf import data
-    from enas_tf.config import SearchConfig
-    from enas_tf.search import Search
+    from enas_tf.configs.image import SearchConfig
+    from enas_tf.search.image import Search
 
     splits = data.load_images("digits", valid_size=360)
     config = SearchConfig(**MICRO)

@@ -83,7 +83,7 @@ def compute_all_supernet_class():
     """`MicroSupernet` whose slots run every candidate, then pick one."""
     import tensorflow as tf
 
-    from enas_tf import supernet_micro
+    from enas_tf.supernet import micro as supernet_micro
 
     def select(candidates, index):
         # The original ENAS search code's way: stack the nodes, index them.
@@ -113,8 +113,8 @@ def main(argv=None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from enas_tf.child import build_child
-    from enas_tf.supernet_micro import MicroSupernet
+    from enas_tf.child.build import build_child
+    from enas_tf.supernet.micro import MicroSupernet
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)

@@ -47,9 +47,9 @@ from absl import app, flags  # noqa: E402
 
 from enas_tf.data.images import load_images  # noqa: E402
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset  # noqa: E402
-from enas_tf.supernet import recalibrated  # noqa: E402
-from enas_tf.supernet_macro import MacroSupernet  # noqa: E402
-from enas_tf.supernet_micro import MicroSupernet  # noqa: E402
+from enas_tf.supernet.build import recalibrated  # noqa: E402
+from enas_tf.supernet.macro import MacroSupernet  # noqa: E402
+from enas_tf.supernet.micro import MicroSupernet  # noqa: E402
 
 flags.DEFINE_enum("space", "micro", ["micro", "macro", "rnn"], "Search space.")
 flags.DEFINE_string("data_dir", None, "rnn: directory of PTB's train/valid/test.txt.")
@@ -171,8 +171,8 @@ def main(argv):
 
 def main_rnn():
     from enas_tf.data.ptb import batchify, load_ptb, windows
-    from enas_tf.lm import SharedRnnLM
-    from enas_tf.lm_training import evaluate, make_eval_step, make_train_step
+    from enas_tf.lm.model import SharedRnnLM
+    from enas_tf.lm.steps import evaluate, make_eval_step, make_train_step
 
     if not FLAGS.data_dir:
         raise app.UsageError("--space=rnn needs --data_dir (PTB's text files).")

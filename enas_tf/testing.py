@@ -4,7 +4,10 @@ tiny text corpus in the Penn Treebank format.
 Training a supernet step traces slowly (about a minute), so tests of what
 comes after a search (weight inheritance, `enas-train --init_from_search`)
 get a run directory written by the search's own code, minus the training.
-Language-model tests read `write_tiny_ptb`'s text instead of PTB.
+Language-model tests read `write_tiny_ptb`'s text instead of PTB. Export
+tests use `make_standin_run` (a small trained Keras model in a final-training
+run directory) and compare exports with the Keras model computed by hand
+(`keras_probs`, `tflite_probs`).
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ import os
 import socket
 import subprocess
 
-import numpy as np
+import json
+import warnings
+from pathlib import Path
 
-from enas_tf import rundir, spaces
-from enas_tf.config import SearchConfig
+import keras
+import numpy as np
+import tensorflow as tf
+
+from enas_tf import spaces
+from enas_tf.runtime import rundir
+from enas_tf.configs.image import SearchConfig
+from enas_tf.data import load_images
 from enas_tf.data.images import ImageSplits
-from enas_tf.search import Search
+from enas_tf.search.image import Search
 
 
 def search_run(
@@ -142,3 +153,64 @@ def free_ports(count: int = 2) -> list[int]:
     for sock in socks:
         sock.close()
     return ports
+
+
+def make_standin_run(run_dir: Path, epochs: int = 2) -> None:
+    """Writes model.keras and summary.json like a final-training run."""
+    splits = load_images("digits")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    # Pointwise kernels of >= 1024 weights, so dynamic range really quantizes.
+    x = keras.layers.SeparableConv2D(64, 3, padding="same")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.SeparableConv2D(64, 3, padding="same", activation="relu")(x)
+    x = keras.layers.AveragePooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(10, use_bias=False)(x)
+    model = keras.Model(inputs, logits)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    train = (splits.train_images / 255.0 - splits.mean) / splits.std
+    model.fit(train.astype("float32"), splits.train_labels, epochs=epochs,
+              batch_size=32, verbose=0)  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.save(run_dir / "model.keras")
+    summary = {
+        "dataset": "digits",
+        "image_shape": [8, 8, 1],
+        "num_classes": 10,
+        "mean": splits.mean.tolist(),
+        "std": splits.std.tolist(),
+        "arc": "stand-in",
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def keras_probs(run_dir: Path, images: np.ndarray) -> np.ndarray:
+    """The run's model on uint8 images, normalised and soft-maxed by hand."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    model = keras.models.load_model(run_dir / "model.keras")
+    x = (images.astype(np.float64) / 255.0 - summary["mean"]) / summary["std"]
+    logits = model(x.astype(np.float32), training=False).numpy().astype(np.float64)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def tflite_interpreter(path: Path) -> tf.lite.Interpreter:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated in favour of LiteRT
+        return tf.lite.Interpreter(model_path=str(path))
+
+
+def tflite_probs(interpreter: tf.lite.Interpreter, images: np.ndarray) -> np.ndarray:
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(inp["index"], images.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], images)
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])

@@ -300,7 +300,7 @@ CASES = [
          ["--cutout_size=20", "8x8 images of digits"]),
     case("search-devices-without-mirrored", "search", ["--devices=/cpu:0", "--output_dir={out}"],
          ["--devices needs --strategy=mirrored"]),
-    # Mixed precision and XLA (enas_tf.precision).
+    # Mixed precision and XLA (enas_tf.runtime.precision).
     case("train-bad-precision", "train", ["--arc=enas_micro_final", "--precision=float16",
                                           "--output_dir={out}", *TRAIN],
          ["--precision=float16", "float32|mixed_float16|mixed_bfloat16"]),

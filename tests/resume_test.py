@@ -387,7 +387,7 @@ def lm_trained(out):
     LM training run."""
     import keras  # noqa: PLC0415 - only these tests need it
 
-    import enas_tf.lm  # noqa: F401, PLC0415 - registers the LM classes for loading
+    import enas_tf.lm.model  # noqa: F401, PLC0415 - registers the LM classes for loading
 
     summary = json.loads((out / "summary.json").read_text())
     rows = (out / "history.csv").read_text().splitlines()

@@ -31,7 +31,10 @@ if __package__ in (None, ""):  # `python tools/arc.py` from a clone
 
 from absl import app, flags
 
-from enas_tf import cli, draw, rundir, spaces
+from enas_tf import spaces
+from enas_tf.runtime import cli
+from enas_tf.viz import draw
+from enas_tf.runtime import rundir
 from enas_tf.errors import ArcError
 
 COMMANDS = ("show", "validate", "draw", "convert", "random", "info", "list")

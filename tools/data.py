@@ -23,7 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from enas_tf import cli, data
+from enas_tf import data
+from enas_tf.runtime import cli
 from enas_tf.errors import DataError
 
 # Digit and letter images must not be mirrored.

@@ -15,7 +15,7 @@ A language-model run (enas-train on an rnn cell, --dataset=ptb) is exported
 as saved_model/ with two signatures, serving_default (int32 `tokens`
 [batch, time]) and score_with_state (`tokens` and a float32 `state`
 [batch, hidden]), both returning per-token `log_probs` [batch, time - 1],
-`perplexity` [batch] and the next `state` (enas_tf.export_lm), plus
+`perplexity` [batch] and the next `state` (enas_tf.export.lm), plus
 model_float32.tflite, which scores one sequence at a time (`tokens`
 [1, time]; the report says why if it could not be made). They are checked
 against the Keras model on the first --num_samples 65-token sequences of the
@@ -42,7 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from enas_tf import cli, data
+from enas_tf import data
+from enas_tf.runtime import cli
 from enas_tf.errors import UserError
 
 flags.DEFINE_string(
@@ -105,7 +106,7 @@ def _table(report: dict) -> str:
 
 
 def _import_export() -> ModuleType:
-    """Imports `enas_tf.export`, and so TensorFlow, hiding its startup noise.
+    """Imports `enas_tf.export.image`, and so TensorFlow, hiding its startup noise.
 
     TF 2.21 reports its CUDA probing through absl C++ logging, which ignores
     TF_CPP_MIN_LOG_LEVEL and writes straight to file descriptor 2. What it
@@ -120,7 +121,7 @@ def _import_export() -> ModuleType:
         try:
             import tensorflow as tf
 
-            from enas_tf import export_run
+            from enas_tf.export import run as export_run
 
             tf.config.list_physical_devices()  # probes CUDA now, quietly
             failed = False
@@ -180,8 +181,8 @@ def main(argv: list[str]) -> int:
 
 
 def _export_lm(export_run: ModuleType, run_dir: str, export_dir: str) -> int:
-    """Exports a language-model run (`enas_tf.export_lm`)."""
-    from enas_tf import export_lm
+    """Exports a language-model run (`enas_tf.export.lm`)."""
+    from enas_tf.export import lm as export_lm
 
     summary = export_lm.read_lm_summary(run_dir)
     export_run.check_export_dir(run_dir, export_dir, FLAGS.overwrite)

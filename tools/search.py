@@ -36,10 +36,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 
-from enas_tf import cli, config_lm, data, precision, rundir, strategies
-from enas_tf.checkpoints import enable_determinism
-from enas_tf.config import CELL_OUTPUTS, REWARD_BN, SearchConfig
-from enas_tf.config_lm import LmSearchConfig
+from enas_tf import data, strategies
+from enas_tf.runtime import cli
+from enas_tf.configs import lm as config_lm
+from enas_tf.runtime import precision
+from enas_tf.runtime import rundir
+from enas_tf.runtime.checkpoints import enable_determinism
+from enas_tf.configs.image import CELL_OUTPUTS, REWARD_BN, SearchConfig
+from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.errors import UserError
 
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
@@ -178,7 +182,7 @@ def main(argv: list[str]) -> None:
         download=FLAGS.download, train_size=FLAGS.train_size)
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
-    from enas_tf.search import Search
+    from enas_tf.search.image import Search
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 
@@ -224,7 +228,7 @@ def _search_lm() -> None:
     corpus = data.load_ptb(FLAGS.data_dir)
     print(corpus.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
-    from enas_tf.search_lm import LmSearch  # TensorFlow after the checks
+    from enas_tf.search.lm import LmSearch  # TensorFlow after the checks
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 

@@ -22,7 +22,7 @@ An rnn architecture (an enas_lm cell, e.g. --arc=enas_lm_ptb or a
 --space=rnn search's best_arc.json) is trained as a language model on
 --dataset=ptb (the default for rnn cells; --data_dir holds train.txt,
 valid.txt, test.txt) with the enas_lm GPU recipe, iterate averaging and the
-evaluation protocol of enas_tf.lm_final; summary.json reports the
+evaluation protocol of enas_tf.train.lm; summary.json reports the
 validation and test perplexity. Flags shared with CNN training (--epochs,
 --batch_size, --eval_batch_size, --grad_bound, --seed) take the enas_lm
 defaults then unless given (the help shows them as "rnn: ...").
@@ -51,10 +51,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
-from enas_tf import cli, config_lm, data, inherit, precision, rundir, spaces
-from enas_tf.checkpoints import enable_determinism
-from enas_tf.config import ChildConfig, TrainConfig
-from enas_tf.config_lm import LmTrainConfig
+from enas_tf import data, spaces
+from enas_tf.runtime import cli
+from enas_tf.configs import lm as config_lm
+from enas_tf.supernet import transfer as inherit
+from enas_tf.runtime import precision
+from enas_tf.runtime import rundir
+from enas_tf.runtime.checkpoints import enable_determinism
+from enas_tf.configs.image import ChildConfig, TrainConfig
+from enas_tf.configs.lm import LmTrainConfig
 from enas_tf.errors import UserError
 
 # Digit and letter images must not be mirrored.
@@ -237,8 +242,8 @@ FLAGS = flags.FLAGS
 
 
 def _dry_run(space, arc, child) -> None:
-    from enas_tf.child import build_child, inference_model
-    from enas_tf.flops import count_flops, count_params
+    from enas_tf.child.build import build_child, inference_model
+    from enas_tf.ops.flops import count_flops, count_params
 
     shape = data.images.IMAGE_SHAPES[FLAGS.dataset]
     classes = data.images.NUM_CLASSES[FLAGS.dataset]
@@ -336,7 +341,7 @@ def main(argv: list[str]) -> None:
     )
     # Imported only now: bad flags, architectures and data files are
     # reported without waiting for TensorFlow.
-    from enas_tf.child_training import train_child
+    from enas_tf.train.image import train_child
 
     print(splits.summary())
     print(f"{space.describe()}: {space.format(arc)}")
@@ -394,7 +399,7 @@ def _refuse(names, what: str) -> None:
 
 
 def _train_lm(space, arc) -> None:
-    """Final training of an enas_lm cell on PTB (`enas_tf.lm_final`)."""
+    """Final training of an enas_lm cell on PTB (`enas_tf.train.lm`)."""
     dataset = FLAGS.dataset if FLAGS["dataset"].present else "ptb"
     if space.name != "rnn":
         raise UserError(
@@ -412,7 +417,7 @@ def _train_lm(space, arc) -> None:
     config = LmTrainConfig(**values)
     config.check()
     if FLAGS.dry_run:
-        from enas_tf.lm_final import describe
+        from enas_tf.train.lm import describe
 
         print(describe(space, arc, config))
         return
@@ -423,7 +428,7 @@ def _train_lm(space, arc) -> None:
         )
     rundir.check_output_dir(FLAGS.output_dir)
     corpus = data.load_ptb(FLAGS.data_dir)
-    from enas_tf import lm_final  # TensorFlow after the checks
+    from enas_tf.train import lm as lm_final  # TensorFlow after the checks
 
     print(corpus.summary())
     print(f"{space.describe()}: {space.format(arc)}")

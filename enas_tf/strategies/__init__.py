@@ -1,7 +1,7 @@
 """Search strategies and their registry.
 
 A strategy proposes architectures and learns from their rewards; the search
-loop (`enas_tf.search_base`) trains the shared weights on what it proposes
+loop (`enas_tf.search.loop`) trains the shared weights on what it proposes
 and asks it, per controller step:
 
     sample = strategy.sample(strategy.num_aggregate)

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import tensorflow as tf
 
-from enas_tf.controller import Sample
+from enas_tf.controllers.build import Sample
 from enas_tf.spaces.base import SearchSpace
 
 

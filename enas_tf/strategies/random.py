@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from enas_tf.controller import Sample
+from enas_tf.controllers.build import Sample
 from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
 

@@ -4,7 +4,7 @@
 entropy bonus, a moving-average baseline is updated on every sample, and the
 gradients of `num_aggregate` samples are averaged into one Adam step (what the
 original's SyncReplicasOptimizer did with one replica). `build` makes the
-space's LSTM controller (`enas_tf.controller.controller_for`) and its trainer
+space's LSTM controller (`enas_tf.controllers.build.controller_for`) and its trainer
 from the search settings (`enas-search --algorithm=reinforce`, the default).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from enas_tf.controller import Controller, Sample, controller_for
+from enas_tf.controllers.build import Controller, Sample, controller_for
 from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from enas_tf import strategies
-from enas_tf.config import SearchConfig
-from enas_tf.config_lm import LmSearchConfig
+from enas_tf.configs.image import SearchConfig
+from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.errors import UserError
 from enas_tf.spaces import MacroSpace, MicroSpace, RnnSpace
 from enas_tf.strategies.base import Strategy
@@ -19,7 +19,7 @@ FIRST_CHOICE = '''
 
 import tensorflow as tf
 
-from enas_tf.controller import Sample
+from enas_tf.controllers.build import Sample
 
 
 class FirstChoice(tf.Module):
@@ -103,7 +103,7 @@ def test_a_new_module_is_a_new_strategy(first_choice):
 
 def test_a_new_strategy_runs_a_search(first_choice, tmp_path):
     from enas_tf import data
-    from enas_tf.search import Search
+    from enas_tf.search.image import Search
 
     config = SearchConfig(
         num_nodes=2, num_layers=3, out_filters=4, epochs=1, batch_size=256,

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from enas_tf.controller import MacroController, MicroController
+from enas_tf.controllers.build import MacroController, MicroController
 from enas_tf.strategies.reinforce import Reinforce
 
 

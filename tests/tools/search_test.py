@@ -1,0 +1,107 @@
+"""Drives `tools/search.py` (enas-search) in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enas_tf.testing import run_at_once
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_search(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "search.py"), *args],
+        capture_output=True, text=True, cwd=cwd, timeout=600,
+    )
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("search.py: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+CIFAR_FLAG_FILES = ["flags/cifar10_micro_search.flags", "flags/cifar10_macro_search.flags"]
+BAD_INPUT = [
+    ([], ["--output_dir"]),
+    (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
+    (["--output_dir=x", "--space=rnn", "--dataset=mnist"], ["--space=rnn", "--dataset=ptb"]),
+    (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
+    (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
+    (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
+    (["--output_dir=x", "--algorithm=evolution"], ["--algorithm=evolution", "random|reinforce"]),
+    # The flag's old name is an alias.
+    (["--output_dir=x", "--controller=evolution"], ["--algorithm=evolution"]),
+    (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
+    (["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
+     ["Unknown device(s) /gpu:7", "/cpu:0"]),
+]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """The runs that stop at a check, all at once, each in an empty directory
+    of its own (the cifar flag files also with --data_dir there)."""
+    commands = {}
+    for flagfile in CIFAR_FLAG_FILES:
+        cwd = tmp_path_factory.mktemp("cifar")
+        commands[flagfile] = (
+            [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / flagfile}",
+             f"--output_dir={cwd / 'x'}", f"--data_dir={cwd}"], cwd)
+    for args, _ in BAD_INPUT:
+        cwd = tmp_path_factory.mktemp("bad_input")
+        commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
+    return commands, run_at_once(commands)
+
+
+@pytest.mark.parametrize("flagfile", CIFAR_FLAG_FILES)
+def test_cifar_flag_files_parse_and_need_the_data(quick_runs, flagfile):
+    # The flags parse and pass the checks; the run stops at the missing data
+    # with the one-line message, before writing anything.
+    commands, results = quick_runs
+    assert_user_error(results[flagfile], "cifar10", "not available offline")
+    assert not (commands[flagfile][1] / "x").exists()
+
+
+@pytest.mark.parametrize("args, fragments", BAD_INPUT)
+def test_bad_input_exits_2_and_writes_nothing(quick_runs, args, fragments):
+    commands, results = quick_runs
+    assert_user_error(results[tuple(args)], *fragments)
+    assert list(commands[tuple(args)][1].iterdir()) == []
+
+
+def test_macro_search_then_inherited_training_and_export(tmp_path):
+    """The whole macro pipeline through the tools: search, derive, train the
+    derived architecture from the shared weights, export."""
+    search = tmp_path / "search"
+    result = run_search(
+        "--space=macro", "--num_layers=4", "--num_ops=6", "--out_filters=8",
+        "--epochs=2", "--batch_size=128", "--controller_steps=3", "--num_aggregate=3",
+        "--log_arcs=2", "--derive_samples=5", "--verbose=0", f"--output_dir={search}")
+    assert result.returncode == 0, result.stderr
+    assert "best architecture" in result.stdout
+    for name in ("best_arc.txt", "best_arc.json", "best_arc.png", "candidates.json"):
+        assert (search / name).is_file(), name
+    assert len((search / "search_log.jsonl").read_text().splitlines()) == 2
+    train = tmp_path / "train"
+    trained = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), "--dataset=digits",
+         "--valid_size=360", "--out_filters=8", "--epochs=1", "--batch_size=128",
+         "--pad=1", "--verbose=0", f"--init_from_search={search}",
+         f"--output_dir={train}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads((train / "summary.json").read_text())
+    assert summary["arc"] == (search / "best_arc.txt").read_text().strip()
+    exported = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "export.py"), f"--run_dir={train}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    assert (train / "export" / "saved_model").is_dir()
