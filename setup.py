@@ -17,9 +17,7 @@ TOOLS = ("arc", "data", "export", "search", "train")
 setup(
     name="enas-tf",
     version=VERSION,
-    description=(
-        "Efficient Neural Architecture Search (ENAS) for TensorFlow 2 / Keras 3"
-    ),
+    description=("Efficient Neural Architecture Search (ENAS) for TensorFlow 2 / Keras 3"),
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
@@ -59,12 +57,12 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest>=7"],
+        # pytest runs the suite; ruff (pinned: its format changes between
+        # releases) checks lint and format in CI.
+        "test": ["pytest>=7", "ruff==0.17.6"],
     },
     entry_points={
-        "console_scripts": [
-            f"enas-{tool}=enas_tf.tools.{tool}:run" for tool in TOOLS
-        ],
+        "console_scripts": [f"enas-{tool}=enas_tf.tools.{tool}:run" for tool in TOOLS],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

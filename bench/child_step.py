@@ -38,25 +38,33 @@ def measure(size: str, steps: int, warmup: int) -> dict:
 
     from enas_tf import spaces
     from enas_tf.child.build import build_child
-    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
     from enas_tf.configs.image import ChildConfig
     from enas_tf.ops.flops import count_flops, count_params
+    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
 
     layers, filters, batch, drop_keep, keep = SIZES[size]
     space, arc = spaces.load_arc("enas_micro_final")
     config = ChildConfig(
-        out_filters=filters, num_layers=layers, keep_prob=keep,
-        drop_path_keep_prob=drop_keep, aux_weight=0.4, l2=2e-4,
+        out_filters=filters,
+        num_layers=layers,
+        keep_prob=keep,
+        drop_path_keep_prob=drop_keep,
+        aux_weight=0.4,
+        l2=2e-4,
     )
     keras.utils.set_random_seed(0)
     model = build_child(space, arc, config, image_shape=(32, 32, 3), num_classes=10)
     loss = sparse_cross_entropy(0.0, 10)
     model.compile(
         optimizer=keras.optimizers.SGD(
-            EpochCosineRestarts(0.05, 1e-4, 10, 2, 100), momentum=0.9,
-            nesterov=True, global_clipnorm=5.0,
+            EpochCosineRestarts(0.05, 1e-4, 10, 2, 100),
+            momentum=0.9,
+            nesterov=True,
+            global_clipnorm=5.0,
         ),
-        loss=[loss, loss], loss_weights=[1.0, 0.4], jit_compile=False,
+        loss=[loss, loss],
+        loss_weights=[1.0, 0.4],
+        jit_compile=False,
     )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, 32, 32, 3)).astype("float32")
@@ -97,18 +105,34 @@ def main() -> None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    print(f"{'size':<7} {'cells':>5} {'C0':>3} {'batch':>5} {'params':>10} "
-          f"{'MMACs/img':>9} {'step ms':>8} {'images/s':>9} {'peak RSS MB':>11}")
+    print(
+        f"{'size':<7} {'cells':>5} {'C0':>3} {'batch':>5} {'params':>10} "
+        f"{'MMACs/img':>9} {'step ms':>8} {'images/s':>9} {'peak RSS MB':>11}"
+    )
     for size in args.sizes.split(","):
-        out = subprocess.run(
-            [sys.executable, __file__, f"--child={size}", f"--steps={args.steps}",
-             f"--warmup={args.warmup}"],
-            capture_output=True, text=True, env=env, check=True,
-        ).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    f"--child={size}",
+                    f"--steps={args.steps}",
+                    f"--warmup={args.warmup}",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         r = json.loads(out)
-        print(f"{r['size']:<7} {r['cells']:>5} {r['out_filters']:>3} {r['batch']:>5} "
-              f"{r['params']:>10,} {r['flops'] / 1e6:>9.0f} {r['step_ms']:>8.0f} "
-              f"{r['images_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f}")
+        print(
+            f"{r['size']:<7} {r['cells']:>5} {r['out_filters']:>3} {r['batch']:>5} "
+            f"{r['params']:>10,} {r['flops'] / 1e6:>9.0f} {r['step_ms']:>8.0f} "
+            f"{r['images_per_s']:>9.1f} {r['peak_rss_mb']:>11.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,11 +50,15 @@ def main(argv=None) -> None:
     for name, controller in controllers.items():
         cases[f"{name} sample(1)"] = (lambda c=controller: c.sample(1), 1)
         cases[f"{name} sample({args.batch})"] = (
-            lambda c=controller: c.sample(args.batch), args.batch)
+            lambda c=controller: c.sample(args.batch),
+            args.batch,
+        )
         sample = controller.sample(10)
         rewards = np.linspace(0.1, 0.9, 10).astype(np.float32)
         cases[f"{name} update(10)"] = (
-            lambda t=trainers[name], s=sample: t.update(s.arc, rewards), 10)
+            lambda t=trainers[name], s=sample, r=rewards: t.update(s.arc, r),
+            10,
+        )
     for fn, _ in cases.values():  # warm-up: one trace per case
         fn()
     rates = {name: [] for name in cases}

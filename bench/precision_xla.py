@@ -38,9 +38,8 @@ def build(space, arc, config, precision_name: str, jit: bool):
     """A compiled training model, as `train_child` makes it."""
     import keras
 
-    from enas_tf.runtime import nonfinite
-    from enas_tf.runtime import precision
     from enas_tf.child.build import build_child
+    from enas_tf.runtime import nonfinite, precision
     from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
 
     keras.utils.set_random_seed(0)
@@ -48,10 +47,19 @@ def build(space, arc, config, precision_name: str, jit: bool):
         model = build_child(space, arc, config, image_shape=(32, 32, 3), num_classes=10)
     loss = sparse_cross_entropy(0.0, 10)
     model.compile(
-        optimizer=nonfinite.guard(precision.loss_scaled(precision_name, keras.optimizers.SGD(
-            EpochCosineRestarts(0.05, 1e-4, 10, 2, 100), momentum=0.9,
-            nesterov=True, global_clipnorm=5.0))),
-        loss=loss, jit_compile=jit,
+        optimizer=nonfinite.guard(
+            precision.loss_scaled(
+                precision_name,
+                keras.optimizers.SGD(
+                    EpochCosineRestarts(0.05, 1e-4, 10, 2, 100),
+                    momentum=0.9,
+                    nesterov=True,
+                    global_clipnorm=5.0,
+                ),
+            )
+        ),
+        loss=loss,
+        jit_compile=jit,
     )
     return model
 
@@ -74,8 +82,9 @@ def main() -> None:
     from enas_tf.configs.image import ChildConfig
 
     space, arc = spaces.load_arc("enas_micro_final")
-    config = ChildConfig(out_filters=args.out_filters, num_layers=args.num_layers,
-                         keep_prob=0.9, l2=2e-4)
+    config = ChildConfig(
+        out_filters=args.out_filters, num_layers=args.num_layers, keep_prob=0.9, l2=2e-4
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=args.batch).astype("int32")
@@ -87,8 +96,11 @@ def main() -> None:
         first[name] = (time.perf_counter() - start, float(np.ravel(loss)[0]))
         for _ in range(args.warmup - 1):
             models[name].train_on_batch(x, y)
-        print(f"{name}: built, compiled and warmed up in "
-              f"{time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+        print(
+            f"{name}: built, compiled and warmed up in {time.perf_counter() - start:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     rates = {name: [] for name in models}
     for _ in range(args.rounds):
         for name, model in models.items():
@@ -96,17 +108,23 @@ def main() -> None:
             for _ in range(args.steps):
                 model.train_on_batch(x, y)
             rates[name].append(args.batch * args.steps / (time.perf_counter() - start))
-    print(f"micro enas_micro_final, {args.num_layers + 2} cells, C0={args.out_filters}, "
-          f"batch {args.batch}, 32x32x3; {args.rounds} rounds of {args.steps} steps, "
-          f"interleaved")
-    print(f"{'variant':<15} {'build+1st step s':>16} {'1st loss':>9} {'images/s':>9} "
-          f"{'vs float32':>10} {'(range)':>14}")
+    print(
+        f"micro enas_micro_final, {args.num_layers + 2} cells, C0={args.out_filters}, "
+        f"batch {args.batch}, 32x32x3; {args.rounds} rounds of {args.steps} steps, "
+        f"interleaved"
+    )
+    print(
+        f"{'variant':<15} {'build+1st step s':>16} {'1st loss':>9} {'images/s':>9} "
+        f"{'vs float32':>10} {'(range)':>14}"
+    )
     base = np.array(rates["float32"])
     for name in models:
         ratio = np.array(rates[name]) / base
-        print(f"{name:<15} {first[name][0]:>16.1f} {first[name][1]:>9.4f} "
-              f"{np.median(rates[name]):>9.1f} {np.median(ratio):>10.2f} "
-              f"{f'({ratio.min():.2f}-{ratio.max():.2f})':>14}")
+        print(
+            f"{name:<15} {first[name][0]:>16.1f} {first[name][1]:>9.4f} "
+            f"{np.median(rates[name]):>9.1f} {np.median(ratio):>10.2f} "
+            f"{f'({ratio.min():.2f}-{ratio.max():.2f})':>14}"
+        )
 
 
 if __name__ == "__main__":

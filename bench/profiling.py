@@ -13,15 +13,22 @@ def top_ops(profile_dir: str, count: int) -> list[tuple[str, float, int]]:
     ...) are left out: their time is their body's ops'."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    paths = sorted(glob.glob(os.path.join(profile_dir, "**", "*.xplane.pb"),
-                             recursive=True))
+    paths = sorted(glob.glob(os.path.join(profile_dir, "**", "*.xplane.pb"), recursive=True))
     if not paths:
         return []
     space = xplane_pb2.XSpace()
     with open(paths[-1], "rb") as f:
         space.ParseFromString(f.read())
-    calls = {"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile",
-             "PartitionedCall", "StatefulPartitionedCall"}
+    calls = {
+        "If",
+        "StatelessIf",
+        "Case",
+        "StatelessCase",
+        "While",
+        "StatelessWhile",
+        "PartitionedCall",
+        "StatefulPartitionedCall",
+    }
     totals = collections.defaultdict(lambda: [0.0, 0])
     for plane in space.planes:
         if not plane.name.startswith("/host:CPU"):
@@ -49,7 +56,9 @@ def print_top_ops(profile_dir: str, count: int, steps: int, what: str = "steps")
     ms per step, share of all op time, calls per step."""
     rows = top_ops(profile_dir, count)
     total = sum(ms for _, ms, _ in top_ops(profile_dir, 10**6)) or float("nan")
-    print(f"\nprofile of {steps} {what} ({profile_dir}): op, ms per step, share of "
-          "op time, calls per step")
+    print(
+        f"\nprofile of {steps} {what} ({profile_dir}): op, ms per step, share of "
+        "op time, calls per step"
+    )
     for kind, ms, n in rows:
         print(f"  {kind:<48} {ms / steps:9.1f} {ms / total:6.1%} {n / steps:7.0f}")

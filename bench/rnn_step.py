@@ -57,9 +57,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=128, help="Batch size.")
     parser.add_argument("--bptt", type=int, default=35, help="Window length T.")
     parser.add_argument("--arcs", type=int, default=5, help="Random arcs (>= 5).")
-    parser.add_argument(
-        "--steps", type=int, default=3, help="Timed steps per model and arc."
-    )
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per model and arc.")
     parser.add_argument(
         "--activation",
         choices=["switch", "all"],
@@ -72,17 +70,21 @@ def parse_args(argv=None):
         default="gather",
         help="Shared-cell predecessor choice.",
     )
-    parser.add_argument("--precision", default="float32",
-                        choices=["float32", "mixed_bfloat16", "mixed_float16"],
-                        help="Keras dtype policy of the models.")
-    parser.add_argument("--jit_compile", action="store_true",
-                        help="Compile the training steps with XLA.")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        help="Keras dtype policy of the models.",
+    )
+    parser.add_argument(
+        "--jit_compile", action="store_true", help="Compile the training steps with XLA."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of arcs, data.")
-    parser.add_argument("--profile", default=None,
-                        help="Directory for a TensorFlow profile of shared steps.")
+    parser.add_argument(
+        "--profile", default=None, help="Directory for a TensorFlow profile of shared steps."
+    )
     parser.add_argument("--profile_steps", type=int, default=3)
-    parser.add_argument("--top_ops", type=int, default=12,
-                        help="Ops printed from the profile.")
+    parser.add_argument("--top_ops", type=int, default=12, help="Ops printed from the profile.")
     return parser.parse_args(argv)
 
 
@@ -131,8 +133,8 @@ def main(argv=None) -> None:
     import tensorflow as tf
 
     from enas_tf.lm import steps as lm_training
-    from enas_tf.runtime import precision
     from enas_tf.lm.model import FixedRnnLM, SharedRnnLM
+    from enas_tf.runtime import precision
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -144,8 +146,12 @@ def main(argv=None) -> None:
     def make_step(model):
         step = lm_training.make_train_step(model, keras.optimizers.SGD(20.0))
         if args.jit_compile:  # the same Python function, compiled
-            step = tf.function(step.python_function, jit_compile=True,
-                               input_signature=step.input_signature, autograph=False)
+            step = tf.function(
+                step.python_function,
+                jit_compile=True,
+                input_signature=step.input_signature,
+                autograph=False,
+            )
         step.model = model
         return step
 
@@ -157,8 +163,12 @@ def main(argv=None) -> None:
         return time.perf_counter() - start
 
     model_class = shared_class(args.activation, args.input)
-    sizes = {"vocab_size": args.vocab, "hidden_size": args.hidden,
-             "num_nodes": args.nodes, "seed": 0}
+    sizes = {
+        "vocab_size": args.vocab,
+        "hidden_size": args.hidden,
+        "num_nodes": args.nodes,
+        "seed": 0,
+    }
     with precision.policy(args.precision):
         shared = model_class(**sizes)
     baseline = None

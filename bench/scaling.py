@@ -42,23 +42,24 @@ def worker(args) -> None:
     if args.mode == "2 devices":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
     sys.path.insert(0, ROOT)
     from enas_tf.runtime.distribute import make_strategy  # noqa: PLC0415
 
-    strategy = {"1 device": lambda: make_strategy("default"),
-                "2 devices": lambda: make_strategy("mirrored", ["/cpu:0", "/cpu:1"]),
-                }.get(args.mode, lambda: make_strategy("multi_worker"))()
+    strategy = {
+        "1 device": lambda: make_strategy("default"),
+        "2 devices": lambda: make_strategy("mirrored", ["/cpu:0", "/cpu:1"]),
+    }.get(args.mode, lambda: make_strategy("multi_worker"))()
     import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
     from enas_tf import spaces  # noqa: PLC0415
-    from enas_tf.runtime import nonfinite
     from enas_tf.child.build import build_child  # noqa: PLC0415
-    from enas_tf.train.image import (  # noqa: PLC0415
-        EpochCosineRestarts, sparse_cross_entropy)
     from enas_tf.configs.image import ChildConfig  # noqa: PLC0415
+    from enas_tf.runtime import nonfinite
     from enas_tf.runtime.distribute import shard_by_data  # noqa: PLC0415
+    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy  # noqa: PLC0415
 
     space, arc = spaces.load_arc("enas_micro_final")
     config = ChildConfig(out_filters=20, num_layers=6, keep_prob=0.9, l2=2e-4)
@@ -66,16 +67,26 @@ def worker(args) -> None:
     with strategy.scope():
         model = build_child(space, arc, config, image_shape=(32, 32, 3), num_classes=10)
         model.compile(
-            optimizer=nonfinite.guard(keras.optimizers.SGD(
-                EpochCosineRestarts(0.05, 1e-4, 10, 2, 100), momentum=0.9,
-                nesterov=True, global_clipnorm=5.0)),
-            loss=sparse_cross_entropy(0.0, 10))
+            optimizer=nonfinite.guard(
+                keras.optimizers.SGD(
+                    EpochCosineRestarts(0.05, 1e-4, 10, 2, 100),
+                    momentum=0.9,
+                    nesterov=True,
+                    global_clipnorm=5.0,
+                )
+            ),
+            loss=sparse_cross_entropy(0.0, 10),
+        )
     rng = np.random.default_rng(0)
     steps = args.warmup + args.steps
     images = rng.normal(size=(args.batch * 4, 32, 32, 3)).astype(np.float32)
     labels = rng.integers(0, 10, args.batch * 4).astype(np.int32)
-    data = shard_by_data(tf.data.Dataset.from_tensor_slices((images, labels))
-                         .repeat().batch(args.batch, drop_remainder=True).take(steps))
+    data = shard_by_data(
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .repeat()
+        .batch(args.batch, drop_remainder=True)
+        .take(steps)
+    )
     if args.mode in ("1 worker", "2 workers"):
         from enas_tf.train.image import _build_compiled  # noqa: PLC0415
 
@@ -92,7 +103,7 @@ def worker(args) -> None:
             times.append(time.perf_counter() - self.start)
 
     model.fit(data, epochs=1, verbose=0, callbacks=[Timer()])
-    print(json.dumps({"step_s": statistics.median(times[args.warmup:])}), flush=True)
+    print(json.dumps({"step_s": statistics.median(times[args.warmup :])}), flush=True)
 
 
 def run_setup(mode: str, args) -> float:
@@ -107,13 +118,32 @@ def run_setup(mode: str, args) -> float:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("TF_CONFIG", None)
         if mode in ("1 worker", "2 workers"):
-            env["TF_CONFIG"] = json.dumps({
-                "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen(
-            [sys.executable, __file__, "--mode", mode, "--steps", str(args.steps),
-             "--warmup", str(args.warmup), "--batch", str(args.batch)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            env["TF_CONFIG"] = json.dumps(
+                {
+                    "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                    "task": {"type": "worker", "index": index},
+                }
+            )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--mode",
+                    mode,
+                    "--steps",
+                    str(args.steps),
+                    "--warmup",
+                    str(args.warmup),
+                    "--batch",
+                    str(args.batch),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = []
     for proc in procs:
         out, err = proc.communicate()
@@ -134,14 +164,19 @@ def main() -> None:
     if args.mode:
         worker(args)
         return
-    print(f"micro child (L=6, C0=20), global batch {args.batch}, CPU, "
-          f"{args.steps} timed steps after {args.warmup}, {args.rounds} rounds")
+    print(
+        f"micro child (L=6, C0=20), global batch {args.batch}, CPU, "
+        f"{args.steps} timed steps after {args.warmup}, {args.rounds} rounds"
+    )
     rounds = []
     for r in range(args.rounds):
         step = {mode: run_setup(mode, args) for mode in SETUPS}
         rounds.append(step)
-        print(f"round {r + 1}: " + ", ".join(
-            f"{m} {args.batch / s:,.0f} img/s" for m, s in step.items()), flush=True)
+        print(
+            f"round {r + 1}: "
+            + ", ".join(f"{m} {args.batch / s:,.0f} img/s" for m, s in step.items()),
+            flush=True,
+        )
 
     def ratio(a, b):
         return statistics.median(r[a] / r[b] for r in rounds)

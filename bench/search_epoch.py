@@ -34,16 +34,27 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = dict(
-    space="micro", num_nodes=3, num_layers=3, out_filters=8, batch_size=64,
-    lr_t0=10, lr_t_mul=1, controller_steps=10, num_aggregate=5, log_arcs=5,
-    derive_samples=20, pad=1, flip=False,
+    space="micro",
+    num_nodes=3,
+    num_layers=3,
+    out_filters=8,
+    batch_size=64,
+    lr_t0=10,
+    lr_t_mul=1,
+    controller_steps=10,
+    num_aggregate=5,
+    log_arcs=5,
+    derive_samples=20,
+    pad=1,
+    flip=False,
 )
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="digits,fashion_mnist",
-                        help="Comma-separated datasets.")
+    parser.add_argument(
+        "--datasets", default="digits,fashion_mnist", help="Comma-separated datasets."
+    )
     parser.add_argument("--epochs", type=int, default=3, help="Epochs per dataset.")
     parser.add_argument("--data_dir", default=None, help="Fashion-MNIST directory.")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -56,8 +67,9 @@ def measure(dataset: str, epochs: int, data_dir) -> dict:
     from enas_tf.configs.image import SearchConfig
     from enas_tf.search.image import Search
 
-    splits = data.load_images(dataset, data_dir=data_dir,
-                              valid_size=360 if dataset == "digits" else 5000)
+    splits = data.load_images(
+        dataset, data_dir=data_dir, valid_size=360 if dataset == "digits" else 5000
+    )
     config = SearchConfig(**QUICKSTART, epochs=epochs)
     times = {"child": [], "controller": [], "first_step": None, "steps": []}
     with tempfile.TemporaryDirectory() as out:
@@ -110,8 +122,10 @@ def main(argv=None) -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.epochs, args.data_dir)))
         return
-    print(f"{'dataset':<14} {'images':>7} {'trace s':>8} {'child img/s':>12} "
-          f"{'controller s':>13} {'epoch s':>8} {'peak RSS MB':>12}")
+    print(
+        f"{'dataset':<14} {'images':>7} {'trace s':>8} {'child img/s':>12} "
+        f"{'controller s':>13} {'epoch s':>8} {'peak RSS MB':>12}"
+    )
     for dataset in args.datasets.split(","):
         command = [sys.executable, __file__, f"--one={dataset}", f"--epochs={args.epochs}"]
         if args.data_dir:
@@ -122,9 +136,11 @@ def main(argv=None) -> None:
             print(f"{dataset:<14} skipped: {reason}")
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{dataset:<14} {r['train_images']:>7} {r['trace_s']:>8.1f} "
-              f"{r['child_images_per_s']:>12.0f} {r['controller_s']:>13.1f} "
-              f"{r['epoch_s']:>8.1f} {r['peak_rss_mb']:>12.0f}")
+        print(
+            f"{dataset:<14} {r['train_images']:>7} {r['trace_s']:>8.1f} "
+            f"{r['child_images_per_s']:>12.0f} {r['controller_s']:>13.1f} "
+            f"{r['epoch_s']:>8.1f} {r['peak_rss_mb']:>12.0f}"
+        )
 
 
 if __name__ == "__main__":

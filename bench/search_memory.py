@@ -34,23 +34,44 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICRO = dict(
-    space="micro", num_nodes=3, num_layers=3, out_filters=8, batch_size=32,
-    lr_t0=10, lr_t_mul=1, controller_steps=10, num_aggregate=2, log_arcs=2,
-    derive_samples=1, pad=1, flip=False, epochs=1,
+    space="micro",
+    num_nodes=3,
+    num_layers=3,
+    out_filters=8,
+    batch_size=32,
+    lr_t0=10,
+    lr_t_mul=1,
+    controller_steps=10,
+    num_aggregate=2,
+    log_arcs=2,
+    derive_samples=1,
+    pad=1,
+    flip=False,
+    epochs=1,
 )
 TARGET_MB = 50.0
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("search", "child_steps"), default="search",
-                        help="What runs (see the module docstring).")
-    parser.add_argument("--steps", type=int, default=2000,
-                        help="Child steps in all, warm-up included (search mode: "
-                             "rounded up to whole epochs).")
-    parser.add_argument("--warmup", type=int, default=100,
-                        help="Steps before the first memory reading (search mode: "
-                             "rounded up to whole epochs).")
+    parser.add_argument(
+        "--mode",
+        choices=("search", "child_steps"),
+        default="search",
+        help="What runs (see the module docstring).",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=2000,
+        help="Child steps in all, warm-up included (search mode: rounded up to whole epochs).",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="Steps before the first memory reading (search mode: rounded up to whole epochs).",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,8 +103,11 @@ class Readings:
         if self.warm is None and step >= self.warmup:
             self.warm = (step, rss, now)
             self.next_print = (step // 500 + 1) * 500
-            print(f"after {step} warm-up steps: RSS {rss:.1f} MB, peak {peak:.1f} MB "
-                  f"({now - self.start:.1f} s)", flush=True)
+            print(
+                f"after {step} warm-up steps: RSS {rss:.1f} MB, peak {peak:.1f} MB "
+                f"({now - self.start:.1f} s)",
+                flush=True,
+            )
         elif self.warm is not None and step >= self.next_print:
             self.next_print = (step // 500 + 1) * 500
             print(f"  step {step}: RSS {rss:.1f} MB", flush=True)
@@ -94,12 +118,16 @@ class Readings:
         measured = step - warm_step
         growth = rss - warm_rss
         print(f"after {step} steps: RSS {rss:.1f} MB, peak {peak:.1f} MB")
-        print(f"growth after warm-up: {growth:+.1f} MB over {measured} steps "
-              f"({growth / measured * 1024:+.1f} kB/step); target < {TARGET_MB:.0f} MB: "
-              f"{'met' if growth < TARGET_MB else 'MISSED'}")
-        print(f"rate after warm-up: {measured / (end - warm_time):.1f} child steps/s "
-              f"({measured * batch_size / (end - warm_time):.0f} images/s, "
-              f"controller phases included in search mode)")
+        print(
+            f"growth after warm-up: {growth:+.1f} MB over {measured} steps "
+            f"({growth / measured * 1024:+.1f} kB/step); target < {TARGET_MB:.0f} MB: "
+            f"{'met' if growth < TARGET_MB else 'MISSED'}"
+        )
+        print(
+            f"rate after warm-up: {measured / (end - warm_time):.1f} child steps/s "
+            f"({measured * batch_size / (end - warm_time):.0f} images/s, "
+            f"controller phases included in search mode)"
+        )
         print(f"child_step traces: {traces}")
 
 
@@ -107,8 +135,14 @@ def run_child_steps(search, splits, config, args) -> Readings:
     """--steps child steps of `search`, outside its loop (--mode=child_steps)."""
     from enas_tf.data.pipeline import train_dataset
 
-    batches = train_dataset(splits, config.batch_size, cutout_size=config.cutout_size,
-                            flip=config.flip, pad=config.pad, seed=config.seed).repeat()
+    batches = train_dataset(
+        splits,
+        config.batch_size,
+        cutout_size=config.cutout_size,
+        flip=config.flip,
+        pad=config.pad,
+        seed=config.seed,
+    ).repeat()
     readings = Readings(args.warmup)
     for step, batch in enumerate(batches.take(args.steps), start=1):
         arc = search.sampler.sample(1).arc[0]
@@ -147,9 +181,12 @@ def main(argv=None) -> None:
                     return metrics
 
             search = MeasuredSearch(config, splits, out, verbose=0)
-            print(f"{config.epochs} epochs of {search.steps_per_epoch} child steps and "
-                  f"{config.controller_steps} controller steps "
-                  f"({config.num_aggregate} architectures each)", flush=True)
+            print(
+                f"{config.epochs} epochs of {search.steps_per_epoch} child steps and "
+                f"{config.controller_steps} controller steps "
+                f"({config.num_aggregate} architectures each)",
+                flush=True,
+            )
             search.run()
         readings.report(config.batch_size, search.child_step.experimental_get_tracing_count())
 

@@ -42,8 +42,11 @@ flags.DEFINE_integer("seeds", 3, "Seeds per method.")
 flags.DEFINE_integer("search_epochs", 30, "Search epochs (both methods).")
 flags.DEFINE_integer("train_epochs", 20, "Epochs of each stand-alone training.")
 flags.DEFINE_integer("tau_archs", 10, "Candidates trained for the rank correlation.")
-flags.DEFINE_string("work_dir", None, "Where runs are written (default: "
-                    "enas_search_quality in the system's temporary directory).")
+flags.DEFINE_string(
+    "work_dir",
+    None,
+    "Where runs are written (default: enas_search_quality in the system's temporary directory).",
+)
 flags.DEFINE_string("dataset", "digits", "Dataset of the searches and trainings.")
 flags.DEFINE_integer("valid_size", 360, "Validation images (rewards, scores).")
 flags.DEFINE_integer("train_size", None, "Training images used (default: all).")
@@ -57,8 +60,12 @@ def _tool(name, *args):
     if FLAGS.train_size:
         data.append(f"--train_size={FLAGS.train_size}")
     start = time.time()
-    subprocess.run([sys.executable, "-m", f"tools.{name}", *args, *data, "--verbose=0"],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", f"tools.{name}", *args, *data, "--verbose=0"],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.time() - start
 
 
@@ -66,10 +73,16 @@ def _search(method, seed):
     out = os.path.join(FLAGS.work_dir, f"{method}_{seed}")
     seconds = None
     if not os.path.exists(os.path.join(out, "best_arc.json")):
-        seconds = _tool("search", "--flagfile=flags/quickstart.flags",
-                        f"--algorithm={method}", f"--seed={seed}",
-                        f"--epochs={FLAGS.search_epochs}", f"--lr_t0={FLAGS.search_epochs}",
-                        f"--output_dir={out}", "--overwrite")
+        seconds = _tool(
+            "search",
+            "--flagfile=flags/quickstart.flags",
+            f"--algorithm={method}",
+            f"--seed={seed}",
+            f"--epochs={FLAGS.search_epochs}",
+            f"--lr_t0={FLAGS.search_epochs}",
+            f"--output_dir={out}",
+            "--overwrite",
+        )
     with open(os.path.join(out, "search_log.jsonl")) as f:
         log = [json.loads(line) for line in f]
     rewards = [line.get("controller/reward", float("nan")) for line in log]
@@ -82,9 +95,17 @@ def _train(arc, seed, name):
     summary = os.path.join(out, "summary.json")
     if not os.path.exists(summary):
         space = [] if arc.endswith(".json") else ["--space=micro"]
-        _tool("train", "--flagfile=flags/digits_quick.flags", f"--arc={arc}", *space,
-              f"--seed={seed}", f"--epochs={FLAGS.train_epochs}",
-              f"--lr_t0={FLAGS.train_epochs}", f"--output_dir={out}", "--overwrite")
+        _tool(
+            "train",
+            "--flagfile=flags/digits_quick.flags",
+            f"--arc={arc}",
+            *space,
+            f"--seed={seed}",
+            f"--epochs={FLAGS.train_epochs}",
+            f"--lr_t0={FLAGS.train_epochs}",
+            f"--output_dir={out}",
+            "--overwrite",
+        )
     with open(summary) as f:
         return json.load(f)["test_accuracy"]
 
@@ -118,10 +139,15 @@ def main(argv):
             arc = os.path.join(out, "best_arc.json")
             accuracy = _train(arc, seed, f"{method}_{seed}")
             results.setdefault(method, []).append((accuracy, rewards, seconds))
-            print(f"{method} seed {seed}: derived architecture's test accuracy "
-                  f"{accuracy:.4f}; search {seconds or float('nan'):.0f} s", flush=True)
-    print("\nmethod | retrained test accuracy (mean +- std) | search time (s) | "
-          "mean reward, epochs 1-3 -> last 3")
+            print(
+                f"{method} seed {seed}: derived architecture's test accuracy "
+                f"{accuracy:.4f}; search {seconds or float('nan'):.0f} s",
+                flush=True,
+            )
+    print(
+        "\nmethod | retrained test accuracy (mean +- std) | search time (s) | "
+        "mean reward, epochs 1-3 -> last 3"
+    )
     for method, rows in results.items():
         mean, std = _stats([r[0] for r in rows])
         times = [r[2] for r in rows if r[2] is not None]
@@ -129,18 +155,22 @@ def main(argv):
         first = _stats([sum(c[:3]) / 3 for c in curves])[0]
         last = _stats([sum(c[-3:]) / 3 for c in curves])[0]
         time_text = f"{sum(times) / len(times):.0f}" if times else "reused"
-        print(f"{method} | {mean:.4f} +- {std:.4f} (n={len(rows)}) | {time_text} | "
-              f"{first:.3f} -> {last:.3f}")
+        print(
+            f"{method} | {mean:.4f} +- {std:.4f} (n={len(rows)}) | {time_text} | "
+            f"{first:.3f} -> {last:.3f}"
+        )
     with open(os.path.join(FLAGS.work_dir, "random_0", "candidates.json")) as f:
         candidates = json.load(f)["candidates"]
     step = max(1, len(candidates) // FLAGS.tau_archs)
-    chosen = candidates[::step][:FLAGS.tau_archs]
+    chosen = candidates[::step][: FLAGS.tau_archs]
     shared, alone = [], []
     for i, candidate in enumerate(chosen):
         shared.append(candidate["valid_accuracy"])
         alone.append(_train(candidate["arc"], 0, f"tau_{i}"))
-    print(f"\nKendall tau, shared-weight valid accuracy vs stand-alone test accuracy, "
-          f"{len(chosen)} architectures: {kendall_tau(shared, alone):.3f}")
+    print(
+        f"\nKendall tau, shared-weight valid accuracy vs stand-alone test accuracy, "
+        f"{len(chosen)} architectures: {kendall_tau(shared, alone):.3f}"
+    )
     for s, a, c in zip(shared, alone, chosen):
         print(f"  shared {s:.4f}  stand-alone {a:.4f}  {c['arc']}")
 

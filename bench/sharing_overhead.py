@@ -28,18 +28,28 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = {"num_nodes": 5, "num_layers": 6, "out_filters": 20, "num_classes": 10,
-        "image_shape": (32, 32, 3)}
+SIZE = {
+    "num_nodes": 5,
+    "num_layers": 6,
+    "out_filters": 20,
+    "num_classes": 10,
+    "image_shape": (32, 32, 3),
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=160, help="Images per step.")
     parser.add_argument("--arcs", type=int, default=10, help="Random architectures.")
-    parser.add_argument("--steps", type=int, default=2,
-                        help="Timed steps per model and architecture.")
-    parser.add_argument("--compute_all", action=argparse.BooleanOptionalAction,
-                        default=True, help="Also time the compute-every-op variant.")
+    parser.add_argument(
+        "--steps", type=int, default=2, help="Timed steps per model and architecture."
+    )
+    parser.add_argument(
+        "--compute_all",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Also time the compute-every-op variant.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Seed of arcs and data.")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     return parser.parse_args(argv)
@@ -52,8 +62,7 @@ def train_step(model, optimizer, signature, with_arc):
     def update(images, labels, **arc):
         with tf.GradientTape() as tape:
             logits = model(images, training=True, **arc)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         variables = model.trainable_variables
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
@@ -91,8 +100,12 @@ def compute_all_supernet_class():
 
     def slot(inputs, strides, branch, rows, flat_rows, layout, stats, **settings):
         picked = supernet_micro.unflatten(flat_rows, layout)
-        outputs = [run() for run in supernet_micro.candidate_ops(
-            inputs, strides, rows, picked, stats, **settings)]
+        outputs = [
+            run()
+            for run in supernet_micro.candidate_ops(
+                inputs, strides, rows, picked, stats, **settings
+            )
+        ]
         return tf.gather(tf.stack(outputs), branch)
 
     class ComputeAllSupernet(supernet_micro.MicroSupernet):
@@ -121,8 +134,7 @@ def main(argv=None) -> None:
     shape = (args.batch, *SIZE["image_shape"])
     images = tf.constant(rng.normal(size=shape), tf.float32)
     labels = tf.constant(rng.integers(0, SIZE["num_classes"], args.batch), tf.int32)
-    data = [tf.TensorSpec(images.shape, tf.float32),
-            tf.TensorSpec(labels.shape, tf.int32)]
+    data = [tf.TensorSpec(images.shape, tf.float32), tf.TensorSpec(labels.shape, tf.int32)]
 
     def sgd(model):
         optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
@@ -145,15 +157,21 @@ def main(argv=None) -> None:
     config = shared["supernet"][0].child_config()
 
     names = ["supernet", "child", *(["compute-all"] if args.compute_all else [])]
-    print(f"\n{'arc':>3} " + " ".join(f"{n + ' ms':>14}" for n in names)
-          + " " + " ".join(f"{n + '/child':>18}" for n in names if n != "child")
-          + f" {'child trace s':>13}", flush=True)
+    print(
+        f"\n{'arc':>3} "
+        + " ".join(f"{n + ' ms':>14}" for n in names)
+        + " "
+        + " ".join(f"{n + '/child':>18}" for n in names if n != "child")
+        + f" {'child trace s':>13}",
+        flush=True,
+    )
     ratios = {n: [] for n in names if n != "child"}
     child_traces = []
     for a in range(args.arcs):
         arc = space.random_arc(rng)
-        child = build_child(space, arc, config, image_shape=SIZE["image_shape"],
-                            num_classes=SIZE["num_classes"])
+        child = build_child(
+            space, arc, config, image_shape=SIZE["image_shape"], num_classes=SIZE["num_classes"]
+        )
         child_step = train_step(child, sgd(child), data, with_arc=False)
         child_traces.append(sum(traced(child_step, images, labels)))
         arc_tensor = tf.constant(arc, tf.int32)
@@ -168,18 +186,26 @@ def main(argv=None) -> None:
         median = {n: statistics.median(t) for n, t in times.items()}
         for n, r in ratios.items():
             r.append(median[n] / median["child"])
-        print(f"{a:>3} " + " ".join(f"{1000 * median[n]:>14.0f}" for n in names)
-              + " " + " ".join(f"{ratios[n][-1]:>18.3f}" for n in ratios)
-              + f" {child_traces[-1]:>13.1f}", flush=True)
+        print(
+            f"{a:>3} "
+            + " ".join(f"{1000 * median[n]:>14.0f}" for n in names)
+            + " "
+            + " ".join(f"{ratios[n][-1]:>18.3f}" for n in ratios)
+            + f" {child_traces[-1]:>13.1f}",
+            flush=True,
+        )
     print(f"\nbatch {args.batch}, {args.arcs} arcs, {args.steps} timed steps each")
     for n, r in ratios.items():
-        print(f"median {n}/child step time: {statistics.median(r):.3f} "
-              f"(min {min(r):.3f}, max {max(r):.3f})")
+        print(
+            f"median {n}/child step time: {statistics.median(r):.3f} "
+            f"(min {min(r):.3f}, max {max(r):.3f})"
+        )
     for n, (_, _, trace, first) in shared.items():
-        print(f"{n} step: trace {trace:.1f} s + first call {first:.1f} s, "
-              "once for all arcs")
-    print(f"child step: trace + first call {statistics.median(child_traces):.1f} s "
-          f"(median), once per arc")
+        print(f"{n} step: trace {trace:.1f} s + first call {first:.1f} s, once for all arcs")
+    print(
+        f"child step: trace + first call {statistics.median(child_traces):.1f} s "
+        f"(median), once per arc"
+    )
 
 
 if __name__ == "__main__":

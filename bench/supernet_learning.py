@@ -54,8 +54,12 @@ from enas_tf.supernet.micro import MicroSupernet  # noqa: E402
 flags.DEFINE_enum("space", "micro", ["micro", "macro", "rnn"], "Search space.")
 flags.DEFINE_string("data_dir", None, "rnn: directory of PTB's train/valid/test.txt.")
 flags.DEFINE_integer("steps_per_epoch", 150, "rnn: training windows per epoch.")
-flags.DEFINE_enum("design", "default", ["default", "issue14"],
-                  "Micro: today's supernet, or the one issue 14 measured.")
+flags.DEFINE_enum(
+    "design",
+    "default",
+    ["default", "issue14"],
+    "Micro: today's supernet, or the one issue 14 measured.",
+)
 flags.DEFINE_integer("num_nodes", 5, "Micro: nodes per cell.")
 flags.DEFINE_integer("num_layers", 3, "Micro: normal cells L; macro: layers.")
 flags.DEFINE_integer("out_filters", 8, "Channels of the first stage.")
@@ -73,14 +77,19 @@ FLAGS = flags.FLAGS
 
 
 def build(splits):
-    common = dict(num_layers=FLAGS.num_layers, out_filters=FLAGS.out_filters,
-                  num_classes=splits.num_classes, image_shape=splits.image_shape,
-                  keep_prob=1.0)
+    common = dict(
+        num_layers=FLAGS.num_layers,
+        out_filters=FLAGS.out_filters,
+        num_classes=splits.num_classes,
+        image_shape=splits.image_shape,
+        keep_prob=1.0,
+    )
     if FLAGS.space == "macro":
         return MacroSupernet(**common)
     old = dict(cell_output="loose_ends", initializer="he_normal", zero_last_bn=False)
-    return MicroSupernet(num_nodes=FLAGS.num_nodes, num_ops=5, **common,
-                         **(old if FLAGS.design == "issue14" else {}))
+    return MicroSupernet(
+        num_nodes=FLAGS.num_nodes, num_ops=5, **common, **(old if FLAGS.design == "issue14" else {})
+    )
 
 
 def main(argv):
@@ -93,22 +102,25 @@ def main(argv):
     space = net.space
     steps = math.ceil(len(splits.train_images) / FLAGS.batch_size) * FLAGS.epochs
     schedule = keras.optimizers.schedules.CosineDecay(
-        FLAGS.lr_max, steps, alpha=FLAGS.lr_min / FLAGS.lr_max)
+        FLAGS.lr_max, steps, alpha=FLAGS.lr_min / FLAGS.lr_max
+    )
     optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
     optimizer.build(net.trainable_variables)
 
-    signature = [tf.TensorSpec([None, *splits.image_shape], tf.float32),
-                 tf.TensorSpec([None], tf.int32),
-                 tf.TensorSpec([space.num_decisions], tf.int32)]
+    signature = [
+        tf.TensorSpec([None, *splits.image_shape], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([space.num_decisions], tf.int32),
+    ]
 
     @tf.function(input_signature=signature, autograph=False)
     def train_step(images, labels, arc):
         with tf.GradientTape() as tape:
             logits = net(images, arc=arc, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
             total = loss + FLAGS.l2 * tf.add_n(
-                [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+                [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables]
+            )
         variables = net.trainable_variables
         grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables), 5.0)
         optimizer.apply(grads, variables)
@@ -123,34 +135,41 @@ def main(argv):
         net(images, arc=arc, training=True)
 
     rng = np.random.default_rng(FLAGS.seed + 1)
-    eval_arcs = [tf.constant(space.random_arc(rng), tf.int32)
-                 for _ in range(FLAGS.eval_arcs)]
-    valid = (normalize(splits.valid_images, splits.mean, splits.std),
-             tf.constant(splits.valid_labels))
+    eval_arcs = [tf.constant(space.random_arc(rng), tf.int32) for _ in range(FLAGS.eval_arcs)]
+    valid = (
+        normalize(splits.valid_images, splits.mean, splits.std),
+        tf.constant(splits.valid_labels),
+    )
     order = rng.permutation(len(splits.train_images))[
-        :FLAGS.recalibrate_batches * FLAGS.batch_size]
-    calibration = [images for images, _ in eval_dataset(
-        splits.train_images[order], splits.train_labels[order], splits, FLAGS.batch_size)]
+        : FLAGS.recalibrate_batches * FLAGS.batch_size
+    ]
+    calibration = [
+        images
+        for images, _ in eval_dataset(
+            splits.train_images[order], splits.train_labels[order], splits, FLAGS.batch_size
+        )
+    ]
 
     def scores():
         batch = np.mean([float(evaluate(*valid, arc, True)) for arc in eval_arcs])
         moving = np.mean([float(evaluate(*valid, arc, False)) for arc in eval_arcs])
         recal = []
         for arc in eval_arcs:
-            with recalibrated(net, lambda images, arc=arc: calibrate(images, arc),
-                              calibration):
+            with recalibrated(net, lambda images, arc=arc: calibrate(images, arc), calibration):
                 recal.append(float(evaluate(*valid, arc, False)))
         return batch, float(np.mean(recal)), moving
 
     design = "" if FLAGS.space == "macro" else f", design {FLAGS.design}"
-    print(f"Random-WS on digits, {space.describe()}{design}: "
-          f"{sum(int(np.prod(v.shape)) for v in net.trainable_variables):,} shared weights")
-    print("epoch | loss | child train acc | valid acc: batch stats / recalibrated / "
-          "moving | s")
+    print(
+        f"Random-WS on digits, {space.describe()}{design}: "
+        f"{sum(int(np.prod(v.shape)) for v in net.trainable_variables):,} shared weights"
+    )
+    print("epoch | loss | child train acc | valid acc: batch stats / recalibrated / moving | s")
     start, rows = time.time(), []
     for epoch in range(1, FLAGS.epochs + 1):
-        data = train_dataset(splits, FLAGS.batch_size, pad=FLAGS.pad, flip=False,
-                             seed=FLAGS.seed + epoch)
+        data = train_dataset(
+            splits, FLAGS.batch_size, pad=FLAGS.pad, flip=False, seed=FLAGS.seed + epoch
+        )
         losses, accuracies = [], []
         for images, labels in data:
             arc = tf.constant(space.random_arc(rng), tf.int32)
@@ -163,10 +182,12 @@ def main(argv):
             line += " | {:.3f} / {:.3f} / {:.3f}".format(*rows[-1][2:])
         print(f"{line} | {time.time() - start:.0f}", flush=True)
     epoch, train, batch, recal, moving = rows[-1]
-    print(f"final (epoch {epoch}): child training accuracy {train:.3f}; mean validation "
-          f"accuracy of {len(eval_arcs)} random architectures: batch statistics "
-          f"{batch:.3f}, recalibrated {recal:.3f}, moving {moving:.3f}; "
-          f"{train_step.experimental_get_tracing_count()} trace(s) of the step")
+    print(
+        f"final (epoch {epoch}): child training accuracy {train:.3f}; mean validation "
+        f"accuracy of {len(eval_arcs)} random architectures: batch statistics "
+        f"{batch:.3f}, recalibrated {recal:.3f}, moving {moving:.3f}; "
+        f"{train_step.experimental_get_tracing_count()} trace(s) of the step"
+    )
 
 
 def main_rnn():
@@ -195,11 +216,16 @@ def main_rnn():
                     break
                 extra = arc_of_step()
                 state, metrics = step(x, y, state, tf.constant(1.0), *extra)
-            print(f"  epoch {epoch + 1}: loss {float(metrics['cross_entropy']):.3f} "
-                  f"({time.time() - start:.0f} s)", flush=True)
+            print(
+                f"  epoch {epoch + 1}: loss {float(metrics['cross_entropy']):.3f} "
+                f"({time.time() - start:.0f} s)",
+                flush=True,
+            )
 
-    print(f"PTB, {space.describe()}, H 64: shared weights on random cells vs one "
-          f"fixed cell, {FLAGS.epochs} x {FLAGS.steps_per_epoch} steps each")
+    print(
+        f"PTB, {space.describe()}, H 64: shared weights on random cells vs one "
+        f"fixed cell, {FLAGS.epochs} x {FLAGS.steps_per_epoch} steps each"
+    )
     print("shared (a new random cell every step):")
     train(shared, lambda: [tf.constant(space.random_arc(rng), tf.int32)])
     print("fixed cell:")
@@ -207,14 +233,17 @@ def main_rnn():
     step = make_eval_step(shared)
     ppl = [evaluate(shared, corpus.valid, 64, arc=arc, eval_step=step) for arc in arcs]
     alone = evaluate(fixed, corpus.valid, 64)
-    print(f"valid perplexity: fixed cell trained alone {alone:.1f}; the same cell with "
-          f"shared weights {ppl[0]:.1f}; 5 other random cells with shared weights "
-          f"{np.mean(ppl[1:]):.1f} ({min(ppl[1:]):.1f}-{max(ppl[1:]):.1f})")
+    print(
+        f"valid perplexity: fixed cell trained alone {alone:.1f}; the same cell with "
+        f"shared weights {ppl[0]:.1f}; 5 other random cells with shared weights "
+        f"{np.mean(ppl[1:]):.1f} ({min(ppl[1:]):.1f}-{max(ppl[1:]):.1f})"
+    )
 
 
 def _accuracy(logits, labels):
-    return tf.reduce_mean(tf.cast(
-        tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
+    return tf.reduce_mean(
+        tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+    )
 
 
 if __name__ == "__main__":

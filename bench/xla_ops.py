@@ -59,8 +59,9 @@ def main(argv=None) -> None:
         return tf.compat.v1.nn.fused_batch_norm(t, gamma, beta, is_training=True)[0]
 
     ops = {
-        "sep_conv_unit": lambda t: batch_norm(tf.nn.separable_conv2d(
-            tf.nn.relu(t), depthwise, pointwise, [1, 1, 1, 1], "SAME")),
+        "sep_conv_unit": lambda t: batch_norm(
+            tf.nn.separable_conv2d(tf.nn.relu(t), depthwise, pointwise, [1, 1, 1, 1], "SAME")
+        ),
         "depthwise": lambda t: tf.nn.depthwise_conv2d(t, depthwise, [1, 1, 1, 1], "SAME"),
         "pointwise": lambda t: tf.nn.conv2d(t, pointwise, 1, "SAME"),
         "batch_norm": batch_norm,
@@ -75,6 +76,7 @@ def main(argv=None) -> None:
                 y = op(t)
                 loss = tf.reduce_sum(y * y)
             return tape.gradient(loss, [t, *weights], unconnected_gradients="zero")
+
         return run
 
     steps = {(name, jit): step(op, jit) for name, op in ops.items() for jit in (False, True)}
@@ -86,8 +88,10 @@ def main(argv=None) -> None:
             start = time.perf_counter()
             [g.numpy() for g in run(x)]
             times[key].append(time.perf_counter() - start)
-    print(f"forward + backward, {args.batch}x{args.height}x{args.height}x{c}, median of "
-          f"{args.rounds} interleaved rounds (ms)")
+    print(
+        f"forward + backward, {args.batch}x{args.height}x{args.height}x{c}, median of "
+        f"{args.rounds} interleaved rounds (ms)"
+    )
     print(f"{'op':<15} {'plain':>8} {'XLA':>8} {'XLA/plain':>10}")
     for name in ops:
         plain = statistics.median(times[(name, False)])

@@ -27,8 +27,23 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     name: f"enas_tf.{name}"
-    for name in ("child", "configs", "controllers", "data", "errors", "export", "lm", "ops",
-                 "runtime", "search", "spaces", "strategies", "supernet", "train", "viz")
+    for name in (
+        "child",
+        "configs",
+        "controllers",
+        "data",
+        "errors",
+        "export",
+        "lm",
+        "ops",
+        "runtime",
+        "search",
+        "spaces",
+        "strategies",
+        "supernet",
+        "train",
+        "viz",
+    )
 }
 _SUBMODULES["draw"] = "enas_tf.viz.draw"
 

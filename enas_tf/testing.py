@@ -12,11 +12,10 @@ run directory) and compare exports with the Keras model computed by hand
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
-
-import json
 import warnings
 from pathlib import Path
 
@@ -25,10 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf import spaces
-from enas_tf.runtime import rundir
 from enas_tf.configs.image import SearchConfig
 from enas_tf.data import load_images
 from enas_tf.data.images import ImageSplits
+from enas_tf.runtime import rundir
 from enas_tf.search.image import Search
 
 
@@ -62,15 +61,20 @@ def search_run(
     space = search.space
     rundir.write_text_atomic(
         os.path.join(output_dir, "best_arc.json"),
-        spaces.json_text(space, space.random_arc(seed), valid_accuracy=0.0, epoch=1,
-                         seed=config.seed),
+        spaces.json_text(
+            space, space.random_arc(seed), valid_accuracy=0.0, epoch=1, seed=config.seed
+        ),
     )
     search.writer.close()
     return search
 
 
-def write_tiny_ptb(directory: str, seed: int = 0, vocab_size: int = 30,
-                   tokens: tuple[int, int, int] = (2000, 400, 400)) -> str:
+def write_tiny_ptb(
+    directory: str,
+    seed: int = 0,
+    vocab_size: int = 30,
+    tokens: tuple[int, int, int] = (2000, 400, 400),
+) -> str:
     """Writes a tiny corpus in the Penn Treebank format, for fast LM tests.
 
     Sentences of 3-9 words "w0" .. "w{vocab_size - 1}", one per line with
@@ -103,8 +107,11 @@ def write_tiny_ptb(directory: str, seed: int = 0, vocab_size: int = 30,
         return lines
 
     os.makedirs(directory, exist_ok=True)
-    splits = {"train.txt": [" " + " ".join(words) + " ", *text(tokens[0])],
-              "valid.txt": text(tokens[1]), "test.txt": text(tokens[2])}
+    splits = {
+        "train.txt": [" " + " ".join(words) + " ", *text(tokens[0])],
+        "valid.txt": text(tokens[1]),
+        "test.txt": text(tokens[2]),
+    }
     for name, lines in splits.items():
         with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
@@ -128,13 +135,13 @@ def run_at_once(commands: dict, timeout: float = 600) -> dict:
     procs = {}
     try:
         for key, (argv, cwd) in commands.items():
-            procs[key] = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, text=True)
+            procs[key] = subprocess.Popen(
+                argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
         results = {}
         for key, proc in procs.items():
             stdout, stderr = proc.communicate(timeout=timeout)
-            results[key] = subprocess.CompletedProcess(proc.args, proc.returncode,
-                                                       stdout, stderr)
+            results[key] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         return results
     finally:
         for proc in procs.values():

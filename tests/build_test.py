@@ -72,7 +72,7 @@ def _expand(kind, args):
         return [(args["name"], "py_library", args["srcs"])]
     if kind == "enas_tests":
         folder = args["folder"]
-        prefix = folder[len("tests"):].strip("/").replace("/", "_")
+        prefix = folder[len("tests") :].strip("/").replace("/", "_")
         return [
             (f"{prefix}_{_stem(src)}" if prefix else _stem(src), "py_test", [src])
             for src in _glob([f"{folder}/*_test.py"])
@@ -195,9 +195,7 @@ def test_deps_mirror_imports(call):
             pips |= p
     targets -= {name for name, _, _ in call["targets"]}
     deps, pip = set(call["args"].get("deps", [])), set(call["args"].get("pip", []))
-    assert deps == targets, (
-        f"missing {sorted(targets - deps)}, unused {sorted(deps - targets)}"
-    )
+    assert deps == targets, f"missing {sorted(targets - deps)}, unused {sorted(deps - targets)}"
     assert pip == pips, f"pip: missing {sorted(pips - pip)}, unused {sorted(pip - pips)}"
 
 
@@ -229,9 +227,14 @@ def test_layers_point_down():
 def test_setup_lists_every_package():
     # setup.py names its packages; a package missing there is missing from
     # an installed (non-editable) enas-tf.
-    call = next(node for node in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    call = next(
+        node
+        for node in ast.walk(ast.parse((ROOT / "setup.py").read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup"
+    )
     listed = {k.arg: _value(k.value) for k in call.keywords if k.arg == "packages"}
-    packages = {".".join(path.parent.relative_to(ROOT).parts)
-                for path in (ROOT / "enas_tf").rglob("__init__.py")}
+    packages = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for path in (ROOT / "enas_tf").rglob("__init__.py")
+    }
     assert set(listed["packages"]) - {"enas_tf.tools"} == packages

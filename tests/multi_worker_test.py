@@ -24,15 +24,33 @@ from enas_tf.testing import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = [
-    "--dataset=digits", "--valid_size=100", "--space=macro", "--num_layers=2",
-    "--out_filters=4", "--epochs=2", "--batch_size=64", "--controller_steps=2",
-    "--num_aggregate=2", "--log_arcs=2", "--derive_samples=4", "--noflip", "--pad=1",
+    "--dataset=digits",
+    "--valid_size=100",
+    "--space=macro",
+    "--num_layers=2",
+    "--out_filters=4",
+    "--epochs=2",
+    "--batch_size=64",
+    "--controller_steps=2",
+    "--num_aggregate=2",
+    "--log_arcs=2",
+    "--derive_samples=4",
+    "--noflip",
+    "--pad=1",
     "--verbose=0",
 ]
 TRAIN = [
-    "--space=micro", "--arc=0 1 1 4 0 0 0 3", "--dataset=digits", "--valid_size=100",
-    "--num_layers=3", "--out_filters=4", "--epochs=2", "--batch_size=64", "--pad=1",
-    "--keep_prob=1.0", "--verbose=0",
+    "--space=micro",
+    "--arc=0 1 1 4 0 0 0 3",
+    "--dataset=digits",
+    "--valid_size=100",
+    "--num_layers=3",
+    "--out_filters=4",
+    "--epochs=2",
+    "--batch_size=64",
+    "--pad=1",
+    "--keep_prob=1.0",
+    "--verbose=0",
 ]
 TIMEOUT = 600
 # One process, two logical CPUs: the mirrored reference.
@@ -55,13 +73,25 @@ def _start_workers(tool, out, flags):
     ports = free_ports()
     procs = []
     for index in range(2):
-        config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                  "task": {"type": "worker", "index": index}}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "tools" / f"{tool}.py"), *flags,
-             "--strategy=multi_worker", f"--output_dir={out}"],
-            env=_env(TF_CONFIG=json.dumps(config)), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True))
+        config = {
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "tools" / f"{tool}.py"),
+                    *flags,
+                    "--strategy=multi_worker",
+                    f"--output_dir={out}",
+                ],
+                env=_env(TF_CONFIG=json.dumps(config)),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
@@ -87,9 +117,21 @@ def _two_workers(tool, out, flags):
 
 def _mirrored(tool, out, flags):
     proc = subprocess.run(
-        [sys.executable, "-c", TWO_CPUS, str(ROOT / "tools" / f"{tool}.py"), *flags,
-         "--strategy=mirrored", "--devices=/cpu:0,/cpu:1", f"--output_dir={out}"],
-        env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+        [
+            sys.executable,
+            "-c",
+            TWO_CPUS,
+            str(ROOT / "tools" / f"{tool}.py"),
+            *flags,
+            "--strategy=mirrored",
+            "--devices=/cpu:0,/cpu:1",
+            f"--output_dir={out}",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -116,9 +158,18 @@ def test_search_on_two_workers_matches_one_process(reference, tmp_path):
     assert _search_outputs(out) == reference
     # Only the chief writes the run directory.
     assert "best architecture" in chief[1] and "the chief wrote" in other[1]
-    assert sorted(p.name for p in out.iterdir()) == sorted([
-        "config.json", "checkpoints", "logs", "search_log.jsonl", "best_arc.txt",
-        "best_arc.json", "best_arc.png", "candidates.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "config.json",
+            "checkpoints",
+            "logs",
+            "search_log.jsonl",
+            "best_arc.txt",
+            "best_arc.json",
+            "best_arc.png",
+            "candidates.json",
+        ]
+    )
 
 
 def test_killed_worker_then_restart_resumes(reference, tmp_path):
@@ -127,8 +178,9 @@ def test_killed_worker_then_restart_resumes(reference, tmp_path):
     index = out / "checkpoints" / "checkpoint"
     deadline = time.time() + TIMEOUT
     while not index.exists():  # the chief's checkpoint after epoch 1
-        assert time.time() < deadline and all(p.poll() is None for p in procs), \
-            [p.communicate() for p in procs if p.poll() is not None]
+        assert time.time() < deadline and all(p.poll() is None for p in procs), [
+            p.communicate() for p in procs if p.poll() is not None
+        ]
         time.sleep(0.2)
     time.sleep(1.0)  # into epoch 2
     procs[1].send_signal(signal.SIGKILL)
@@ -158,13 +210,27 @@ def test_training_on_two_workers_matches_one_process(tmp_path):
 
 
 def test_bad_tf_config_is_a_user_error(tmp_path):
-    for value, problem in [("", "needs the TF_CONFIG"), ("{", "not valid JSON"),
-                           ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", '
-                            '"index": 3}}', "is not in the cluster")]:
+    for value, problem in [
+        ("", "needs the TF_CONFIG"),
+        ("{", "not valid JSON"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+            "is not in the cluster",
+        ),
+    ]:
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "tools" / "train.py"), *TRAIN,
-             "--strategy=multi_worker", f"--output_dir={tmp_path / 'run'}"],
-            env=_env(TF_CONFIG=value), capture_output=True, text=True, timeout=TIMEOUT)
+            [
+                sys.executable,
+                str(ROOT / "tools" / "train.py"),
+                *TRAIN,
+                "--strategy=multi_worker",
+                f"--output_dir={tmp_path / 'run'}",
+            ],
+            env=_env(TF_CONFIG=value),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert problem in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "run").exists()

@@ -35,27 +35,61 @@ from enas_tf.testing import write_tiny_ptb
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = [
-    "--space=macro", "--num_layers=2", "--out_filters=8", "--epochs=10", "--batch_size=64",
-    "--controller_steps=3", "--num_aggregate=2", "--log_arcs=2", "--derive_samples=4",
-    "--valid_size=200", "--eval_batch_size=200", "--deterministic", "--verbose=0",
+    "--space=macro",
+    "--num_layers=2",
+    "--out_filters=8",
+    "--epochs=10",
+    "--batch_size=64",
+    "--controller_steps=3",
+    "--num_aggregate=2",
+    "--log_arcs=2",
+    "--derive_samples=4",
+    "--valid_size=200",
+    "--eval_batch_size=200",
+    "--deterministic",
+    "--verbose=0",
 ]
 SEARCH_EPOCHS = 10
 TRAIN = [
-    "--space=macro", "--arc=0 1 0 2 1 1", "--num_layers=3", "--out_filters=8",
-    "--dataset=digits", "--valid_size=100", "--epochs=8", "--batch_size=64",
-    "--deterministic", "--verbose=0",
+    "--space=macro",
+    "--arc=0 1 0 2 1 1",
+    "--num_layers=3",
+    "--out_filters=8",
+    "--dataset=digits",
+    "--valid_size=100",
+    "--epochs=8",
+    "--batch_size=64",
+    "--deterministic",
+    "--verbose=0",
 ]
 # Language models on tiny generated text (`text` is its directory): an epoch
 # is a few windows, so most of a run is start-up.
 LM_SEARCH = [
-    "--space=rnn", "--num_nodes=3", "--hidden_size=8", "--batch_size=4", "--bptt=5",
-    "--epochs=10", "--max_steps_per_epoch=4", "--eval_batch_size=2",
-    "--controller_steps=2", "--num_aggregate=2", "--log_arcs=2", "--derive_samples=3",
-    "--deterministic", "--verbose=0",
+    "--space=rnn",
+    "--num_nodes=3",
+    "--hidden_size=8",
+    "--batch_size=4",
+    "--bptt=5",
+    "--epochs=10",
+    "--max_steps_per_epoch=4",
+    "--eval_batch_size=2",
+    "--controller_steps=2",
+    "--num_aggregate=2",
+    "--log_arcs=2",
+    "--derive_samples=3",
+    "--deterministic",
+    "--verbose=0",
 ]
 LM_TRAIN = [
-    "--space=rnn", "--arc=0 1 1 3 2 0", "--hidden_size=8", "--batch_size=4", "--bptt=5",
-    "--epochs=8", "--max_steps_per_epoch=4", "--eval_batch_size=2", "--deterministic",
+    "--space=rnn",
+    "--arc=0 1 1 3 2 0",
+    "--hidden_size=8",
+    "--batch_size=4",
+    "--bptt=5",
+    "--epochs=8",
+    "--max_steps_per_epoch=4",
+    "--eval_batch_size=2",
+    "--deterministic",
     "--verbose=0",
 ]
 SEARCH_STOPS = [signal.SIGINT, signal.SIGTERM]  # clean stops, after the kills
@@ -68,12 +102,18 @@ TIMEOUT = 900  # seconds for one run; the runs share the cores
 def tool(name, flags):
     """The command line of a run of tools/`name`.py with `flags` (strings,
     "{text}" standing for the tiny text's directory) into `out`."""
+
     def cmd(out):
         text = out.parent / "text"
         if any("{text}" in f for f in flags) and not text.exists():
             write_tiny_ptb(str(text))
-        return [sys.executable, str(ROOT / "tools" / f"{name}.py"),
-                *(f.format(text=text) for f in flags), f"--output_dir={out}"]
+        return [
+            sys.executable,
+            str(ROOT / "tools" / f"{name}.py"),
+            *(f.format(text=text) for f in flags),
+            f"--output_dir={out}",
+        ]
+
     return cmd
 
 
@@ -139,8 +179,10 @@ def wait_for_checkpoint(proc, out, before):
     deadline = time.time() + TIMEOUT
     while newest_checkpoint(out) == before:
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended with status {proc.returncode} before "
-                                 f"writing a checkpoint:\n{stderr_of(proc)}")
+            raise AssertionError(
+                f"the run ended with status {proc.returncode} before "
+                f"writing a checkpoint:\n{stderr_of(proc)}"
+            )
         assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.05)
 
@@ -207,7 +249,7 @@ def assert_interruptions(events, stops):
             assert "Traceback" not in stderr
             assert f"Stopped on {signal.Signals(step).name}" in stderr, stderr
             assert "Run the same command again" in stderr
-    assert [e[0] for e in events][-len(stops) - 1:-1] == stops
+    assert [e[0] for e in events][-len(stops) - 1 : -1] == stops
 
 
 CNN_KEPT = ("epoch", "arcs", "child/loss", "child/accuracy")
@@ -220,8 +262,9 @@ def history(out, keys=CNN_KEPT):
     epochs, so even its controller metrics must match; the CNN search's
     controller metrics average the updates one process ran)."""
     rows = [json.loads(line) for line in (out / "search_log.jsonl").read_text().splitlines()]
-    kept = [{k: v for k, v in r.items() if (k in keys if keys else k != "epoch_seconds")}
-            for r in rows]
+    kept = [
+        {k: v for k, v in r.items() if (k in keys if keys else k != "epoch_seconds")} for r in rows
+    ]
     candidates = json.loads((out / "candidates.json").read_text())["candidates"]
     return kept, candidates, (out / "best_arc.txt").read_text()
 
@@ -249,22 +292,29 @@ def none_readable(procs, reference):
 
 
 def unchanged_files(out):  # config.json records the new epoch count (a safe change)
-    return {p: p.read_bytes() for p in out.rglob("*")
-            if p.is_file() and p.name != "config.json"}
+    return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "config.json"}
 
 
 # What each test needs: names of the runs (futures) the `runs` fixture starts.
 NEEDS = {
-    "test_sigkill_at_random_moments_and_signals_then_resume_is_exact":
-        ("search_reference", "search_interrupted"),
-    "test_corrupt_newest_checkpoint_falls_back_to_the_previous":
-        ("search_reference", "corrupt_newest"),
+    "test_sigkill_at_random_moments_and_signals_then_resume_is_exact": (
+        "search_reference",
+        "search_interrupted",
+    ),
+    "test_corrupt_newest_checkpoint_falls_back_to_the_previous": (
+        "search_reference",
+        "corrupt_newest",
+    ),
     "test_no_readable_checkpoint_is_a_clear_error": ("search_reference", "none_readable"),
-    "test_final_training_killed_and_stopped_resumes_exactly":
-        ("train_reference", "train_interrupted"),
+    "test_final_training_killed_and_stopped_resumes_exactly": (
+        "train_reference",
+        "train_interrupted",
+    ),
     "test_lm_search_killed_and_stopped_resumes_exactly": ("lm_reference", "lm_interrupted"),
-    "test_lm_training_killed_and_stopped_resumes_exactly":
-        ("lm_train_reference", "lm_train_interrupted"),
+    "test_lm_training_killed_and_stopped_resumes_exactly": (
+        "lm_train_reference",
+        "lm_train_interrupted",
+    ),
 }
 
 
@@ -273,8 +323,9 @@ def runs(request, tmp_path_factory):
     """The runs of the selected tests, started at once (see the module
     docstring); name -> future."""
     base = tmp_path_factory.mktemp("resume")
-    selected = {item.originalname for item in request.session.items
-                if item.module is request.module}
+    selected = {
+        item.originalname for item in request.session.items if item.module is request.module
+    }
     wanted = {name for test in selected for name in NEEDS.get(test, ())}
     procs = Processes()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=6)
@@ -289,14 +340,40 @@ def runs(request, tmp_path_factory):
     start("train_reference", complete, train_command, base / "train" / "run")
     start("lm_reference", complete, lm_command, base / "lm" / "run")
     start("lm_train_reference", complete, lm_train_command, base / "lm_train" / "run")
-    start("search_interrupted", interrupted, command, base / "search_interrupted" / "run",
-          6, SEARCH_STOPS)
-    start("train_interrupted", interrupted, train_command,
-          base / "train_interrupted" / "run", 7, TRAIN_STOPS)
-    start("lm_interrupted", interrupted, lm_command, base / "lm_interrupted" / "run", 8,
-          SEARCH_STOPS, LM_EARLY)
-    start("lm_train_interrupted", interrupted, lm_train_command,
-          base / "lm_train_interrupted" / "run", 9, TRAIN_STOPS, LM_EARLY)
+    start(
+        "search_interrupted",
+        interrupted,
+        command,
+        base / "search_interrupted" / "run",
+        6,
+        SEARCH_STOPS,
+    )
+    start(
+        "train_interrupted",
+        interrupted,
+        train_command,
+        base / "train_interrupted" / "run",
+        7,
+        TRAIN_STOPS,
+    )
+    start(
+        "lm_interrupted",
+        interrupted,
+        lm_command,
+        base / "lm_interrupted" / "run",
+        8,
+        SEARCH_STOPS,
+        LM_EARLY,
+    )
+    start(
+        "lm_train_interrupted",
+        interrupted,
+        lm_train_command,
+        base / "lm_train_interrupted" / "run",
+        9,
+        TRAIN_STOPS,
+        LM_EARLY,
+    )
     start("corrupt_newest", corrupt_newest, futures.get("search_reference"))
     start("none_readable", none_readable, futures.get("search_reference"))
     yield futures
@@ -391,9 +468,14 @@ def lm_trained(out):
 
     summary = json.loads((out / "summary.json").read_text())
     rows = (out / "history.csv").read_text().splitlines()
-    rows = [{key: (float(v) if "perplexity" in key or key == "grad_norm" else v)
-             for key, v in zip(rows[0].split(","), row.split(",")) if key != "seconds"}
-            for row in rows[1:]]
+    rows = [
+        {
+            key: (float(v) if "perplexity" in key or key == "grad_norm" else v)
+            for key, v in zip(rows[0].split(","), row.split(","))
+            if key != "seconds"
+        }
+        for row in rows[1:]
+    ]
     weights = keras.saving.load_model(out / "model.keras").get_weights()
     return summary, rows, weights
 
@@ -404,8 +486,14 @@ def test_lm_training_killed_and_stopped_resumes_exactly(runs):
     summary, rows, weights = lm_trained(out)
     expected, expected_rows, expected_weights = lm_trained(runs["lm_train_reference"].result())
     assert_close(rows, expected_rows, "history")
-    for key in ("valid_perplexity", "best_valid_perplexity", "test_perplexity", "epochs",
-                "steps", "averaging_from_epoch"):
+    for key in (
+        "valid_perplexity",
+        "best_valid_perplexity",
+        "test_perplexity",
+        "epochs",
+        "steps",
+        "averaging_from_epoch",
+    ):
         assert_close(summary[key], expected[key], key)
     assert len(weights) == len(expected_weights)
     for a, b in zip(weights, expected_weights):

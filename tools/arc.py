@@ -32,10 +32,9 @@ if __package__ in (None, ""):  # `python tools/arc.py` from a clone
 from absl import app, flags
 
 from enas_tf import spaces
-from enas_tf.runtime import cli
-from enas_tf.viz import draw
-from enas_tf.runtime import rundir
 from enas_tf.errors import ArcError
+from enas_tf.runtime import cli, rundir
+from enas_tf.viz import draw
 
 COMMANDS = ("show", "validate", "draw", "convert", "random", "info", "list")
 SIZE_FLAGS = ("num_layers", "num_nodes", "num_ops", "num_funcs")
@@ -47,9 +46,7 @@ flags.DEFINE_enum(
     "Search space of the architecture: macro, micro, rnn (enas_lm format) or "
     "rnn_legacy (the old melodyguan/enas 2D-1 format).",
 )
-flags.DEFINE_integer(
-    "num_layers", None, "Macro space: number of layers L.", lower_bound=1
-)
+flags.DEFINE_integer("num_layers", None, "Macro space: number of layers L.", lower_bound=1)
 flags.DEFINE_integer(
     "num_nodes",
     None,
@@ -63,9 +60,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "num_funcs", None, "RNN spaces: number of candidate activations.", lower_bound=1
 )
-flags.DEFINE_enum(
-    "to", "string", ["string", "json"], "Output form of `convert` and `random`."
-)
+flags.DEFINE_enum("to", "string", ["string", "json"], "Output form of `convert` and `random`.")
 flags.DEFINE_string(
     "output",
     None,
@@ -128,8 +123,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("`draw` needs the image's path: --output=FILE.png.")
     if command == "draw" and not FLAGS.output.lower().endswith(".png"):
         raise app.UsageError(
-            f"`draw` writes a PNG image; give --output a .png name "
-            f"(received {FLAGS.output!r})."
+            f"`draw` writes a PNG image; give --output a .png name (received {FLAGS.output!r})."
         )
 
     if command == "list":

@@ -24,15 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 
 from enas_tf import data
-from enas_tf.runtime import cli
 from enas_tf.errors import DataError
+from enas_tf.runtime import cli
 
 # Digit and letter images must not be mirrored.
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
 
-flags.DEFINE_enum(
-    "dataset", "digits", [*data.IMAGE_DATASETS, "ptb"], "Dataset to load."
-)
+flags.DEFINE_enum("dataset", "digits", [*data.IMAGE_DATASETS, "ptb"], "Dataset to load.")
 flags.DEFINE_string(
     "data_dir",
     None,
@@ -40,9 +38,7 @@ flags.DEFINE_string(
     "their .tar.gz for CIFAR, train/valid/test.txt for PTB). Without it, "
     "a prepared tensorflow-datasets copy is used.",
 )
-flags.DEFINE_bool(
-    "download", False, "Let tensorflow-datasets download a missing dataset."
-)
+flags.DEFINE_bool("download", False, "Let tensorflow-datasets download a missing dataset.")
 flags.DEFINE_integer(
     "valid_size",
     None,
@@ -52,9 +48,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("batch_size", 128, "Batch size of the pipeline.", lower_bound=1)
 flags.DEFINE_integer("cutout_size", 0, "Cutout square size (0: off).", lower_bound=0)
-flags.DEFINE_bool(
-    "flip", None, "Random horizontal flips (default: on, off for digit datasets)."
-)
+flags.DEFINE_bool("flip", None, "Random horizontal flips (default: on, off for digit datasets).")
 flags.DEFINE_integer("passes", 1, "Passes over the training pipeline to time.", lower_bound=0)
 flags.DEFINE_integer("bptt", 35, "PTB: tokens per window.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of shuffling and augmentation.")
@@ -90,7 +84,7 @@ def _images() -> None:
     images = 0
     start = time.perf_counter()
     for _ in range(FLAGS.passes):
-        for batch, labels in dataset:
+        for _, labels in dataset:
             images += int(labels.shape[0])
     seconds = time.perf_counter() - start
     if images:
@@ -111,10 +105,7 @@ def _ptb() -> None:
     for split in ("train", "valid", "test"):
         ids = getattr(corpus, split)
         count = data.num_windows(ids, FLAGS.batch_size, FLAGS.bptt)
-        print(
-            f"{split}: {count} windows of [{FLAGS.batch_size}, {FLAGS.bptt}] "
-            f"tokens"
-        )
+        print(f"{split}: {count} windows of [{FLAGS.batch_size}, {FLAGS.bptt}] tokens")
 
 
 def main(argv: list[str]) -> None:

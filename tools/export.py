@@ -43,15 +43,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from enas_tf import data
-from enas_tf.runtime import cli
 from enas_tf.errors import UserError
+from enas_tf.runtime import cli
 
-flags.DEFINE_string(
-    "run_dir", None, "Final-training run directory (model.keras, summary.json)."
-)
-flags.DEFINE_string(
-    "export_dir", None, "Where to write the export; default RUN/export."
-)
+flags.DEFINE_string("run_dir", None, "Final-training run directory (model.keras, summary.json).")
+flags.DEFINE_string("export_dir", None, "Where to write the export; default RUN/export.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing export in --export_dir.")
 flags.DEFINE_integer(
     "num_samples",
@@ -66,9 +62,7 @@ flags.DEFINE_string(
     "Directory holding the dataset's files (not needed for digits; default for "
     "language models: the run's).",
 )
-flags.DEFINE_bool(
-    "download", False, "Let tensorflow-datasets download the dataset if missing."
-)
+flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the dataset if missing.")
 flags.DEFINE_string("tfds_data_dir", None, "tensorflow-datasets data directory.")
 flags.mark_flag_as_required("run_dir")
 
@@ -100,8 +94,7 @@ def _table(report: dict) -> str:
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-        for row in rows
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
     )
 
 
@@ -188,9 +181,7 @@ def _export_lm(export_run: ModuleType, run_dir: str, export_dir: str) -> int:
     export_run.check_export_dir(run_dir, export_dir, FLAGS.overwrite)
     data_dir = FLAGS.data_dir or summary.get("config", {}).get("data", {}).get("data_dir")
     if not data_dir:
-        raise UserError(
-            "Checking the export needs the Penn Treebank test text: give --data_dir."
-        )
+        raise UserError("Checking the export needs the Penn Treebank test text: give --data_dir.")
     corpus = data.load_ptb(data_dir)
     tokens = export_lm.sample_sequences(corpus.test, FLAGS.num_samples)
     report = export_lm.export_lm_run(run_dir, export_dir, tokens, overwrite=FLAGS.overwrite)

@@ -37,14 +37,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 
 from enas_tf import data, strategies
-from enas_tf.runtime import cli
 from enas_tf.configs import lm as config_lm
-from enas_tf.runtime import precision
-from enas_tf.runtime import rundir
-from enas_tf.runtime.checkpoints import enable_determinism
 from enas_tf.configs.image import CELL_OUTPUTS, REWARD_BN, SearchConfig
 from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.errors import UserError
+from enas_tf.runtime import cli, precision, rundir
+from enas_tf.runtime.checkpoints import enable_determinism
 
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
 DEFAULTS, LM_DEFAULTS = SearchConfig(), LmSearchConfig()
@@ -52,7 +50,12 @@ CNN_FIELDS = [f.name for f in dataclasses.fields(SearchConfig)]
 LM_FIELDS = [f.name for f in dataclasses.fields(LmSearchConfig)]
 # Flags of one kind of search only; giving them to the other is an error.
 CNN_ONLY = [n for n in CNN_FIELDS if n not in LM_FIELDS] + [
-    "valid_size", "train_size", "download", "strategy", "devices"]
+    "valid_size",
+    "train_size",
+    "download",
+    "strategy",
+    "devices",
+]
 LM_ONLY = [n for n in LM_FIELDS if n not in CNN_FIELDS]
 HELP = {
     "space": "Search space: micro (cells), macro (whole network) or rnn "
@@ -72,8 +75,8 @@ HELP = {
     "momentum": "Child Nesterov momentum.",
     "l2": "L2 weight on the shared weights.",
     "grad_bound": "Global-norm gradient clipping of the child (0: none).",
-    "algorithm": "Search strategy: " + "; ".join(
-        f"{name}: {text}" for name, text in strategies.describe().items())
+    "algorithm": "Search strategy: "
+    + "; ".join(f"{name}: {text}" for name, text in strategies.describe().items())
     + " (--controller is an alias).",
     "controller_lr": "Controller Adam learning rate.",
     "controller_steps": "Controller updates per epoch.",
@@ -114,11 +117,13 @@ for name in CNN_FIELDS + LM_ONLY:
     if name == "flip":
         flags.DEFINE_bool("flip", None, text)
     elif name in ("space", "algorithm", "reward_bn", "precision", "cell_output"):
-        choices = {"space": ["micro", "macro", "rnn"],
-                   "algorithm": list(strategies.names()),
-                   "reward_bn": list(REWARD_BN),
-                   "cell_output": list(CELL_OUTPUTS),
-                   "precision": list(precision.PRECISIONS)}[name]
+        choices = {
+            "space": ["micro", "macro", "rnn"],
+            "algorithm": list(strategies.names()),
+            "reward_bn": list(REWARD_BN),
+            "cell_output": list(CELL_OUTPUTS),
+            "precision": list(precision.PRECISIONS),
+        }[name]
         flags.DEFINE_enum(name, default, choices, text)
     elif isinstance(default, bool):
         flags.DEFINE_bool(name, default, text)
@@ -128,29 +133,48 @@ for name in CNN_FIELDS + LM_ONLY:
         flags.DEFINE_float(name, default, text)
 # The flag's name before strategies other than ENAS's controller existed.
 flags.DEFINE_alias("controller", "algorithm")
-flags.DEFINE_enum("dataset", "digits", [*data.IMAGE_DATASETS, "ptb"],
-                  "Dataset (default: digits; ptb with --space=rnn).")
-flags.DEFINE_string("data_dir", None, "Directory with the official dataset files "
-                    "(ptb: train.txt, valid.txt, test.txt).")
+flags.DEFINE_enum(
+    "dataset",
+    "digits",
+    [*data.IMAGE_DATASETS, "ptb"],
+    "Dataset (default: digits; ptb with --space=rnn).",
+)
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Directory with the official dataset files (ptb: train.txt, valid.txt, test.txt).",
+)
 flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
 flags.DEFINE_integer(
-    "valid_size", None, "Training images held out for rewards (default: 5000, "
-    "360 for digits).", lower_bound=1)
+    "valid_size",
+    None,
+    "Training images held out for rewards (default: 5000, 360 for digits).",
+    lower_bound=1,
+)
 flags.DEFINE_integer(
-    "train_size", None, "Search on only this many training images (a fixed random "
+    "train_size",
+    None,
+    "Search on only this many training images (a fixed random "
     "subset, the same in every run; default: all): a search that fits a time budget.",
-    lower_bound=1)
+    lower_bound=1,
+)
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
 flags.DEFINE_bool("overwrite", False, "Replace an incompatible run in --output_dir.")
 flags.DEFINE_integer("verbose", 1, "1: a progress bar per child phase; 0: quiet.")
 cli.define_strategy_flags()
 flags.DEFINE_bool(
-    "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
+    "deterministic",
+    False,
+    "Deterministic TensorFlow ops (and seeded RNGs): a run "
     "killed and resumed computes exactly what an uninterrupted run does (some GPU "
-    "kernels get slower).")
+    "kernels get slower).",
+)
 flags.DEFINE_bool(
-    "jit_compile", False, "Compile the child step with XLA: refused, XLA cannot "
-    "compile the supernets' gradient (enas-train --jit_compile can).")
+    "jit_compile",
+    False,
+    "Compile the child step with XLA: refused, XLA cannot "
+    "compile the supernets' gradient (enas-train --jit_compile can).",
+)
 
 FLAGS = flags.FLAGS
 
@@ -178,20 +202,33 @@ def main(argv: list[str]) -> None:
     # the other workers here).
     strategy = cli.strategy_from_flags()
     splits = data.load_images(
-        FLAGS.dataset, data_dir=FLAGS.data_dir, valid_size=FLAGS.valid_size,
-        download=FLAGS.download, train_size=FLAGS.train_size)
+        FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        valid_size=FLAGS.valid_size,
+        download=FLAGS.download,
+        train_size=FLAGS.train_size,
+    )
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
     from enas_tf.search.image import Search
+
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 
     search = Search(
-        config, splits, FLAGS.output_dir, overwrite=FLAGS.overwrite,
-        verbose=FLAGS.verbose, strategy=strategy,
-        data={"dataset": FLAGS.dataset, "valid_size": len(splits.valid_images),
-              "data_dir": FLAGS.data_dir,
-              **({"train_size": FLAGS.train_size} if FLAGS.train_size else {})})
+        config,
+        splits,
+        FLAGS.output_dir,
+        overwrite=FLAGS.overwrite,
+        verbose=FLAGS.verbose,
+        strategy=strategy,
+        data={
+            "dataset": FLAGS.dataset,
+            "valid_size": len(splits.valid_images),
+            "data_dir": FLAGS.data_dir,
+            **({"train_size": FLAGS.train_size} if FLAGS.train_size else {}),
+        },
+    )
     result = search.run()
     _report(result, f"valid accuracy {result['valid_accuracy']:.4f}")
 
@@ -202,7 +239,8 @@ def _refuse(names: list[str], what: str) -> None:
     if given:
         raise UserError(
             f"{', '.join(given)} {'apply' if len(given) > 1 else 'applies'} only "
-            f"to {what}; drop {'them' if len(given) > 1 else 'it'}.")
+            f"to {what}; drop {'them' if len(given) > 1 else 'it'}."
+        )
 
 
 def _search_lm() -> None:
@@ -210,31 +248,39 @@ def _search_lm() -> None:
     if FLAGS.space != "rnn":
         raise UserError(
             f"--dataset=ptb is a language-modelling corpus: search it with "
-            f"--space=rnn (received --space={FLAGS.space}).")
+            f"--space=rnn (received --space={FLAGS.space})."
+        )
     if dataset != "ptb":
         raise UserError(
             f"--space=rnn searches recurrent cells of a language model and needs "
-            f"--dataset=ptb; --dataset={dataset} is an image dataset.")
+            f"--dataset=ptb; --dataset={dataset} is an image dataset."
+        )
     _refuse(CNN_ONLY, "image searches (--space=micro or macro)")
-    values = {n: getattr(FLAGS if FLAGS[n].present else LM_DEFAULTS, n)
-              for n in LM_FIELDS}
+    values = {n: getattr(FLAGS if FLAGS[n].present else LM_DEFAULTS, n) for n in LM_FIELDS}
     config = LmSearchConfig(**values)
     config.check()
     if not FLAGS.data_dir:
         raise UserError(
             "--dataset=ptb needs --data_dir: the directory holding the Penn "
-            "Treebank files train.txt, valid.txt and test.txt (Mikolov's split).")
+            "Treebank files train.txt, valid.txt and test.txt (Mikolov's split)."
+        )
     rundir.check_output_dir(FLAGS.output_dir)
     corpus = data.load_ptb(FLAGS.data_dir)
     print(corpus.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
     from enas_tf.search.lm import LmSearch  # TensorFlow after the checks
+
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 
-    search = LmSearch(config, corpus, FLAGS.output_dir, overwrite=FLAGS.overwrite,
-                      verbose=FLAGS.verbose,
-                      data={"dataset": "ptb", "data_dir": FLAGS.data_dir})
+    search = LmSearch(
+        config,
+        corpus,
+        FLAGS.output_dir,
+        overwrite=FLAGS.overwrite,
+        verbose=FLAGS.verbose,
+        data={"dataset": "ptb", "data_dir": FLAGS.data_dir},
+    )
     result = search.run()
     _report(result, f"valid perplexity {result['valid_perplexity']:.2f}")
 
@@ -242,8 +288,10 @@ def _search_lm() -> None:
 def _report(result: dict, score: str) -> None:
     """Prints where the derived architecture and the logs are."""
     out = FLAGS.output_dir
-    print(f"best architecture ({score} with shared weights, "
-          f"{result['candidates']} candidates): {result['best_arc']}")
+    print(
+        f"best architecture ({score} with shared weights, "
+        f"{result['candidates']} candidates): {result['best_arc']}"
+    )
     if not result.get("chief", True):
         print(f"the chief wrote {out}")
         return

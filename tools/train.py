@@ -52,15 +52,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 
 from enas_tf import data, spaces
-from enas_tf.runtime import cli
 from enas_tf.configs import lm as config_lm
-from enas_tf.supernet import transfer as inherit
-from enas_tf.runtime import precision
-from enas_tf.runtime import rundir
-from enas_tf.runtime.checkpoints import enable_determinism
 from enas_tf.configs.image import ChildConfig, TrainConfig
 from enas_tf.configs.lm import LmTrainConfig
 from enas_tf.errors import UserError
+from enas_tf.runtime import cli, precision, rundir
+from enas_tf.runtime.checkpoints import enable_determinism
+from enas_tf.supernet import transfer as inherit
 
 # Digit and letter images must not be mirrored.
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
@@ -72,9 +70,7 @@ flags.DEFINE_string(
     "Architecture: arc string (with --space), published name, or a file with "
     "the string or JSON form.",
 )
-flags.DEFINE_enum(
-    "space", None, ["macro", "micro", "rnn"], "Space of a plain --arc string."
-)
+flags.DEFINE_enum("space", None, ["macro", "micro", "rnn"], "Space of a plain --arc string.")
 flags.DEFINE_string(
     "init_from_search",
     None,
@@ -89,16 +85,20 @@ flags.DEFINE_string(
 )
 # Data.
 flags.DEFINE_enum(
-    "dataset", "digits", [*data.IMAGE_DATASETS, "ptb"],
+    "dataset",
+    "digits",
+    [*data.IMAGE_DATASETS, "ptb"],
     "Dataset (default: digits; ptb for rnn cells).",
 )
-flags.DEFINE_string(
-    "data_dir", None, "Directory with the official dataset files (see enas-data)."
-)
+flags.DEFINE_string("data_dir", None, "Directory with the official dataset files (see enas-data).")
 flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
 flags.DEFINE_integer(
-    "train_size", None, "Train on only this many training images (a fixed random "
-    "subset, the same in every run; default: all).", lower_bound=1)
+    "train_size",
+    None,
+    "Train on only this many training images (a fixed random "
+    "subset, the same in every run; default: all).",
+    lower_bound=1,
+)
 flags.DEFINE_integer(
     "valid_size",
     0,
@@ -118,18 +118,24 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_float(
-    "keep_prob", 0.8, "Keep probability of the dropout before the classifier.",
-    lower_bound=0.0, upper_bound=1.0,
+    "keep_prob",
+    0.8,
+    "Keep probability of the dropout before the classifier.",
+    lower_bound=0.0,
+    upper_bound=1.0,
 )
 flags.DEFINE_float(
     "drop_path_keep_prob",
     1.0,
     "Micro: drop-path keep probability reached by the last cell at the end "
     "of training (1: no drop path).",
-    lower_bound=0.0, upper_bound=1.0,
+    lower_bound=0.0,
+    upper_bound=1.0,
 )
 flags.DEFINE_float(
-    "aux_weight", 0.0, "Micro: auxiliary head loss weight (0: no aux head).",
+    "aux_weight",
+    0.0,
+    "Micro: auxiliary head loss weight (0: no aux head).",
     lower_bound=0.0,
 )
 flags.DEFINE_bool(
@@ -142,10 +148,13 @@ flags.DEFINE_bool(
     "layer_base", False, "Micro: the original's extra 1x1 conv on each cell's input 1."
 )
 flags.DEFINE_enum(
-    "cell_output", None, ["loose_ends", "all"],
+    "cell_output",
+    None,
+    ["loose_ends", "all"],
     "Micro: a cell's output: loose_ends (the paper's cell: its unused nodes "
     "concatenated) or all (every computed node, as enas-search's supernet computes "
-    "by default). Default: loose_ends, or the search's with --init_from_search.")
+    "by default). Default: loose_ends, or the search's with --init_from_search.",
+)
 flags.DEFINE_float("l2", 2e-4, "L2 weight on every trainable variable.", lower_bound=0.0)
 # Optimisation.
 flags.DEFINE_integer(
@@ -155,16 +164,13 @@ flags.DEFINE_integer("batch_size", 144, "Training batch size (rnn: 64).", lower_
 flags.DEFINE_integer(
     "eval_batch_size",
     100,
-    "Evaluation batch size (rnn: 64, the validation batch; the test split is "
-    "scored at batch 1).",
+    "Evaluation batch size (rnn: 64, the validation batch; the test split is scored at batch 1).",
     lower_bound=1,
 )
 flags.DEFINE_float("lr_max", 0.05, "Maximum learning rate.", lower_bound=0.0)
 flags.DEFINE_float("lr_min", 1e-4, "Minimum learning rate.", lower_bound=0.0)
 flags.DEFINE_integer("lr_t0", 10, "Epochs of the first cosine cycle.", lower_bound=1)
-flags.DEFINE_float(
-    "lr_t_mul", 2.0, "Each cosine cycle is this many times longer.", lower_bound=1.0
-)
+flags.DEFINE_float("lr_t_mul", 2.0, "Each cosine cycle is this many times longer.", lower_bound=1.0)
 flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_float(
     "grad_bound",
@@ -172,52 +178,55 @@ flags.DEFINE_float(
     "Global-norm gradient clipping (0: none; rnn: 0.25).",
     lower_bound=0.0,
 )
-flags.DEFINE_float(
-    "label_smoothing", 0.0, "Label smoothing.", lower_bound=0.0, upper_bound=0.99
-)
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing.", lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_integer("cutout_size", 0, "Cutout square side (0: none).", lower_bound=0)
-flags.DEFINE_integer(
-    "pad", 4, "Zero padding before the random crop (0: no crop).", lower_bound=0
-)
-flags.DEFINE_bool(
-    "flip", None, "Random horizontal flips (default: on, off for digit datasets)."
-)
-flags.DEFINE_integer(
-    "seed", 0, "Seed of initialisation, shuffling, augmentation (rnn: 2126)."
-)
+flags.DEFINE_integer("pad", 4, "Zero padding before the random crop (0: no crop).", lower_bound=0)
+flags.DEFINE_bool("flip", None, "Random horizontal flips (default: on, off for digit datasets).")
+flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling, augmentation (rnn: 2126).")
 flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
 flags.DEFINE_enum(
-    "precision", "float32", list(precision.PRECISIONS),
+    "precision",
+    "float32",
+    list(precision.PRECISIONS),
     "Compute dtype of the network: float32, mixed_bfloat16 (CPU, TPU) or "
     "mixed_float16 (GPU; dynamic loss scaling); variables, logits, loss and "
-    "the saved model.keras stay float32.")
+    "the saved model.keras stay float32.",
+)
 flags.DEFINE_integer(
-    "max_nonfinite", 10, "Training steps in a row with a NaN or Inf loss or "
+    "max_nonfinite",
+    10,
+    "Training steps in a row with a NaN or Inf loss or "
     "gradient (each skipped) that stop the run with an error (0: never).",
     lower_bound=0,
 )
 # Run.
 flags.DEFINE_string("output_dir", None, "Run directory (resumed when it exists).")
-flags.DEFINE_bool(
-    "overwrite", False, "Replace an incompatible earlier run in --output_dir."
-)
+flags.DEFINE_bool("overwrite", False, "Replace an incompatible earlier run in --output_dir.")
 flags.DEFINE_bool(
     "dry_run",
     False,
     "Check the flags, build the network and print its size, then stop "
     "(loads no data, writes nothing).",
 )
-flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer(
+    "verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch."
+)
 flags.DEFINE_bool(
-    "deterministic", False, "Deterministic TensorFlow ops (and seeded RNGs): a run "
+    "deterministic",
+    False,
+    "Deterministic TensorFlow ops (and seeded RNGs): a run "
     "killed and resumed computes exactly what an uninterrupted run does (some GPU "
-    "kernels get slower).")
+    "kernels get slower).",
+)
 cli.define_strategy_flags()
 # Language models (rnn cells on --dataset=ptb): the enas_lm GPU recipe.
 LM_DEFAULTS = LmTrainConfig()
 LM_FIELDS = [f.name for f in dataclasses.fields(LmTrainConfig)]
-LM_ONLY = [n for n in LM_FIELDS if n not in ("epochs", "batch_size", "eval_batch_size",
-                                              "grad_bound", "seed", "max_nonfinite")]
+LM_ONLY = [
+    n
+    for n in LM_FIELDS
+    if n not in ("epochs", "batch_size", "eval_batch_size", "grad_bound", "seed", "max_nonfinite")
+]
 for _name in LM_ONLY:
     _default = getattr(LM_DEFAULTS, _name)
     if _name == "average":
@@ -230,12 +239,32 @@ for _name in LM_ONLY:
         flags.DEFINE_float(_name, _default, config_lm.HELP[_name], lower_bound=0.0)
 # Flags of image networks only; giving them with an rnn cell is an error.
 CNN_ONLY = (
-    "init_from_search", "download", "valid_size", "train_size", "out_filters",
+    "init_from_search",
+    "download",
+    "valid_size",
+    "train_size",
+    "out_filters",
     "num_layers",
-    "keep_prob", "drop_path_keep_prob", "aux_weight", "separable", "layer_base",
-    "cell_output", "l2", "lr_max", "lr_min", "lr_t0", "lr_t_mul", "momentum",
+    "keep_prob",
+    "drop_path_keep_prob",
+    "aux_weight",
+    "separable",
+    "layer_base",
+    "cell_output",
+    "l2",
+    "lr_max",
+    "lr_min",
+    "lr_t0",
+    "lr_t_mul",
+    "momentum",
     "label_smoothing",
-    "cutout_size", "pad", "flip", "jit_compile", "precision", "strategy", "devices",
+    "cutout_size",
+    "pad",
+    "flip",
+    "jit_compile",
+    "precision",
+    "strategy",
+    "devices",
 )
 
 FLAGS = flags.FLAGS
@@ -277,8 +306,7 @@ def main(argv: list[str]) -> None:
     _refuse(LM_ONLY, "language models (rnn cells)")
     if space.name not in ("macro", "micro"):
         raise UserError(
-            f"enas-train trains CNN architectures (macro or micro); --arc is a "
-            f"{space.name} cell."
+            f"enas-train trains CNN architectures (macro or micro); --arc is a {space.name} cell."
         )
     child = ChildConfig(
         out_filters=FLAGS.out_filters,
@@ -288,9 +316,12 @@ def main(argv: list[str]) -> None:
         aux_weight=FLAGS.aux_weight,
         separable=FLAGS.separable,
         layer_base=FLAGS.layer_base,
-        cell_output=FLAGS.cell_output or (
-            search.config.cell_output if search is not None
-            and search.config.space == "micro" else "loose_ends"),
+        cell_output=FLAGS.cell_output
+        or (
+            search.config.cell_output
+            if search is not None and search.config.space == "micro"
+            else "loose_ends"
+        ),
         l2=FLAGS.l2,
     )
     flip = FLAGS.flip if FLAGS.flip is not None else FLAGS.dataset not in NO_FLIP

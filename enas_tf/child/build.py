@@ -50,8 +50,7 @@ def build_child(
     """
     config.check(space)
     arch = space.decode(arc)
-    blocks = Blocks(config.l2, config.bn_momentum, config.bn_epsilon,
-                    synchronized_bn=for_training)
+    blocks = Blocks(config.l2, config.bn_momentum, config.bn_epsilon, synchronized_bn=for_training)
     common = dict(
         image_shape=tuple(image_shape),
         num_classes=num_classes,

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import keras
 
-from enas_tf.ops.blocks import Blocks, classifier_head, conv_bn, factorized_reduction, relu
 from enas_tf.ops import table
+from enas_tf.ops.blocks import Blocks, classifier_head, conv_bn, factorized_reduction, relu
 from enas_tf.spaces.macro import MACRO_OPS, MacroArch, pool_layers
 
 
@@ -38,9 +38,7 @@ def _op(blocks: Blocks, x, op: str, filters: int, separable: bool, name: str):
     x = conv_bn(blocks, x, filters, 1, f"{name}.in", pre_relu=True)
     spec = table.op(op)
     if spec.kind == "pool":
-        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (
-            keras.layers.MaxPooling2D
-        )
+        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (keras.layers.MaxPooling2D)
         return pool(spec.kernel, strides=1, padding="same", name=f"{name}.pool")(x)
     kernel = spec.kernel
     x = relu(x, f"{name}.relu")
@@ -100,7 +98,5 @@ def build_macro_child(
                 factorized_reduction(blocks, t, filters, f"{prefix}.reduce{j}")
                 for j, t in enumerate(prev)
             ]
-    logits = classifier_head(
-        blocks, prev[-1], num_classes, keep_prob, "logits", pre_relu=False
-    )
+    logits = classifier_head(blocks, prev[-1], num_classes, keep_prob, "logits", pre_relu=False)
     return keras.Model(images, logits, name=name)

@@ -69,9 +69,7 @@ def _op(blocks, x, op, filters, strides, name):
             x = blocks.bn(f"{name}.sep{unit}.bn")(x)
         return x
     if spec.kind == "pool":
-        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (
-            keras.layers.MaxPooling2D
-        )
+        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (keras.layers.MaxPooling2D)
         return pool(spec.kernel, strides=strides, padding="same", name=f"{name}.pool")(x)
     if strides == 2:  # identity in a reduction cell
         return factorized_reduction(blocks, x, filters, f"{name}.reduce")
@@ -93,8 +91,9 @@ def _calibrate(blocks, x, y, filters, layer_base, name):
     return x, y
 
 
-def _cell(blocks, cell: MicroCell, inputs, filters, reduction, drop_keep, name,
-          cell_output="loose_ends"):
+def _cell(
+    blocks, cell: MicroCell, inputs, filters, reduction, drop_keep, name, cell_output="loose_ends"
+):
     nodes = list(inputs)
     for n, node in enumerate(cell.nodes, start=2):
         branches = []
@@ -189,8 +188,7 @@ def build_micro_child(
         x, y = _calibrate(blocks, prev_prev, prev, filters, layer_base, f"{cell_name}.in")
         drop_keep = 1.0 - (position + 1) / positions * (1.0 - drop_path_keep_prob)
         cell = arch.reduce if reduction else arch.normal
-        out = _cell(blocks, cell, [x, y], filters, reduction, drop_keep, cell_name,
-                    cell_output)
+        out = _cell(blocks, cell, [x, y], filters, reduction, drop_keep, cell_name, cell_output)
         prev_prev, prev = prev, out
         if aux_head and position == reductions[1] + 1:
             aux_logits = _aux_head(blocks, out, num_classes)

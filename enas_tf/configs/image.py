@@ -76,7 +76,8 @@ class ChildConfig:
         if self.cell_output not in CELL_OUTPUTS:
             raise UserError(
                 f"cell_output must be one of {', '.join(CELL_OUTPUTS)}; received "
-                f"{self.cell_output!r}.")
+                f"{self.cell_output!r}."
+            )
         if isinstance(space, MacroSpace):
             if self.aux_weight > 0 or self.drop_path_keep_prob < 1.0:
                 raise UserError(
@@ -87,7 +88,8 @@ class ChildConfig:
             if self.cell_output != "loose_ends":
                 raise UserError(
                     "cell_output applies to micro cells; the macro network has no "
-                    "cells (drop --cell_output).")
+                    "cells (drop --cell_output)."
+                )
         elif self.num_layers < 3:
             raise UserError(
                 f"A micro network needs num_layers >= 3 (its reduction cells "
@@ -148,9 +150,7 @@ class TrainConfig:
         if self.lr_t_mul < 1:
             raise UserError(f"lr_t_mul must be >= 1; received {self.lr_t_mul}.")
         if not 0 <= self.label_smoothing < 1:
-            raise UserError(
-                f"label_smoothing must be in [0, 1); received {self.label_smoothing}."
-            )
+            raise UserError(f"label_smoothing must be in [0, 1); received {self.label_smoothing}.")
         if self.grad_bound < 0 or self.cutout_size < 0 or self.pad < 0:
             raise UserError("grad_bound, cutout_size and pad must be >= 0.")
         _check_max_nonfinite(self)
@@ -257,15 +257,26 @@ class SearchConfig:
         check_controller(self)
         if self.reward_bn not in REWARD_BN:
             raise UserError(
-                f"reward_bn must be one of {', '.join(REWARD_BN)}; received "
-                f"{self.reward_bn!r}.")
+                f"reward_bn must be one of {', '.join(REWARD_BN)}; received {self.reward_bn!r}."
+            )
         if self.cell_output not in CELL_OUTPUTS:
             raise UserError(
                 f"cell_output must be one of {', '.join(CELL_OUTPUTS)}; received "
-                f"{self.cell_output!r}.")
-        check_positive(self, ("epochs", "batch_size", "eval_batch_size", "lr_t0",
-                               "controller_steps", "num_aggregate", "derive_samples",
-                               "recalibrate_batches"))
+                f"{self.cell_output!r}."
+            )
+        check_positive(
+            self,
+            (
+                "epochs",
+                "batch_size",
+                "eval_batch_size",
+                "lr_t0",
+                "controller_steps",
+                "num_aggregate",
+                "derive_samples",
+                "recalibrate_batches",
+            ),
+        )
         _check_lr_range(self)
         if not 0 < self.keep_prob <= 1:
             raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
@@ -287,7 +298,8 @@ class SearchConfig:
     def child_config(self) -> ChildConfig:
         """The fixed networks the supernet computes (search sizes)."""
         return ChildConfig(
-            out_filters=self.out_filters, num_layers=self.num_layers,
+            out_filters=self.out_filters,
+            num_layers=self.num_layers,
             keep_prob=self.keep_prob,
             cell_output=self.cell_output if self.space == "micro" else "loose_ends",
         )
@@ -303,15 +315,14 @@ def check_positive(config, keys) -> None:
 def _check_max_nonfinite(config) -> None:
     if config.max_nonfinite < 0:
         raise UserError(
-            f"max_nonfinite must be >= 0 (0: never stop); received "
-            f"{config.max_nonfinite}.")
+            f"max_nonfinite must be >= 0 (0: never stop); received {config.max_nonfinite}."
+        )
 
 
 def _check_lr_range(config) -> None:
     if not 0 <= config.lr_min <= config.lr_max:
         raise UserError(
-            f"Need 0 <= lr_min <= lr_max; received lr_min={config.lr_min}, "
-            f"lr_max={config.lr_max}."
+            f"Need 0 <= lr_min <= lr_max; received lr_min={config.lr_min}, lr_max={config.lr_max}."
         )
 
 
@@ -320,6 +331,4 @@ def check_controller(config) -> None:
     `baseline_decay`); raises UserError."""
     strategies.check_name(config.algorithm)
     if not 0 <= config.baseline_decay < 1:
-        raise UserError(
-            f"baseline_decay must be in [0, 1); received {config.baseline_decay}."
-        )
+        raise UserError(f"baseline_decay must be in [0, 1); received {config.baseline_decay}.")

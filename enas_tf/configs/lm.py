@@ -113,9 +113,20 @@ class LmSearchConfig:
         if self.space != "rnn":
             raise UserError(f"The language-model search space is rnn; received {self.space!r}.")
         check_controller(self)
-        check_positive(self, ("num_nodes", "hidden_size", "epochs", "batch_size", "bptt",
-                              "eval_batch_size", "controller_steps", "num_aggregate",
-                              "derive_samples"))
+        check_positive(
+            self,
+            (
+                "num_nodes",
+                "hidden_size",
+                "epochs",
+                "batch_size",
+                "bptt",
+                "eval_batch_size",
+                "controller_steps",
+                "num_aggregate",
+                "derive_samples",
+            ),
+        )
         _check_model(self)
         if not self.controller_lr > 0 or not self.reward_constant > 0:
             raise UserError("controller_lr and reward_constant must be > 0.")
@@ -182,12 +193,10 @@ class LmTrainConfig:
 
     def check(self) -> None:
         """Raises UserError for out-of-range settings."""
-        check_positive(self, ("hidden_size", "epochs", "batch_size", "bptt",
-                              "eval_batch_size"))
+        check_positive(self, ("hidden_size", "epochs", "batch_size", "bptt", "eval_batch_size"))
         _check_model(self)
         if self.average not in AVERAGES:
-            raise UserError(
-                f"average must be all or loose_ends; received {self.average!r}.")
+            raise UserError(f"average must be all or loose_ends; received {self.average!r}.")
         if self.average_after < 0:
             raise UserError(f"average_after must be >= 0; received {self.average_after}.")
 
@@ -209,7 +218,13 @@ def _check_model(config) -> None:
             raise UserError(f"{name} must be in [0, 1); received {value}.")
     if not config.init_range > 0 or not config.learning_rate > 0:
         raise UserError("init_range and learning_rate must be > 0.")
-    for name in ("alpha", "beta", "weight_decay", "grad_bound", "max_steps_per_epoch",
-                 "max_nonfinite"):
+    for name in (
+        "alpha",
+        "beta",
+        "weight_decay",
+        "grad_bound",
+        "max_steps_per_epoch",
+        "max_nonfinite",
+    ):
         if getattr(config, name) < 0:
             raise UserError(f"{name} must be >= 0; received {getattr(config, name)}.")

@@ -199,9 +199,7 @@ class MicroController(Controller):
         super().__init__(lstm_size, tanh_constant, temperature, seed, **kwargs)
         self._space = MicroSpace(num_nodes=num_nodes, num_ops=num_ops)
         if not op_tanh_reduce > 0:
-            raise ValueError(
-                f"Expected op_tanh_reduce > 0; received: {op_tanh_reduce}."
-            )
+            raise ValueError(f"Expected op_tanh_reduce > 0; received: {op_tanh_reduce}.")
         self.num_nodes = num_nodes
         self.num_ops = num_ops
         self.op_tanh_reduce = op_tanh_reduce
@@ -294,9 +292,7 @@ def controller_for(space: SearchSpace, **kwargs: Any) -> Controller:
         return MicroController(space.num_nodes, space.num_ops, **kwargs)
     if isinstance(space, RnnSpace):
         return RnnController(space.num_nodes, space.num_funcs, **kwargs)
-    raise ValueError(
-        f"Expected a macro, micro or rnn space; received: {space.describe()}."
-    )
+    raise ValueError(f"Expected a macro, micro or rnn space; received: {space.describe()}.")
 
 
 __all__ = [

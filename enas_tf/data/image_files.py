@@ -14,8 +14,9 @@ import pickle
 import struct
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from absl import logging
@@ -40,9 +41,7 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 # MNIST and Fashion-MNIST: IDX files.
 
 
-def load_idx_local(
-    name: str, data_dir: str | Path | None, searched: list[Path]
-) -> Arrays | None:
+def load_idx_local(name: str, data_dir: str | Path | None, searched: list[Path]) -> Arrays | None:
     """Reads the four IDX files from the first directory holding them."""
     if data_dir is not None:
         root = Path(data_dir)
@@ -69,8 +68,7 @@ def load_idx_local(
         train_y = _read_idx(paths[1], images=False)
         test_x = _read_idx(paths[2], images=True)
         test_y = _read_idx(paths[3], images=False)
-        for xs, ys, px, py in ((train_x, train_y, *paths[:2]), (test_x, test_y,
-                                                                *paths[2:])):
+        for xs, ys, px, py in ((train_x, train_y, *paths[:2]), (test_x, test_y, *paths[2:])):
             if len(xs) != len(ys):
                 raise DataError(
                     f"Dataset {name!r}: {px} has {len(xs)} images but {py} has "
@@ -79,8 +77,7 @@ def load_idx_local(
                 )
             if len(ys) and ys.max() >= 10:
                 raise DataError(
-                    f"Dataset {name!r}: {py} holds label {int(ys.max())}, but "
-                    "labels must be 0..9."
+                    f"Dataset {name!r}: {py} holds label {int(ys.max())}, but labels must be 0..9."
                 )
         if train_x.shape[1:] != test_x.shape[1:]:
             raise DataError(
@@ -216,9 +213,7 @@ def _unpickle_batch(
             "[rows, 3072] (32x32 pixels x 3 channels)."
         )
     if len(labels) != len(data):
-        raise DataError(
-            f"{where} has {len(data)} images but {len(labels)} labels."
-        )
+        raise DataError(f"{where} has {len(data)} images but {len(labels)} labels.")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(
             f"{where} holds labels outside 0..{num_classes - 1} (found "
@@ -228,9 +223,7 @@ def _unpickle_batch(
     return np.ascontiguousarray(images), labels
 
 
-def load_cifar_local(
-    name: str, data_dir: str | Path | None, searched: list[Path]
-) -> Arrays | None:
+def load_cifar_local(name: str, data_dir: str | Path | None, searched: list[Path]) -> Arrays | None:
     """Reads the CIFAR python batches from a folder or the official archive."""
     if data_dir is None:
         return None
@@ -377,8 +370,10 @@ def _unavailable(
     if reason is not None:
         head = f"Dataset {name!r} could not be loaded ({reason})."
     where = ", ".join(str(p) for p in searched)
-    looked = f"Looked for {what} in {where} and" if where else (
-        "No data_dir was given, so no local copy was searched for; looked"
+    looked = (
+        f"Looked for {what} in {where} and"
+        if where
+        else ("No data_dir was given, so no local copy was searched for; looked")
     )
     fetch = (
         "check the network connection and retry with --download"

@@ -126,8 +126,7 @@ def load_images(
     """
     if name not in IMAGE_DATASETS:
         raise DataError(
-            f"Unknown image dataset {name!r}; choose one of: "
-            f"{', '.join(IMAGE_DATASETS)}."
+            f"Unknown image dataset {name!r}; choose one of: {', '.join(IMAGE_DATASETS)}."
         )
     if valid_size is None:
         valid_size = DEFAULT_VALID_SIZE[name]
@@ -151,8 +150,7 @@ def load_images(
             raise DataError(f"Dataset {name!r}: {e}") from e
         if arrays is None:
             arrays = load_tfds(name, data_dir, tfds_data_dir, download, searched)
-    return _make_splits(name, *arrays, valid_size=int(valid_size),
-                        train_size=int(train_size or 0))
+    return _make_splits(name, *arrays, valid_size=int(valid_size), train_size=int(train_size or 0))
 
 
 def _make_splits(
@@ -181,7 +179,8 @@ def _make_splits(
             raise DataError(
                 f"train_size={train_size} is out of range for {name!r}: "
                 f"{cut} training images are left after the validation split; "
-                f"choose a value from 1 to {cut}, or none to keep them all.")
+                f"choose a value from 1 to {cut}, or none to keep them all."
+            )
         keep = np.sort(np.random.default_rng(0).permutation(cut)[:train_size])
     train_images = np.ascontiguousarray(train_x[keep])
     mean, std = _channel_stats(train_images)

@@ -20,7 +20,7 @@ augmentation uses stateless ops whose per-example seeds come from
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -91,8 +91,7 @@ def train_dataset(
     _check_batch_size(batch_size)
     if pad < 0 or cutout_size < 0:
         raise ValueError(
-            f"pad and cutout_size must be >= 0, got pad={pad}, "
-            f"cutout_size={cutout_size}."
+            f"pad and cutout_size must be >= 0, got pad={pad}, cutout_size={cutout_size}."
         )
     height, width, channels = images.shape[1:]
     mean = np.asarray(splits.mean, np.float32)
@@ -114,9 +113,7 @@ def train_dataset(
         crop_seed, flip_seed, cutout_seed = tf.unstack(tf.random.split(op_seed, 3))
         if crop:
             x = tf.pad(x, [[pad, pad], [pad, pad], [0, 0]])
-            x = tf.image.stateless_random_crop(
-                x, [height, width, channels], seed=crop_seed
-            )
+            x = tf.image.stateless_random_crop(x, [height, width, channels], seed=crop_seed)
         if do_flip:
             x = tf.image.stateless_random_flip_left_right(x, seed=flip_seed)
         if cutout_size > 0:
@@ -136,9 +133,7 @@ def train_dataset(
         op_seeds = tf.data.Dataset.random(
             seed=augment_seed, rerandomize_each_iteration=fresh
         ).batch(2)
-        ds = tf.data.Dataset.zip((ds, op_seeds)).map(
-            transform, num_parallel_calls=tf.data.AUTOTUNE
-        )
+        ds = tf.data.Dataset.zip((ds, op_seeds)).map(transform, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(
             lambda x, y: (normalize(x, mean, std), tf.cast(y, tf.int32)),
@@ -189,12 +184,8 @@ def _cutout(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     """Zeroes a `size` x `size` square centred anywhere, clipped at borders."""
     height, width = image.shape[0], image.shape[1]
     y_seed, x_seed = tf.unstack(tf.random.split(seed, 2))
-    centre_y = tf.random.stateless_uniform(
-        [], y_seed, minval=0, maxval=height, dtype=tf.int32
-    )
-    centre_x = tf.random.stateless_uniform(
-        [], x_seed, minval=0, maxval=width, dtype=tf.int32
-    )
+    centre_y = tf.random.stateless_uniform([], y_seed, minval=0, maxval=height, dtype=tf.int32)
+    centre_x = tf.random.stateless_uniform([], x_seed, minval=0, maxval=width, dtype=tf.int32)
     top, left = centre_y - size // 2, centre_x - size // 2
     rows = tf.range(height)
     cols = tf.range(width)
@@ -204,9 +195,7 @@ def _cutout(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(mask[:, :, None], tf.zeros_like(image), image)
 
 
-def _check_arrays(
-    images: np.ndarray, labels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_arrays(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Checks for uint8 [N, H, W, C] images and [N] integer labels."""
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -216,9 +205,7 @@ def _check_arrays(
             f"{images.dtype} {list(images.shape)}."
         )
     if labels.ndim != 1 or len(labels) != len(images):
-        raise ValueError(
-            f"labels must have shape [{len(images)}], got {list(labels.shape)}."
-        )
+        raise ValueError(f"labels must have shape [{len(images)}], got {list(labels.shape)}.")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got {labels.dtype}.")
     return images, labels

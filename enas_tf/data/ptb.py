@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import types
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -181,8 +182,7 @@ def num_windows(ids_or_batched: np.ndarray, batch_size: int, bptt: int) -> int:
     if len(shape) == 2:
         if shape[0] != batch_size:
             raise DataError(
-                f"The batched stream has {shape[0]} rows but batch_size is "
-                f"{batch_size}."
+                f"The batched stream has {shape[0]} rows but batch_size is {batch_size}."
             )
         length = shape[1]
     else:
@@ -239,9 +239,7 @@ def window_dataset(ids: np.ndarray, batch_size: int, bptt: int) -> tf.data.Datas
 
     def stack(offset: int) -> np.ndarray:
         cols = batched[:, offset : offset + span]
-        return np.ascontiguousarray(
-            cols.reshape(batch_size, count, bptt).transpose(1, 0, 2)
-        )
+        return np.ascontiguousarray(cols.reshape(batch_size, count, bptt).transpose(1, 0, 2))
 
     return tf.data.Dataset.from_tensor_slices((stack(0), stack(1)))
 
@@ -288,8 +286,7 @@ def _read_text(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(
-            f"{path} is not UTF-8 text (undecodable byte at offset {e.start}); "
-            f"{_FORMAT}."
+            f"{path} is not UTF-8 text (undecodable byte at offset {e.start}); {_FORMAT}."
         ) from e
     if "\x00" in text:
         raise DataError(f"{path} contains NUL bytes, so it is not text; {_FORMAT}.")

@@ -94,9 +94,7 @@ TOLERANCES = {
 }
 
 
-def serving_model(
-    model: keras.Model, mean: Sequence[float], std: Sequence[float]
-) -> keras.Model:
+def serving_model(model: keras.Model, mean: Sequence[float], std: Sequence[float]) -> keras.Model:
     """Wraps `model` to take raw uint8 images and return class probabilities.
 
     `(x / 255 - mean) / std` is one `Rescaling` layer computing
@@ -163,9 +161,7 @@ def export_saved_model(serving: keras.Model, path: _PathLike) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def export_tflite(
-    saved_model_dir: _PathLike, path: _PathLike, quantization: str
-) -> None:
+def export_tflite(saved_model_dir: _PathLike, path: _PathLike, quantization: str) -> None:
     """Converts an exported SavedModel to a .tflite file.
 
     The input keeps the variable batch size (shape signature `[-1, H, W, C]`);
@@ -241,9 +237,7 @@ def run_saved_model(path: _PathLike, images: np.ndarray) -> np.ndarray:
     )
 
 
-def verify(
-    reference_probs: np.ndarray, candidate_probs: np.ndarray, tolerance: Tolerance
-) -> Check:
+def verify(reference_probs: np.ndarray, candidate_probs: np.ndarray, tolerance: Tolerance) -> Check:
     """Compares an artifact's probabilities `[N, classes]` with the reference.
 
     A candidate of another shape or with NaN/inf fails with an infinite

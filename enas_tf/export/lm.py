@@ -45,7 +45,6 @@ from enas_tf.export.image import REPORT_FILE, SAVED_MODEL_DIR, SUMMARY_FILE, tfl
 from enas_tf.export.run import _size, check_export_dir, read_summary_json, staged_export
 from enas_tf.lm.model import FixedRnnLM
 
-
 SIGNATURE = "serving_default"
 STATE_SIGNATURE = "score_with_state"
 TFLITE_FILE = "model_float32.tflite"
@@ -63,12 +62,14 @@ def read_lm_summary(run_dir: str | Path) -> dict[str, Any]:
     summary = read_summary_json(run_dir)
     path, hint = Path(run_dir) / SUMMARY_FILE, LM_HINT.format(run_dir=run_dir)
     ok = summary.get("task") == "lm"
-    ok = ok and all(type(summary.get(k)) is int and summary[k] > 0
-                    for k in ("vocab_size", "hidden_size"))
+    ok = ok and all(
+        type(summary.get(k)) is int and summary[k] > 0 for k in ("vocab_size", "hidden_size")
+    )
     if not ok:
         raise UserError(
             f"{path} is not the summary of a language-model run (it needs task "
-            f"'lm', vocab_size and hidden_size); restore it, or {hint}.")
+            f"'lm', vocab_size and hidden_size); restore it, or {hint}."
+        )
     return summary
 
 
@@ -85,28 +86,34 @@ def load_lm_model(run_dir: str | Path, summary: dict[str, Any]) -> FixedRnnLM:
         model = keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - Keras raises anything on bad files
         text = (str(e).strip().splitlines() or [""])[0][:160]
-        raise UserError(f"{path} could not be loaded ({type(e).__name__}: {text}); "
-                        f"restore it, or {hint}.") from None
+        raise UserError(
+            f"{path} could not be loaded ({type(e).__name__}: {text}); restore it, or {hint}."
+        ) from None
     sizes = (getattr(model, "vocab_size", None), getattr(model, "hidden_size", None))
     if not isinstance(model, FixedRnnLM) or sizes != (
-            summary["vocab_size"], summary["hidden_size"]):
-        raise UserError(f"{path} is not the model {SUMMARY_FILE} describes (vocabulary "
-                        f"{summary['vocab_size']}, hidden {summary['hidden_size']}).")
+        summary["vocab_size"],
+        summary["hidden_size"],
+    ):
+        raise UserError(
+            f"{path} is not the model {SUMMARY_FILE} describes (vocabulary "
+            f"{summary['vocab_size']}, hidden {summary['hidden_size']})."
+        )
     return model
 
 
-def sample_sequences(ids: np.ndarray, count: int,
-                     length: int = SEQUENCE_LENGTH) -> np.ndarray:
+def sample_sequences(ids: np.ndarray, count: int, length: int = SEQUENCE_LENGTH) -> np.ndarray:
     """The first `count` (at most) `length`-token sequences of `ids`, int32."""
     count = min(count, len(ids) // length)
     if count < 1:
-        raise UserError(f"The sample text has {len(ids)} tokens; the export check "
-                        f"needs at least {length}.")
+        raise UserError(
+            f"The sample text has {len(ids)} tokens; the export check needs at least {length}."
+        )
     return np.asarray(ids[: count * length], np.int32).reshape(count, length)
 
 
-def score(model: FixedRnnLM, tokens: tf.Tensor, state: tf.Tensor | None = None
-          ) -> dict[str, tf.Tensor]:
+def score(
+    model: FixedRnnLM, tokens: tf.Tensor, state: tf.Tensor | None = None
+) -> dict[str, tf.Tensor]:
     """The signatures' outputs (module docstring) for `tokens`, `state`."""
     tokens = tf.convert_to_tensor(tokens, tf.int32)
     if state is None:
@@ -115,13 +122,14 @@ def score(model: FixedRnnLM, tokens: tf.Tensor, state: tf.Tensor | None = None
     # log_softmax and a gather, not the fused cross-entropy: both are TFLite
     # builtins.
     log_probs = tf.gather(tf.nn.log_softmax(out.logits), tokens[:, 1:], batch_dims=2)
-    return {"log_probs": log_probs,
-            "perplexity": tf.exp(-tf.reduce_mean(log_probs, axis=1)),
-            "state": tf.cast(out.state, tf.float32)}
+    return {
+        "log_probs": log_probs,
+        "perplexity": tf.exp(-tf.reduce_mean(log_probs, axis=1)),
+        "state": tf.cast(out.state, tf.float32),
+    }
 
 
-def export_saved_model(model: FixedRnnLM, path: str | Path, batch: int | None = None
-                       ) -> None:
+def export_saved_model(model: FixedRnnLM, path: str | Path, batch: int | None = None) -> None:
     """Writes the SavedModel with the two signatures of the module docstring.
 
     With `batch`, the batch size is fixed and only `serving_default` is
@@ -131,12 +139,13 @@ def export_saved_model(model: FixedRnnLM, path: str | Path, batch: int | None = 
     state = tf.TensorSpec([None, model.hidden_size], tf.float32, name="state")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(SIGNATURE, lambda tokens: score(model, tokens),
-                         input_signature=[tokens])
+    archive.add_endpoint(SIGNATURE, lambda tokens: score(model, tokens), input_signature=[tokens])
     if batch is None:
-        archive.add_endpoint(STATE_SIGNATURE,
-                             lambda tokens, state: score(model, tokens, state),
-                             input_signature=[tokens, state])
+        archive.add_endpoint(
+            STATE_SIGNATURE,
+            lambda tokens, state: score(model, tokens, state),
+            input_signature=[tokens, state],
+        )
     archive.write_out(str(path), verbose=False)
 
 
@@ -156,16 +165,23 @@ def _diff(a: Any, b: Any) -> float:
 
 def _check(name: str, diff: float, **extra: Any) -> dict[str, Any]:
     finite = diff != float("inf")
-    return {"max_abs_diff": diff if finite else None, "tolerance": LM_TOLERANCES[name],
-            "passed": bool(finite and diff <= LM_TOLERANCES[name]), **extra}
+    return {
+        "max_abs_diff": diff if finite else None,
+        "tolerance": LM_TOLERANCES[name],
+        "passed": bool(finite and diff <= LM_TOLERANCES[name]),
+        **extra,
+    }
 
 
 def _convert(saved_model: Path, select_tf_ops: bool) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(saved_model), signature_keys=[SIGNATURE])
+        str(saved_model), signature_keys=[SIGNATURE]
+    )
     if select_tf_ops:  # TensorFlow kernels for what TFLite lacks (flex delegate)
         converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            tf.lite.OpsSet.TFLITE_BUILTINS,
+            tf.lite.OpsSet.SELECT_TF_OPS,
+        ]
     return converter.convert()
 
 
@@ -182,15 +198,18 @@ def _tflite(model: FixedRnnLM, path: Path, tokens: np.ndarray, reference) -> dic
     source, errors = path.parent / ".tflite_source", []
     export_saved_model(model, source, batch=1)
     try:
-        for ops, select in (("builtins", False), ("builtins+select_tf_ops", True)):
+        for ops, select in (("builtins", False), ("builtins+select_tf_ops", True)):  # noqa: B007 - `ops` is reported after the loop
             try:
                 path.write_bytes(_convert(source, select))
                 break
             except Exception as e:  # noqa: BLE001 - the converter raises many types
                 errors.append((str(e).strip().splitlines() or [type(e).__name__])[0][:200])
         else:
-            return {"path": None, "passed": None,
-                    "note": f"TFLite conversion failed, no .tflite written: {errors[-1]}"}
+            return {
+                "path": None,
+                "passed": None,
+                "note": f"TFLite conversion failed, no .tflite written: {errors[-1]}",
+            }
     finally:
         shutil.rmtree(source)
     cls, name = tflite_interpreter()
@@ -202,15 +221,25 @@ def _tflite(model: FixedRnnLM, path: Path, tokens: np.ndarray, reference) -> dic
     except Exception as e:  # noqa: BLE001 - an unverified file is not kept
         path.unlink()
         text = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        return {"path": None, "passed": None,
-                "note": f"TFLite conversion ({ops}) worked but {name} could not run "
-                        f"the model, so no .tflite is kept: {text}"}
-    return _check("tflite_float32", _diff(reference["log_probs"], np.concatenate(rows)),
-                  path=path.name, size_bytes=_size(path), interpreter=name, ops=ops)
+        return {
+            "path": None,
+            "passed": None,
+            "note": f"TFLite conversion ({ops}) worked but {name} could not run "
+            f"the model, so no .tflite is kept: {text}",
+        }
+    return _check(
+        "tflite_float32",
+        _diff(reference["log_probs"], np.concatenate(rows)),
+        path=path.name,
+        size_bytes=_size(path),
+        interpreter=name,
+        ops=ops,
+    )
 
 
-def export_lm_run(run_dir: str | Path, out_dir: str | Path, tokens: np.ndarray,
-                  overwrite: bool = False) -> dict[str, Any]:
+def export_lm_run(
+    run_dir: str | Path, out_dir: str | Path, tokens: np.ndarray, overwrite: bool = False
+) -> dict[str, Any]:
     """Exports a language-model run and checks it against the Keras model.
 
     Written into a temporary sibling of `out_dir`, which replaces `out_dir`
@@ -233,8 +262,10 @@ def export_lm_run(run_dir: str | Path, out_dir: str | Path, tokens: np.ndarray,
     model = load_lm_model(run, summary)
     tokens = np.asarray(tokens, np.int32)
     if tokens.ndim != 2 or tokens.shape[1] < 3 or tokens.max() >= model.vocab_size:
-        raise UserError(f"The sample tokens have shape {list(tokens.shape)}; expected "
-                        f"[N, time >= 3] ids below {model.vocab_size}.")
+        raise UserError(
+            f"The sample tokens have shape {list(tokens.shape)}; expected "
+            f"[N, time >= 3] ids below {model.vocab_size}."
+        )
     reference = _in_batches(lambda t: score(model, t), tokens)
     with staged_export(out) as tmp:
         export_saved_model(model, tmp / SAVED_MODEL_DIR)
@@ -242,22 +273,24 @@ def export_lm_run(run_dir: str | Path, out_dir: str | Path, tokens: np.ndarray,
         serve, serve_state = loaded.signatures[SIGNATURE], loaded.signatures[STATE_SIGNATURE]
         served = _in_batches(lambda t: serve(tokens=tf.constant(t)), tokens)
         # Perplexities compare on the log scale, that of the log-probabilities.
-        diff = max(_diff(reference["log_probs"], served["log_probs"]),
-                   _diff(reference["state"], served["state"]),
-                   _diff(np.log(reference["perplexity"]), np.log(served["perplexity"])))
+        diff = max(
+            _diff(reference["log_probs"], served["log_probs"]),
+            _diff(reference["state"], served["state"]),
+            _diff(np.log(reference["perplexity"]), np.log(served["perplexity"])),
+        )
         # Two pieces sharing one token, the state passed on: the whole text.
         middle = tokens.shape[1] // 2
 
         def in_pieces(t: np.ndarray) -> dict[str, Any]:
             first = serve(tokens=tf.constant(t[:, : middle + 1]))
             second = serve_state(tokens=tf.constant(t[:, middle:]), state=first["state"])
-            return {"log_probs": np.concatenate(
-                [first["log_probs"], second["log_probs"]], axis=1)}
+            return {"log_probs": np.concatenate([first["log_probs"], second["log_probs"]], axis=1)}
 
         pieces = _in_batches(in_pieces, tokens)["log_probs"]
         artifacts = {
-            "saved_model": _check("saved_model", diff, path=SAVED_MODEL_DIR,
-                                  size_bytes=_size(tmp / SAVED_MODEL_DIR)),
+            "saved_model": _check(
+                "saved_model", diff, path=SAVED_MODEL_DIR, size_bytes=_size(tmp / SAVED_MODEL_DIR)
+            ),
             "pieces": _check("pieces", _diff(reference["log_probs"], pieces)),
             "tflite_float32": _tflite(model, tmp / TFLITE_FILE, tokens, reference),
         }
@@ -282,6 +315,15 @@ def export_lm_run(run_dir: str | Path, out_dir: str | Path, tokens: np.ndarray,
     return report
 
 
-__all__ = ["LM_TOLERANCES", "SIGNATURE", "STATE_SIGNATURE", "TFLITE_FILE",
-           "export_lm_run", "export_saved_model", "load_lm_model", "read_lm_summary",
-           "sample_sequences", "score"]
+__all__ = [
+    "LM_TOLERANCES",
+    "SIGNATURE",
+    "STATE_SIGNATURE",
+    "TFLITE_FILE",
+    "export_lm_run",
+    "export_saved_model",
+    "load_lm_model",
+    "read_lm_summary",
+    "sample_sequences",
+    "score",
+]

@@ -16,8 +16,9 @@ import os
 import shutil
 import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import keras
 import numpy as np
@@ -126,8 +127,7 @@ def load_run_model(run_dir: _PathLike, summary: dict[str, Any]) -> keras.Model:
         raise UserError(f"{path} is missing; {hint}.")
     if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
         raise UserError(
-            f"{path} is not a .keras (zip) file; it is corrupt or truncated. "
-            f"Restore it, or {hint}."
+            f"{path} is not a .keras (zip) file; it is corrupt or truncated. Restore it, or {hint}."
         )
     try:
         model = keras.models.load_model(path, compile=False)

@@ -119,9 +119,7 @@ class _RnnCell(keras.layers.Layer):
     def build(self, input_shape: Any = None) -> None:
         del input_shape  # sizes come from the constructor
         h = self.hidden_size
-        self.w0 = self.add_weight(
-            shape=(2 * h, 2 * h), initializer=self._init(), name="w0"
-        )
+        self.w0 = self.add_weight(shape=(2 * h, 2 * h), initializer=self._init(), name="w0")
         self._build_nodes()
         self.built = True
 
@@ -169,9 +167,7 @@ class _RnnCell(keras.layers.Layer):
         # [time, batch, hidden]; the state-free half of the base matmul, once.
         x = tf.transpose(x, [1, 0, 2])
         shape = tf.shape(x)
-        xw = tf.reshape(
-            tf.matmul(tf.reshape(x, [-1, h]), w0[:h]), [shape[0], shape[1], 2 * h]
-        )
+        xw = tf.reshape(tf.matmul(tf.reshape(x, [-1, h]), w0[:h]), [shape[0], shape[1], 2 * h])
         w_h = w0[h:]
         plan = self._plan(arc)
 
@@ -229,18 +225,14 @@ class SharedRnnCell(_RnnCell):
         init_range: float = 0.04,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            hidden_size, num_nodes, num_funcs, average, init_range, **kwargs
-        )
+        super().__init__(hidden_size, num_nodes, num_funcs, average, init_range, **kwargs)
         rows = [[skip_row(k, 0, 0, num_funcs), k] for k in range(1, num_nodes + 1)]
         self._row_base = np.asarray(rows, np.int32)  # [L, 2]: offset, k
 
     def _build_nodes(self) -> None:
         h, n = self.hidden_size, self.num_nodes
         rows = self.num_funcs * n * (n + 1) // 2
-        self.skip = self.add_weight(
-            shape=(rows, h, 2 * h), initializer=self._init(), name="skip"
-        )
+        self.skip = self.add_weight(shape=(rows, h, 2 * h), initializer=self._init(), name="skip")
 
     def selected_rows(self, arc: Any) -> tf.Tensor:
         """int32 `[L]`: the `skip` rows `arc` uses (`skip_row` per node)."""
@@ -272,9 +264,7 @@ class SharedRnnCell(_RnnCell):
             mix = tf.constant([0.0] + [1.0 / n] * n, self.compute_dtype)
         else:
             # Loose ends: nodes 1 .. L that no p_k points to (spec sec. 1.2).
-            used = tf.reduce_any(
-                tf.equal(tf.range(n + 1)[:, None], prev[None, :]), axis=1
-            )
+            used = tf.reduce_any(tf.equal(tf.range(n + 1)[:, None], prev[None, :]), axis=1)
             loose = tf.cast(tf.logical_not(used), self.compute_dtype)
             loose = loose * tf.constant([0.0] + [1.0] * n, self.compute_dtype)
             mix = loose / tf.reduce_sum(loose)
@@ -334,9 +324,7 @@ class FixedRnnCell(_RnnCell):
         values = arc.split() if isinstance(arc, str) else list(arc)
         values = [int(v) if isinstance(arc, str) else v for v in values]
         num_nodes = len(values) // 2
-        super().__init__(
-            hidden_size, num_nodes, num_funcs, average, init_range, **kwargs
-        )
+        super().__init__(hidden_size, num_nodes, num_funcs, average, init_range, **kwargs)
         self.arc = self.space.validate(values)
         self.arch: RnnArch = self.space.decode(self.arc)
         if average == "all":
@@ -354,9 +342,7 @@ class FixedRnnCell(_RnnCell):
     def kernels(self, arc: Any = None) -> list[tf.Tensor]:
         """`[W_0, W_1, ..., W_L]`, compute dtype (`arc` is ignored)."""
         del arc
-        return [
-            tf.cast(w.value, self.compute_dtype) for w in (self.w0, *self.node_weights)
-        ]
+        return [tf.cast(w.value, self.compute_dtype) for w in (self.w0, *self.node_weights)]
 
     def _plan(self, arc: Any) -> list[tf.Tensor]:
         # Read once per sequence, outside the time loop (a same-dtype cast
@@ -367,9 +353,7 @@ class FixedRnnCell(_RnnCell):
         node = self.arch.nodes[k - 1]
         x = nodes[node.input]
         read = x if l_mask is None else x * l_mask
-        return self._highway(
-            x, tf.matmul(read, plan[k - 1]), ACTIVATIONS[node.activation]
-        )
+        return self._highway(x, tf.matmul(read, plan[k - 1]), ACTIVATIONS[node.activation])
 
     def _output(self, nodes, plan):
         return tf.add_n([nodes[i] for i in self._ends]) / float(len(self._ends))

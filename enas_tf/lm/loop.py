@@ -67,7 +67,8 @@ def train_rows(ids: np.ndarray, batch_size: int) -> np.ndarray:
     if len(ids) < 5 * batch_size:
         raise UserError(
             f"The train split has {len(ids)} tokens, too few for --batch_size="
-            f"{batch_size} rows of at least 5 tokens; give a smaller --batch_size.")
+            f"{batch_size} rows of at least 5 tokens; give a smaller --batch_size."
+        )
     return batchify(ids, batch_size)
 
 
@@ -84,7 +85,8 @@ def split_windows(
         raise UserError(
             f"The {split} split ({len(ids)} tokens) is too short for {flag}="
             f"{batch_size} and --bptt={bptt}: each of its rows would hold {rows} "
-            f"tokens, and one window needs {bptt + 1}. Give a smaller {flag} or --bptt.")
+            f"tokens, and one window needs {bptt + 1}. Give a smaller {flag} or --bptt."
+        )
     return list(windows(batchify(ids, batch_size), bptt))
 
 

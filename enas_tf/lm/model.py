@@ -155,15 +155,11 @@ class _RnnLM(keras.Model):
         """The model with given masks (`DropoutMasks()` for inference)."""
         tokens = tf.convert_to_tensor(tokens, tf.int32)
         x = self.embed(tokens, masks)
-        hidden, last = self.cell(
-            x, state=state, arc=arc, x_mask=masks.x, l_mask=masks.hidden
-        )
+        hidden, last = self.cell(x, state=state, arc=arc, x_mask=masks.x, l_mask=masks.hidden)
         out = hidden if masks.outputs is None else hidden * masks.outputs
         emb = tf.cast(self.embedding.value, self.compute_dtype)
         shape = tf.shape(out)
-        logits = tf.matmul(
-            tf.reshape(out, [-1, self.hidden_size]), emb, transpose_b=True
-        )
+        logits = tf.matmul(tf.reshape(out, [-1, self.hidden_size]), emb, transpose_b=True)
         logits = tf.reshape(logits, [shape[0], shape[1], self.vocab_size])
         return LMOutput(tf.cast(logits, tf.float32), last, hidden)
 
@@ -250,9 +246,7 @@ class SharedRnnLM(_RnnLM):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        cell = self.cell_class(
-            hidden_size, num_nodes, num_funcs, average, init_range, name="cell"
-        )
+        cell = self.cell_class(hidden_size, num_nodes, num_funcs, average, init_range, name="cell")
         dropouts = {
             "drop_e": drop_e,
             "drop_i": drop_i,
@@ -260,9 +254,7 @@ class SharedRnnLM(_RnnLM):
             "drop_l": drop_l,
             "drop_o": drop_o,
         }
-        super().__init__(
-            cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs
-        )
+        super().__init__(cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs)
 
     def child_weights(self, arc: Any) -> dict[str, np.ndarray]:
         """`FixedRnnLM` weights of `arc`: `embedding`, `w0`, `node1..nodeL`."""
@@ -325,9 +317,7 @@ class FixedRnnLM(_RnnLM):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        cell = FixedRnnCell(
-            arc, hidden_size, num_funcs, average, init_range, name="cell"
-        )
+        cell = FixedRnnCell(arc, hidden_size, num_funcs, average, init_range, name="cell")
         dropouts = {
             "drop_e": drop_e,
             "drop_i": drop_i,
@@ -335,9 +325,7 @@ class FixedRnnLM(_RnnLM):
             "drop_l": drop_l,
             "drop_o": drop_o,
         }
-        super().__init__(
-            cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs
-        )
+        super().__init__(cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs)
 
     @property
     def arc(self) -> tuple[int, ...]:
@@ -363,9 +351,7 @@ class FixedRnnLM(_RnnLM):
         """
         missing = {"embedding", "w0"} - set(weights)
         missing |= {
-            f"node{k}"
-            for k in range(1, self.cell.num_nodes + 1)
-            if f"node{k}" not in weights
+            f"node{k}" for k in range(1, self.cell.num_nodes + 1) if f"node{k}" not in weights
         }
         if missing:
             raise ValueError(f"Missing child weights: {sorted(missing)}.")

@@ -26,9 +26,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf.runtime import nonfinite
 from enas_tf.data.ptb import batchify, windows
 from enas_tf.lm.model import SharedRnnLM
+from enas_tf.runtime import nonfinite
 
 WEIGHT_PENALTIES = ("quartic", "l2", "none")
 
@@ -61,14 +61,11 @@ class Regularizers:
     def __post_init__(self) -> None:
         if self.weight_penalty not in WEIGHT_PENALTIES:
             raise ValueError(
-                f"Expected weight_penalty in {WEIGHT_PENALTIES}; received: "
-                f"{self.weight_penalty!r}."
+                f"Expected weight_penalty in {WEIGHT_PENALTIES}; received: {self.weight_penalty!r}."
             )
         for name in ("alpha", "beta", "weight_decay"):
             if getattr(self, name) < 0:
-                raise ValueError(
-                    f"Expected {name} >= 0; received: {getattr(self, name)}."
-                )
+                raise ValueError(f"Expected {name} >= 0; received: {getattr(self, name)}.")
 
 
 SEARCH_REGULARIZERS = Regularizers()
@@ -191,9 +188,7 @@ def clip_gradients(
 def scale_gradient(gradient: Any, scale: tf.Tensor) -> Any:
     """`scale * gradient` for a dense tensor or `IndexedSlices`."""
     if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(
-            gradient.values * scale, gradient.indices, gradient.dense_shape
-        )
+        return tf.IndexedSlices(gradient.values * scale, gradient.indices, gradient.dense_shape)
     return gradient * scale
 
 
@@ -307,9 +302,7 @@ def make_train_step(
 
     def step(tokens, targets, state, lr_scale, arc=None):
         with tf.GradientTape() as tape:
-            loss, new_state, terms = training_loss(
-                model, tokens, targets, state, arc, regularizers
-            )
+            loss, new_state, terms = training_loss(model, tokens, targets, state, arc, regularizers)
         gradients = tape.gradient(loss, variables)
         finite = nonfinite.all_finite(loss, gradients)
         gradients, norm = clip_gradients(gradients, grad_bound)
@@ -317,7 +310,8 @@ def make_train_step(
         nonfinite.apply_if_finite(optimizer, gradients, variables, finite)
         # A skipped step does not carry a NaN state into the next window.
         new_state = tf.nest.map_structure(
-            lambda new, old: tf.where(finite, new, old), new_state, state)
+            lambda new, old: tf.where(finite, new, old), new_state, state
+        )
         return new_state, {"loss": loss, **terms, "grad_norm": norm, "finite": finite}
 
     signature = [*_signature(model), tf.TensorSpec([], tf.float32), *_arc_spec(model)]

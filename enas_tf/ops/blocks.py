@@ -165,9 +165,7 @@ class DropPath(keras.layers.Layer):
     def __init__(self, final_keep_prob: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 < final_keep_prob <= 1.0:
-            raise ValueError(
-                f"final_keep_prob must be in (0, 1]; received {final_keep_prob}."
-            )
+            raise ValueError(f"final_keep_prob must be in (0, 1]; received {final_keep_prob}.")
         self.final_keep_prob = float(final_keep_prob)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -180,13 +178,9 @@ class DropPath(keras.layers.Layer):
     def call(self, inputs, training=False):
         if not training:
             return inputs
-        keep = 1.0 - keras.ops.cast(self.progress, "float32") * (
-            1.0 - self.final_keep_prob
-        )
+        keep = 1.0 - keras.ops.cast(self.progress, "float32") * (1.0 - self.final_keep_prob)
         batch = keras.ops.shape(inputs)[0]
-        noise = keras.random.uniform(
-            (batch, 1, 1, 1), seed=self.seed_generator, dtype="float32"
-        )
+        noise = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator, dtype="float32")
         mask = keras.ops.floor(keep + noise) / keep
         return inputs * keras.ops.cast(mask, inputs.dtype)
 

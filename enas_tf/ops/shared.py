@@ -71,9 +71,15 @@ def moving_statistic(layer: keras.layers.Layer, name: str, shape, initializer):
     Never autocast: under a mixed-precision policy the statistics stay
     float32 variables (read and assigned as such), as in Keras' BatchNorm.
     """
-    var = keras.Variable(initializer, shape=shape, trainable=False, name=name,
-                         synchronization="on_read", aggregation="mean",
-                         autocast=False)
+    var = keras.Variable(
+        initializer,
+        shape=shape,
+        trainable=False,
+        name=name,
+        synchronization="on_read",
+        aggregation="mean",
+        autocast=False,
+    )
     layer._track_variable(var)
     return var
 
@@ -134,18 +140,22 @@ def batch_norm(x, gamma, beta, mean, var, momentum, epsilon, training):
     With a float16 or bfloat16 `x` (mixed precision) the parameters and
     statistics are float32 and so is the arithmetic; `y` has `x`'s dtype.
     """
-    gamma, beta, mean, var = (
-        tf.cast(t, tf.float32) for t in (gamma, beta, mean, var))
+    gamma, beta, mean, var = (tf.cast(t, tf.float32) for t in (gamma, beta, mean, var))
     if not training:
         # The formula of Keras' BatchNormalization at inference, so a child
         # with copied weights computes the same numbers.
-        y = tf.nn.batch_normalization(
-            tf.cast(x, tf.float32), mean, var, beta, gamma, epsilon)
+        y = tf.nn.batch_normalization(tf.cast(x, tf.float32), mean, var, beta, gamma, epsilon)
         return tf.cast(y, x.dtype), None
     # One fused kernel normalises and computes the new moving averages
     # (16-bit `x` with float32 parameters is a fused-kernel signature).
     y, new_mean, new_var = tf.compat.v1.nn.fused_batch_norm(
-        x, gamma, beta, mean, var, epsilon=epsilon, is_training=True,
+        x,
+        gamma,
+        beta,
+        mean,
+        var,
+        epsilon=epsilon,
+        is_training=True,
         exponential_avg_factor=1.0 - momentum,
     )[:3]
     return y, (new_mean, new_var)
@@ -210,8 +220,10 @@ def max_pool(x, strides: int):
     def pool_fn(x):
         def grad(dy):
             y = tf.nn.max_pool2d(x, window, step, "SAME")
-            return tf.raw_ops.MaxPoolGrad(orig_input=x, orig_output=y, grad=dy,
-                                          ksize=window, strides=step, padding="SAME")
+            return tf.raw_ops.MaxPoolGrad(
+                orig_input=x, orig_output=y, grad=dy, ksize=window, strides=step, padding="SAME"
+            )
+
         return tf.nn.max_pool2d(x, window, step, "SAME"), grad
 
     # The identity puts the input in the graph being built: a tensor captured
@@ -279,8 +291,7 @@ def factorized_reduction(x, path1, path2):
     first = tf.concat([path1, zero], -1)  # tap (0, 0): path1's half
     last = tf.concat([zero, path2], -1)  # tap (1, 1): path2's half
     empty = tf.zeros_like(first)
-    kernel = tf.reshape(tf.stack([first, empty, empty, last]),
-                        [2, 2, -1, 2 * _width(path1, 1)])
+    kernel = tf.reshape(tf.stack([first, empty, empty, last]), [2, 2, -1, 2 * _width(path1, 1)])
     pad = [_odd(x, 1), _odd(x, 2)]
     if not (isinstance(pad[0], int) and isinstance(pad[1], int) and pad == [0, 0]):
         x = tf.pad(x, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]])

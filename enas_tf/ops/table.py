@@ -42,15 +42,18 @@ class Op:
         return self.kind in ("conv", "sep_conv")
 
 
-OPS = {op.name: op for op in (
-    Op("conv_3x3", "conv", 3),
-    Op("conv_5x5", "conv", 5),
-    Op("sep_conv_3x3", "sep_conv", 3),
-    Op("sep_conv_5x5", "sep_conv", 5),
-    Op("avg_pool_3x3", "pool", 3, "avg"),
-    Op("max_pool_3x3", "pool", 3, "max"),
-    Op("identity", "identity"),
-)}
+OPS = {
+    op.name: op
+    for op in (
+        Op("conv_3x3", "conv", 3),
+        Op("conv_5x5", "conv", 5),
+        Op("sep_conv_3x3", "sep_conv", 3),
+        Op("sep_conv_5x5", "sep_conv", 5),
+        Op("avg_pool_3x3", "pool", 3, "avg"),
+        Op("max_pool_3x3", "pool", 3, "max"),
+        Op("identity", "identity"),
+    )
+}
 
 
 def op(name: str) -> Op:
@@ -62,5 +65,4 @@ def op(name: str) -> Op:
     try:
         return OPS[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown op {name!r}; the op table has {', '.join(OPS)}.") from None
+        raise ValueError(f"Unknown op {name!r}; the op table has {', '.join(OPS)}.") from None

@@ -49,7 +49,8 @@ class Stopped(Exception):
         name = signal.Signals(signum).name
         super().__init__(
             f"Stopped on {name}; the run was saved to {checkpoint}. Run the same "
-            f"command again to resume it.")
+            f"command again to resume it."
+        )
 
     @property
     def exit_code(self) -> int:
@@ -75,9 +76,12 @@ class StopRequest:
         if self.requested == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.requested = signum
-        print(f"\nReceived {signal.Signals(signum).name}: finishing the current step, "
-              f"then saving a checkpoint and stopping (Ctrl-C again to stop at once).",
-              file=sys.stderr, flush=True)
+        print(
+            f"\nReceived {signal.Signals(signum).name}: finishing the current step, "
+            f"then saving a checkpoint and stopping (Ctrl-C again to stop at once).",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -113,17 +117,25 @@ def restore_newest(checkpoint: Any, manager: Any) -> str | None:
         except Exception as e:  # noqa: BLE001 - TF raises OpError, ValueError, IndexError...
             message = str(e).strip().splitlines()[0][:200]
             logging.warning("Checkpoint %s is unreadable: %s", path, message)
-            print(f"warning: checkpoint {path} is corrupt or truncated ({message}); "
-                  f"trying the previous one.", file=sys.stderr, flush=True)
+            print(
+                f"warning: checkpoint {path} is corrupt or truncated ({message}); "
+                f"trying the previous one.",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         if path != paths[-1]:
-            print(f"Resuming from {path}, the newest readable checkpoint.",
-                  file=sys.stderr, flush=True)
+            print(
+                f"Resuming from {path}, the newest readable checkpoint.",
+                file=sys.stderr,
+                flush=True,
+            )
         return path
     raise UserError(
         f"No checkpoint in {manager.directory} is readable (all are corrupt or "
         f"truncated), so the run cannot resume. Move that directory away to "
-        f"start again in the same --output_dir, or pass --overwrite.")
+        f"start again in the same --output_dir, or pass --overwrite."
+    )
 
 
 def enable_determinism(seed: int) -> None:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
-from enas_tf.runtime.checkpoints import Stopped
 from enas_tf.errors import UserError
+from enas_tf.runtime.checkpoints import Stopped
 
 USAGE_ERROR = 2
 PEER_FAILED = 1
@@ -52,16 +52,18 @@ def check_cutout(cutout_size: int, dataset: str) -> None:
 def define_strategy_flags() -> None:
     """Defines --strategy and --devices (search and final training)."""
     flags.DEFINE_enum(
-        "strategy", "default", list(STRATEGIES),
+        "strategy",
+        "default",
+        list(STRATEGIES),
         "default: one device. mirrored: tf.distribute.MirroredStrategy over "
         "--devices (default: every local GPU), each step's global batch "
         "(--batch_size) split over them. multi_worker: "
         "tf.distribute.MultiWorkerMirroredStrategy over the workers of the "
         "TF_CONFIG environment variable (start the same command on each; "
         "worker 0 or the chief writes --output_dir, which every worker must "
-        "see). One architecture per step on every replica.")
-    flags.DEFINE_list(
-        "devices", None, "Devices of --strategy=mirrored, e.g. /gpu:0,/gpu:1.")
+        "see). One architecture per step on every replica.",
+    )
+    flags.DEFINE_list("devices", None, "Devices of --strategy=mirrored, e.g. /gpu:0,/gpu:1.")
 
 
 def strategy_from_flags():
@@ -113,10 +115,13 @@ def run(main: Callable[[list[str]], int | None]) -> None:
             if not _peer_died(e):
                 raise
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            print(f"{program_name()}: error: another worker of this multi-worker run "
-                  f"stopped ({type(e).__name__}: {first}). Nothing after the last "
-                  f"checkpoint was kept. Restart every worker with the same command "
-                  f"to resume the run.", file=sys.stderr)
+            print(
+                f"{program_name()}: error: another worker of this multi-worker run "
+                f"stopped ({type(e).__name__}: {first}). Nothing after the last "
+                f"checkpoint was kept. Restart every worker with the same command "
+                f"to resume the run.",
+                file=sys.stderr,
+            )
             sys.exit(PEER_FAILED)
         return None
 

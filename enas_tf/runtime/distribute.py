@@ -62,11 +62,11 @@ def make_strategy(name: str = "default", devices: list[str] | None = None):
         if devices:
             raise UserError(
                 "--devices applies to --strategy=mirrored; a multi_worker run "
-                "uses every GPU of each worker (CUDA_VISIBLE_DEVICES limits them).")
+                "uses every GPU of each worker (CUDA_VISIBLE_DEVICES limits them)."
+            )
         return multi_worker_strategy()
     if name != "mirrored":
-        raise UserError(
-            f"Unknown strategy {name!r}; use default, mirrored or multi_worker.")
+        raise UserError(f"Unknown strategy {name!r}; use default, mirrored or multi_worker.")
 
     def short(name):  # "/job:x/.../device:GPU:1", "/gpu:1" -> "gpu:1"
         return ":".join(name.lower().split(":")[-2:]).rsplit("/", 1)[-1]
@@ -76,7 +76,8 @@ def make_strategy(name: str = "default", devices: list[str] | None = None):
     if unknown:
         raise UserError(
             f"Unknown device(s) {', '.join(unknown)} in --devices; this machine "
-            f"has {', '.join('/' + d for d in sorted(known))}.")
+            f"has {', '.join('/' + d for d in sorted(known))}."
+        )
     return mirrored_strategy(devices)
 
 
@@ -113,7 +114,8 @@ def check_tf_config() -> dict:
     if not raw:
         raise UserError(
             f"--strategy=multi_worker needs the TF_CONFIG environment variable: "
-            f"the cluster's workers and this worker's index. {fix}")
+            f"the cluster's workers and this worker's index. {fix}"
+        )
     try:
         config = json.loads(raw)
     except ValueError as e:
@@ -128,21 +130,27 @@ def check_tf_config() -> dict:
         raise UserError(
             f'TF_CONFIG\'s cluster must list "worker" (and optionally one '
             f'"chief") addresses{"; unknown jobs: " + ", ".join(unknown) if unknown else ""}. '
-            f"{fix}")
+            f"{fix}"
+        )
     for job, addresses in jobs.items():
-        if (not isinstance(addresses, list) or not addresses
-                or not all(isinstance(a, str) and ":" in a for a in addresses)):
+        if (
+            not isinstance(addresses, list)
+            or not addresses
+            or not all(isinstance(a, str) and ":" in a for a in addresses)
+        ):
             raise UserError(
                 f'TF_CONFIG\'s cluster "{job}" must be a list of "host:port" '
-                f"addresses; received {addresses!r}. {fix}")
+                f"addresses; received {addresses!r}. {fix}"
+            )
     if len(jobs.get("chief", [])) > 1:
         raise UserError("TF_CONFIG's cluster can have one chief only.")
     kind, index = task.get("type"), task.get("index")
     if kind not in jobs or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
         raise UserError(
             f'TF_CONFIG\'s task {task!r} is not in the cluster: "type" must be '
-            f"one of {', '.join(sorted(jobs))} and \"index\" an integer from 0 "
-            f"to the number of its addresses - 1. {fix}")
+            f'one of {", ".join(sorted(jobs))} and "index" an integer from 0 '
+            f"to the number of its addresses - 1. {fix}"
+        )
     return config
 
 
@@ -160,10 +168,17 @@ def multi_worker_strategy():
 def peer_failure(error: BaseException) -> bool:
     """True when `error` is a collective operation failing because another
     worker of a multi-worker run stopped (killed, crashed, preempted)."""
-    return bool(_ACTIVE) and isinstance(error, (
-        tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError,
-        tf.errors.DeadlineExceededError, tf.errors.InternalError,
-        tf.errors.FailedPreconditionError))
+    return bool(_ACTIVE) and isinstance(
+        error,
+        (
+            tf.errors.UnavailableError,
+            tf.errors.CancelledError,
+            tf.errors.AbortedError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.InternalError,
+            tf.errors.FailedPreconditionError,
+        ),
+    )
 
 
 _ACTIVE: list[bool] = []  # a multi-worker `Workers` exists in this process
@@ -203,8 +218,11 @@ class Workers:
             self.count = len(jobs.get("worker", [])) + len(jobs.get("chief", []))
             _ACTIVE.append(True)
         has_chief = self.multi and "chief" in strategy.cluster_resolver.cluster_spec().as_dict()
-        self.is_chief = (not self.multi or self.task_type == "chief"
-                         or (self.task_type == "worker" and self.task_id == 0 and not has_chief))
+        self.is_chief = (
+            not self.multi
+            or self.task_type == "chief"
+            or (self.task_type == "worker" and self.task_id == 0 and not has_chief)
+        )
         self._reduce = None
 
     @property
@@ -231,13 +249,15 @@ class Workers:
                 def each():
                     ctx = tf.distribute.get_replica_context()
                     return ctx.all_reduce("sum", values * weight / local)
+
                 result = strategy.run(each)
                 return strategy.experimental_local_results(result)[0]
 
             self._reduce = reduce
         weight = 0.0 if chief_only and not self.is_chief else 1.0
-        return self._reduce(tf.constant(values, tf.float64),
-                            tf.constant(weight, tf.float64)).numpy()
+        return self._reduce(
+            tf.constant(values, tf.float64), tf.constant(weight, tf.float64)
+        ).numpy()
 
     def barrier(self) -> None:
         """Returns when every worker has called it."""
@@ -265,13 +285,13 @@ class Workers:
                 f"({self.name}: {mine.tolist()}, chief: {chief.tolist()}). Every "
                 f"worker must run the same command with the same flags, and "
                 f"--output_dir must be on a filesystem all of them see (they "
-                f"resume from the chief's checkpoints).")
+                f"resume from the chief's checkpoints)."
+            )
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` with tf.distribute sharding by data (each worker its share of
     every batch); datasets from arrays have no files to shard by."""
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)

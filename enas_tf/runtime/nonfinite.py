@@ -60,8 +60,10 @@ def apply_if_finite(optimizer, grads, variables, finite) -> tf.Tensor:
     ctx = tf.distribute.get_replica_context()
     if ctx is None:
         raise ValueError("apply_if_finite must be called in a replica context.")
-    if (not tf.distribute.has_strategy()
-            or tf.__internal__.distribute.strategy_supports_no_merge_call()):
+    if (
+        not tf.distribute.has_strategy()
+        or tf.__internal__.distribute.strategy_supports_no_merge_call()
+    ):
         tf.cond(finite, apply, skip)
         return finite
 
@@ -70,7 +72,8 @@ def apply_if_finite(optimizer, grads, variables, finite) -> tf.Tensor:
 
         def apply_each():
             strategy.extended.call_for_each_replica(
-                lambda g, v: optimizer.apply(g, v), args=(grads, variables))
+                lambda g, v: optimizer.apply(g, v), args=(grads, variables)
+            )
             return tf.constant(True)
 
         tf.cond(first, apply_each, skip)
@@ -109,7 +112,8 @@ def message(where: str, count: int) -> str:
         f"({where}); each was skipped, and the run is stopped. Lower the "
         f"learning rate (or the gradient bound), check the data for NaN or "
         f"Inf values, or raise --max_nonfinite to tolerate more. The last "
-        f"checkpoint on disk is the last good one; a rerun resumes from it.")
+        f"checkpoint on disk is the last good one; a rerun resumes from it."
+    )
 
 
 class NonFiniteCounter:
@@ -120,8 +124,7 @@ class NonFiniteCounter:
       where: what is being trained, for the messages ("child phase").
     """
 
-    def __init__(self, max_nonfinite: int = DEFAULT_MAX_NONFINITE,
-                 where: str = "training"):
+    def __init__(self, max_nonfinite: int = DEFAULT_MAX_NONFINITE, where: str = "training"):
         self.max_nonfinite, self.where = max_nonfinite, where
         self.total = 0
         self.consecutive = 0
@@ -139,9 +142,12 @@ class NonFiniteCounter:
         self.total += 1
         self.consecutive += 1
         logging.warning(
-            "Skipped a %s step%s with a NaN or Inf loss or gradient "
-            "(%d in a row, %d in all).", self.where,
-            "" if step is None else f" ({step})", self.consecutive, self.total)
+            "Skipped a %s step%s with a NaN or Inf loss or gradient (%d in a row, %d in all).",
+            self.where,
+            "" if step is None else f" ({step})",
+            self.consecutive,
+            self.total,
+        )
         if self.max_nonfinite and self.consecutive >= self.max_nonfinite:
             raise UserError(message(self.where, self.consecutive))
         return False
@@ -177,8 +183,12 @@ class FiniteGuardOptimizer:
         if hasattr(optimizer.apply, "nonfinite_steps"):
             return optimizer
         counter = tf.Variable(
-            0, dtype=tf.int64, trainable=False, name="nonfinite_steps",
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            0,
+            dtype=tf.int64,
+            trainable=False,
+            name="nonfinite_steps",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
         original = optimizer.apply
 
         def apply(grads, trainable_variables=None):

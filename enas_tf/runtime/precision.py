@@ -26,7 +26,7 @@ not (`refuse_search_jit_compile`).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from enas_tf.errors import UserError
 
@@ -44,11 +44,12 @@ SEARCH_JIT_MESSAGE = (
     "enas-search cannot compile its child step with XLA (--jit_compile): in the "
     "supernets' gradient, the 1x1 convolutions over the concatenated skip "
     "inputs or loose ends have an input-channel count set by the architecture "
-    "tensor, and XLA refuses it (\"Dynamic output feature dim on convolution "
-    "kernel is not supported\", Conv2DBackpropInput; checked on TF 2.21 for "
+    'tensor, and XLA refuses it ("Dynamic output feature dim on convolution '
+    'kernel is not supported", Conv2DBackpropInput; checked on TF 2.21 for '
     "both micro and macro supernets); the language-model search is not "
     "compiled either. Drop --jit_compile; final training (enas-train "
-    "--jit_compile) compiles.")
+    "--jit_compile) compiles."
+)
 
 
 def check_precision(name: str) -> None:
@@ -58,7 +59,8 @@ def check_precision(name: str) -> None:
             f"precision must be one of {', '.join(PRECISIONS)}; received "
             f"{name!r}. Use mixed_bfloat16 on CPUs and TPUs, mixed_float16 "
             f"on NVIDIA GPUs (with loss scaling), float32 to compute as "
-            f"before.")
+            f"before."
+        )
 
 
 def uses_loss_scale(name: str) -> bool:
@@ -106,7 +108,8 @@ def loss_scaled(name: str, optimizer, initial_scale: float = INITIAL_SCALE):
     if not uses_loss_scale(name):
         return optimizer
     return keras.optimizers.LossScaleOptimizer(
-        optimizer, initial_scale=initial_scale, dynamic_growth_steps=GROWTH_STEPS)
+        optimizer, initial_scale=initial_scale, dynamic_growth_steps=GROWTH_STEPS
+    )
 
 
 class LossScale:
@@ -128,19 +131,21 @@ class LossScale:
       growth_steps: good steps in a row after which the scale doubles.
     """
 
-    def __init__(self, initial_scale: float = INITIAL_SCALE,
-                 growth_steps: int = GROWTH_STEPS):
+    def __init__(self, initial_scale: float = INITIAL_SCALE, growth_steps: int = GROWTH_STEPS):
         if initial_scale < 1 or growth_steps < 1:
             raise ValueError(
                 f"Need initial_scale >= 1 and growth_steps >= 1; received "
-                f"{initial_scale} and {growth_steps}.")
+                f"{initial_scale} and {growth_steps}."
+            )
         import tensorflow as tf
 
         self.growth_steps = int(growth_steps)
-        self.scale = tf.Variable(float(initial_scale), dtype=tf.float32,
-                                 trainable=False, name="loss_scale")
-        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                      name="loss_scale_good_steps")
+        self.scale = tf.Variable(
+            float(initial_scale), dtype=tf.float32, trainable=False, name="loss_scale"
+        )
+        self.good_steps = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="loss_scale_good_steps"
+        )
 
     def checkpoint(self):
         """The scale and the good-step count (`tf.train.Checkpoint`)."""
@@ -176,10 +181,9 @@ class LossScale:
         loss_bad = tf.greater(loss_bad, 0)
         grads_bad = tf.greater(grads_bad, 0)
         overflow = tf.logical_and(
-            tf.logical_and(grads_bad, tf.logical_not(loss_bad)),
-            tf.greater(self.scale, 1.0))
-        failed = tf.logical_and(tf.logical_or(loss_bad, grads_bad),
-                                tf.logical_not(overflow))
+            tf.logical_and(grads_bad, tf.logical_not(loss_bad)), tf.greater(self.scale, 1.0)
+        )
+        failed = tf.logical_and(tf.logical_or(loss_bad, grads_bad), tf.logical_not(overflow))
         return failed, overflow
 
     def update(self, overflow, applied) -> None:
@@ -191,8 +195,11 @@ class LossScale:
         applied = tf.convert_to_tensor(applied, tf.bool)
         good = self.good_steps + tf.cast(applied, tf.int64)
         grow = tf.logical_and(applied, good >= self.growth_steps)
-        scale = tf.where(overflow, tf.maximum(self.scale * 0.5, 1.0),
-                         tf.where(grow, self.scale * 2.0, self.scale))
+        scale = tf.where(
+            overflow,
+            tf.maximum(self.scale * 0.5, 1.0),
+            tf.where(grow, self.scale * 2.0, self.scale),
+        )
         good = tf.where(tf.logical_or(overflow, grow), tf.zeros_like(good), good)
         self.scale.assign(scale)
         self.good_steps.assign(good)
@@ -202,8 +209,9 @@ def _multiply(grad, factor):
     import tensorflow as tf
 
     if isinstance(grad, tf.IndexedSlices):
-        return tf.IndexedSlices(grad.values * tf.cast(factor, grad.values.dtype),
-                                grad.indices, grad.dense_shape)
+        return tf.IndexedSlices(
+            grad.values * tf.cast(factor, grad.values.dtype), grad.indices, grad.dense_shape
+        )
     return grad * tf.cast(factor, grad.dtype)
 
 

@@ -47,8 +47,7 @@ def write_bytes_atomic(path: str, data: bytes, *, overwrite: bool = True) -> Non
         raise UserError(f"{path} is a directory; give the path of a file to write.")
     if os.path.exists(path) and not overwrite:
         raise UserError(
-            f"{path} already exists; choose another path or pass --overwrite "
-            f"to replace it."
+            f"{path} already exists; choose another path or pass --overwrite to replace it."
         )
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -122,8 +121,7 @@ def _read_run_config(output_dir: str) -> dict[str, Any] | None:
             config = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(
-            f"Cannot read {path} ({e}); fix or remove it, or choose another "
-            f"--output_dir."
+            f"Cannot read {path} ({e}); fix or remove it, or choose another --output_dir."
         ) from None
     if not isinstance(config, dict):
         raise UserError(

@@ -27,35 +27,42 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf import spaces, strategies
-from enas_tf.runtime import distribute
-from enas_tf.runtime import nonfinite
-from enas_tf.runtime import precision
-from enas_tf.ops import shared as shared_ops
-from enas_tf.train.image import EpochCosineRestarts
 from enas_tf.configs.image import SearchConfig
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
 from enas_tf.errors import UserError
+from enas_tf.ops import shared as shared_ops
+from enas_tf.runtime import distribute, nonfinite, precision
 from enas_tf.search.loop import SearchBase
 from enas_tf.supernet.build import build_supernet, recalibrated, weights_checkpoint
+from enas_tf.train.image import EpochCosineRestarts
 
 SAFE_KEYS = (
-    "search.epochs", "search.derive_samples", "search.log_arcs",
-    "search.eval_batch_size", "data.data_dir",
+    "search.epochs",
+    "search.derive_samples",
+    "search.log_arcs",
+    "search.eval_batch_size",
+    "data.data_dir",
 )
 
 
 def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
     """The search strategy `config.algorithm` (`enas_tf.strategies`) with the
     CNN controllers' logit shaping and skip penalty."""
-    kwargs = dict(tanh_constant=config.tanh_constant or None,
-                  temperature=config.temperature or None)
+    kwargs = dict(
+        tanh_constant=config.tanh_constant or None, temperature=config.temperature or None
+    )
     if config.space == "micro":
         kwargs["op_tanh_reduce"] = config.op_tanh_reduce
     else:
         kwargs["skip_target"] = config.skip_target
-    return strategies.build(config.algorithm, config, space, controller_kwargs=kwargs,
-                            trainer_kwargs={"skip_weight": config.skip_weight})
+    return strategies.build(
+        config.algorithm,
+        config,
+        space,
+        controller_kwargs=kwargs,
+        trainer_kwargs={"skip_weight": config.skip_weight},
+    )
 
 
 class Search(SearchBase):
@@ -78,17 +85,25 @@ class Search(SearchBase):
     SCORE_KEY = "valid_accuracy"
     HIGHER_IS_BETTER = True
     LOG_SKIP_RATE = True
-    TRACE_NOTE = ("The first step traces the supernet's graph once for every "
-                  "architecture; it takes a while.")
+    TRACE_NOTE = (
+        "The first step traces the supernet's graph once for every architecture; it takes a while."
+    )
 
-    def __init__(self, config: SearchConfig, splits: ImageSplits, output_dir: str,
-                 *, data: dict | None = None, overwrite: bool = False, verbose: int = 1,
-                 strategy: tf.distribute.Strategy | None = None):
+    def __init__(
+        self,
+        config: SearchConfig,
+        splits: ImageSplits,
+        output_dir: str,
+        *,
+        data: dict | None = None,
+        overwrite: bool = False,
+        verbose: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
         config.check()
         if len(splits.valid_images) == 0:
             raise UserError(
-                "The search rewards architectures on a validation split; give "
-                "--valid_size > 0."
+                "The search rewards architectures on a validation split; give --valid_size > 0."
             )
         self.splits = splits
         run = {
@@ -96,10 +111,12 @@ class Search(SearchBase):
             "search": dataclasses.asdict(config),
             "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
         }
-        super().__init__(config, output_dir, run, overwrite=overwrite, verbose=verbose,
-                         strategy=strategy)
+        super().__init__(
+            config, output_dir, run, overwrite=overwrite, verbose=verbose, strategy=strategy
+        )
         self._valid = tf.data.Dataset.from_tensor_slices(
-            (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels))
+            (normalize(splits.valid_images, splits.mean, splits.std), splits.valid_labels)
+        )
         self._reward_batches, self._reward_next = None, -1
         self._calibration = None  # training batches of reward_bn=recalibrate
 
@@ -108,27 +125,31 @@ class Search(SearchBase):
             raise UserError(
                 f"batch_size {self.config.batch_size} is smaller than the "
                 f"{self.replicas} replicas it is split over; give a larger "
-                f"--batch_size.")
+                f"--batch_size."
+            )
 
     def _build_model(self) -> None:
         config, splits = self.config, self.splits
         # With several replicas the last, smaller batch of each pass is
         # dropped, so no replica ever gets an empty share.
         rounding = math.ceil if self.replicas == 1 else math.floor
-        self.steps_per_epoch = max(
-            1, rounding(len(splits.train_images) / config.batch_size))
+        self.steps_per_epoch = max(1, rounding(len(splits.train_images) / config.batch_size))
         # The supernet computes in `config.precision`; the policy is not
         # left set, so the controller (built later) stays float32.
         with precision.policy(config.precision):
             self.net = build_supernet(config, splits.image_shape, splits.num_classes)
         # float16: dynamic loss scaling in the child step (`_build_steps`).
-        self.loss_scale = (precision.LossScale()
-                           if precision.uses_loss_scale(config.precision) else None)
+        self.loss_scale = (
+            precision.LossScale() if precision.uses_loss_scale(config.precision) else None
+        )
         # Clipping is done on the all-reduced gradient (`_build_steps`).
         self.optimizer = keras.optimizers.SGD(
-            EpochCosineRestarts(config.lr_max, config.lr_min, config.lr_t0,
-                                config.lr_t_mul, self.steps_per_epoch),
-            momentum=config.momentum, nesterov=True)
+            EpochCosineRestarts(
+                config.lr_max, config.lr_min, config.lr_t0, config.lr_t_mul, self.steps_per_epoch
+            ),
+            momentum=config.momentum,
+            nesterov=True,
+        )
         self.optimizer.build(self.net.trainable_variables)
         # Reward minibatches drawn so far (`_reward_batch`).
         self.reward_index = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -137,8 +158,11 @@ class Search(SearchBase):
         return build_sampler(self.config, self.space)
 
     def _checkpointed(self) -> dict:
-        saved = {"supernet": weights_checkpoint(self.net), "optimizer": self.optimizer,
-                 "reward_index": self.reward_index}
+        saved = {
+            "supernet": weights_checkpoint(self.net),
+            "optimizer": self.optimizer,
+            "reward_index": self.reward_index,
+        }
         if self.loss_scale is not None:
             saved["loss_scale"] = self.loss_scale.checkpoint()
         return saved
@@ -166,8 +190,8 @@ class Search(SearchBase):
         """
         net, space, config, strategy = self.net, self.space, self.config, self.strategy
         # The batch spec: per-replica specs under a multi-device strategy.
-        batch = self._distribute(eval_dataset(
-            self.splits.valid_images[:2], self.splits.valid_labels[:2], self.splits, 2)
+        batch = self._distribute(
+            eval_dataset(self.splits.valid_images[:2], self.splits.valid_labels[:2], self.splits, 2)
         ).element_spec
         arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
         batch_stats = config.reward_bn == "batch"
@@ -188,15 +212,18 @@ class Search(SearchBase):
                 # draws the ones an uninterrupted run would.
                 step = tf.cast(self.optimizer.iterations, tf.int64)
                 replica = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-                seed = tf.stack([tf.constant(config.seed, tf.int64),
-                                 step * replicas + replica])
+                seed = tf.stack([tf.constant(config.seed, tf.int64), step * replicas + replica])
                 logits = net(images, arc=arc, training=True, dropout_seed=seed)
                 loss_sum = tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+                )
                 total = loss_sum / count
                 if config.l2 > 0:
-                    total += config.l2 / replicas * tf.add_n(
-                        [tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+                    total += (
+                        config.l2
+                        / replicas
+                        * tf.add_n([tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
+                    )
                 # float16: scaled so that small gradients do not underflow.
                 scaled = total if loss_scale is None else loss_scale.scale_loss(total)
             variables = net.trainable_variables
@@ -208,8 +235,10 @@ class Search(SearchBase):
             # clipping one all-reduce carries the flag with the gradients.
             # [loss not finite, a gradient not finite]: apart, since under
             # loss scaling the second alone is an overflow, not a failure.
-            bad = 1.0 - tf.cast(tf.stack([nonfinite.all_finite(total),
-                                          nonfinite.all_finite(0.0, grads)]), tf.float32)
+            bad = 1.0 - tf.cast(
+                tf.stack([nonfinite.all_finite(total), nonfinite.all_finite(0.0, grads)]),
+                tf.float32,
+            )
             if config.grad_bound > 0 and replicas > 1:
                 *grads, bad = ctx.all_reduce("sum", [*grads, bad])
             elif replicas > 1:
@@ -225,9 +254,13 @@ class Search(SearchBase):
                     grads = [_scale(g, 1.0 / replicas) for g in grads]
             nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
             nonfinite.restore_unless(finite, net.non_trainable_variables, statistics)
-            return (loss_sum, _correct(logits, labels), count,
-                    tf.cast(tf.logical_not(failed), tf.float32),
-                    tf.cast(overflow, tf.float32))
+            return (
+                loss_sum,
+                _correct(logits, labels),
+                count,
+                tf.cast(tf.logical_not(failed), tf.float32),
+                tf.cast(overflow, tf.float32),
+            )
 
         def evaluate(images, labels, arc):
             arc = same_arc(tf.distribute.get_replica_context(), arc)
@@ -243,12 +276,14 @@ class Search(SearchBase):
             skipped for a NaN or Inf loss or gradient; a float16 overflow
             skips the update too but is not a failure (`LossScale`)."""
             loss_sum, correct, count, finite, overflow = summed(
-                strategy.run(train, args=(*batch, arc)))
+                strategy.run(train, args=(*batch, arc))
+            )
             if loss_scale is not None:
                 # The flags are all-reduced: every replica decided the same.
                 overflow = overflow > 0.5
-                loss_scale.update(overflow, tf.logical_and(
-                    finite > replicas - 0.5, tf.logical_not(overflow)))
+                loss_scale.update(
+                    overflow, tf.logical_and(finite > replicas - 0.5, tf.logical_not(overflow))
+                )
             # `count` is the global count on every replica: sum / replicas.
             count /= replicas
             return loss_sum / count, correct / count, finite > replicas - 0.5
@@ -271,8 +306,7 @@ class Search(SearchBase):
         self.child_step, self.eval_step = child_step, eval_step
         self.calibrate_step = calibrate_step
         # Skipped (non-finite) child steps; too many in a row stop the run.
-        self.nonfinite = nonfinite.NonFiniteCounter(
-            config.max_nonfinite, "CNN search, child phase")
+        self.nonfinite = nonfinite.NonFiniteCounter(config.max_nonfinite, "CNN search, child phase")
 
     # ----- phases -------------------------------------------------------------
 
@@ -282,12 +316,20 @@ class Search(SearchBase):
         # The batches of an epoch depend only on (seed, epoch); a run stopped
         # inside the phase skips the `child_done` batches it trained on.
         done = int(self.child_done.numpy())
-        data = self._distribute(train_dataset(
-            self.splits, config.batch_size, cutout_size=config.cutout_size,
-            flip=config.flip, pad=config.pad, seed=config.seed + epoch,
-            drop_remainder=self.replicas > 1).skip(done))
-        bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose,
-                                  stateful_metrics=["loss", "accuracy"])
+        data = self._distribute(
+            train_dataset(
+                self.splits,
+                config.batch_size,
+                cutout_size=config.cutout_size,
+                flip=config.flip,
+                pad=config.pad,
+                seed=config.seed + epoch,
+                drop_remainder=self.replicas > 1,
+            ).skip(done)
+        )
+        bar = keras.utils.Progbar(
+            self.steps_per_epoch, verbose=self.verbose, stateful_metrics=["loss", "accuracy"]
+        )
         for step, batch in enumerate(data, start=done):
             arc = self.sampler.sample(1).arc[0]
             loss, acc, finite = self.child_step(batch, arc)
@@ -301,11 +343,16 @@ class Search(SearchBase):
         # rewards and scores use their mean.
         shared_ops.sync_statistics(self.net)
         loss_sum, acc_sum, steps, _ = self.child_sums.numpy()
-        return {"child/loss": float(loss_sum / max(steps, 1)),
-                "child/accuracy": float(acc_sum / max(steps, 1)),
-                "child/learning_rate": float(self.optimizer.learning_rate.numpy()),
-                **({"child/loss_scale": float(self.loss_scale.scale.numpy())}
-                   if self.loss_scale is not None else {})}
+        return {
+            "child/loss": float(loss_sum / max(steps, 1)),
+            "child/accuracy": float(acc_sum / max(steps, 1)),
+            "child/learning_rate": float(self.optimizer.learning_rate.numpy()),
+            **(
+                {"child/loss_scale": float(self.loss_scale.scale.numpy())}
+                if self.loss_scale is not None
+                else {}
+            ),
+        }
 
     def _epoch_metrics(self) -> dict[str, float]:
         # child_sums[3]: the epoch's skipped (non-finite) child steps.
@@ -329,13 +376,20 @@ class Search(SearchBase):
         if self._calibration is None:
             splits, size = self.splits, self.config.batch_size
             count = min(len(splits.train_images), self.config.recalibrate_batches * size)
-            order = np.random.default_rng(self.config.seed).permutation(
-                len(splits.train_images))[:count]
-            self._calibration = list(self._distribute(eval_dataset(
-                splits.train_images[order], splits.train_labels[order], splits, size)))
+            order = np.random.default_rng(self.config.seed).permutation(len(splits.train_images))[
+                :count
+            ]
+            self._calibration = list(
+                self._distribute(
+                    eval_dataset(
+                        splits.train_images[order], splits.train_labels[order], splits, size
+                    )
+                )
+            )
         arc = tf.constant(np.asarray(arc), tf.int32)
-        with recalibrated(self.net, lambda batch: self.calibrate_step(batch, arc),
-                          self._calibration):
+        with recalibrated(
+            self.net, lambda batch: self.calibrate_step(batch, arc), self._calibration
+        ):
             yield
 
     def _reward_batch(self):
@@ -351,11 +405,17 @@ class Search(SearchBase):
         passes, position = divmod(index, per_pass)
         if index != self._reward_next:  # a new pass, or the first reward
             seed = int(np.random.SeedSequence([self.config.seed, passes]).generate_state(1)[0])
-            self._reward_batches = iter(self._distribute(
-                self._valid.shuffle(len(self.splits.valid_images), seed=seed,
-                                    reshuffle_each_iteration=False)
-                .repeat().batch(self.config.batch_size, drop_remainder=True)
-                .take(per_pass).skip(position)))
+            self._reward_batches = iter(
+                self._distribute(
+                    self._valid.shuffle(
+                        len(self.splits.valid_images), seed=seed, reshuffle_each_iteration=False
+                    )
+                    .repeat()
+                    .batch(self.config.batch_size, drop_remainder=True)
+                    .take(per_pass)
+                    .skip(position)
+                )
+            )
         self.reward_index.assign_add(1)
         self._reward_next = index + 1 if position + 1 < per_pass else -1
         return next(self._reward_batches)
@@ -365,9 +425,14 @@ class Search(SearchBase):
 
     def score(self, arc) -> float:
         """Accuracy of `arc` on the whole validation split, shared weights."""
-        data = self._distribute(eval_dataset(
-            self.splits.valid_images, self.splits.valid_labels, self.splits,
-            self.config.eval_batch_size))
+        data = self._distribute(
+            eval_dataset(
+                self.splits.valid_images,
+                self.splits.valid_labels,
+                self.splits,
+                self.config.eval_batch_size,
+            )
+        )
         arc = tf.constant(arc, tf.int32)
         correct = 0.0
         with self._statistics_for(arc):
@@ -393,4 +458,3 @@ def _replica0_arc(ctx, arc):
     first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), tf.float32)
     total = ctx.all_reduce("sum", tf.cast(arc, tf.float32) * first)
     return tf.cast(tf.round(total), arc.dtype)
-

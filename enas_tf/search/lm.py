@@ -46,18 +46,22 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf import strategies
-from enas_tf.lm import loop as lm_loop
-from enas_tf.lm import steps as lm_training
-from enas_tf.runtime import nonfinite
 from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.data.ptb import PtbCorpus
 from enas_tf.errors import UserError
+from enas_tf.lm import loop as lm_loop
+from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import SharedRnnLM
+from enas_tf.runtime import nonfinite
 from enas_tf.search.loop import SearchBase
 
 SAFE_KEYS = (
-    "search.epochs", "search.derive_samples", "search.log_arcs",
-    "search.eval_batch_size", "search.max_steps_per_epoch", "data.data_dir",
+    "search.epochs",
+    "search.derive_samples",
+    "search.log_arcs",
+    "search.eval_batch_size",
+    "search.max_steps_per_epoch",
+    "data.data_dir",
 )
 
 
@@ -83,20 +87,35 @@ class LmSearch(SearchBase):
     # The hidden state carried through the child phase is not checkpointed:
     # a signal stops the search at the end of the epoch.
     STOP_INSIDE_EPOCH = False
-    TRACE_NOTE = ("The first step traces the shared cell's graph once for every "
-                  "architecture and window length; it takes a while.")
+    TRACE_NOTE = (
+        "The first step traces the shared cell's graph once for every "
+        "architecture and window length; it takes a while."
+    )
 
-    def __init__(self, config: LmSearchConfig, corpus: PtbCorpus, output_dir: str,
-                 *, data: dict | None = None, overwrite: bool = False, verbose: int = 1):
+    def __init__(
+        self,
+        config: LmSearchConfig,
+        corpus: PtbCorpus,
+        output_dir: str,
+        *,
+        data: dict | None = None,
+        overwrite: bool = False,
+        verbose: int = 1,
+    ):
         config.check()
         self.corpus = corpus
         self.train_rows = lm_loop.train_rows(corpus.train, config.batch_size)
         self.reward_windows = lm_loop.split_windows(
-            corpus.valid, config.batch_size, config.bptt, "valid", "--batch_size")
-        lm_loop.split_windows(corpus.valid, config.eval_batch_size, config.bptt, "valid",
-                              "--eval_batch_size")
-        run = {"tool": "enas-search", "search": dataclasses.asdict(config),
-               "data": data or {"dataset": "ptb", "vocab_size": corpus.vocab_size}}
+            corpus.valid, config.batch_size, config.bptt, "valid", "--batch_size"
+        )
+        lm_loop.split_windows(
+            corpus.valid, config.eval_batch_size, config.bptt, "valid", "--eval_batch_size"
+        )
+        run = {
+            "tool": "enas-search",
+            "search": dataclasses.asdict(config),
+            "data": data or {"dataset": "ptb", "vocab_size": corpus.vocab_size},
+        }
         super().__init__(config, output_dir, run, overwrite=overwrite, verbose=verbose)
 
     def _check_replicas(self) -> None:
@@ -105,40 +124,52 @@ class LmSearch(SearchBase):
 
     def _build_model(self) -> None:
         config = self.config
-        self.model = SharedRnnLM(vocab_size=self.corpus.vocab_size,
-                                 **config.model_kwargs())
+        self.model = SharedRnnLM(vocab_size=self.corpus.vocab_size, **config.model_kwargs())
         self.optimizer = keras.optimizers.SGD(config.learning_rate)
         self.optimizer.build(self.model.trainable_variables)
         self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
-        self.reward_index = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                        name="reward_index")
+        self.reward_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="reward_index")
 
     def _build_sampler(self):
         config = self.config
-        shaping = {"tanh_constant": config.tanh_constant or None,
-                   "temperature": config.temperature or None}
+        shaping = {
+            "tanh_constant": config.tanh_constant or None,
+            "temperature": config.temperature or None,
+        }
         # Adam with the TF defaults (spec sec. 3.3), not the CNN scripts'.
-        return strategies.build(config.algorithm, config, self.space,
-                                controller_kwargs=shaping,
-                                trainer_kwargs={"beta_1": 0.9, "epsilon": 1e-8})
+        return strategies.build(
+            config.algorithm,
+            config,
+            self.space,
+            controller_kwargs=shaping,
+            trainer_kwargs={"beta_1": 0.9, "epsilon": 1e-8},
+        )
 
     def _checkpointed(self) -> dict:
-        return {"model": lm_loop.variables_checkpoint(self.model),
-                "optimizer": self.optimizer,
-                "position": self.position, "reward_index": self.reward_index,
-                "dropout_rng": self.model.dropout_generator}
+        return {
+            "model": lm_loop.variables_checkpoint(self.model),
+            "optimizer": self.optimizer,
+            "position": self.position,
+            "reward_index": self.reward_index,
+            "dropout_rng": self.model.dropout_generator,
+        }
 
     def _build_steps(self) -> None:
         config = self.config
         regularizers = lm_training.Regularizers(
-            alpha=config.alpha, beta=config.beta, weight_decay=config.weight_decay,
-            weight_penalty="quartic")
+            alpha=config.alpha,
+            beta=config.beta,
+            weight_decay=config.weight_decay,
+            weight_penalty="quartic",
+        )
         self.train_step = lm_training.make_train_step(
-            self.model, self.optimizer, regularizers, config.grad_bound or None)
+            self.model, self.optimizer, regularizers, config.grad_bound or None
+        )
         self.eval_step = lm_training.make_eval_step(self.model)
         # Skipped (non-finite) child steps; too many in a row stop the run.
         self.nonfinite = nonfinite.NonFiniteCounter(
-            config.max_nonfinite, "language-model search, child phase")
+            config.max_nonfinite, "language-model search, child phase"
+        )
 
     # ----- phases -------------------------------------------------------------
 
@@ -146,22 +177,27 @@ class LmSearch(SearchBase):
         config = self.config
         epoch = int(self.epoch.numpy())
         result = lm_loop.train_epoch(
-            self.train_step, self.train_rows, self.model.initial_state(config.batch_size),
+            self.train_step,
+            self.train_rows,
+            self.model.initial_state(config.batch_size),
             np.random.default_rng([config.seed, epoch]),
-            start=int(self.position.numpy()), bptt=config.bptt,
+            start=int(self.position.numpy()),
+            bptt=config.bptt,
             max_steps=config.max_steps_per_epoch,
-            arc_fn=lambda: self.sampler.sample(1).arc[0], verbose=self.verbose,
-            nonfinite=self.nonfinite)
+            arc_fn=lambda: self.sampler.sample(1).arc[0],
+            verbose=self.verbose,
+            nonfinite=self.nonfinite,
+        )
         self.position.assign(result.position)
         metrics = {f"child/{key}": value for key, value in result.metrics.items()}
-        metrics.update({"child/steps": float(result.steps),
-                        "child/learning_rate": config.learning_rate})
+        metrics.update(
+            {"child/steps": float(result.steps), "child/learning_rate": config.learning_rate}
+        )
         return metrics
 
     def _window_nll(self, window, arc) -> tuple[float, float]:
         x, y = window
-        nll, count, _ = self.eval_step(
-            x, y, self.model.initial_state(self.config.batch_size), arc)
+        nll, count, _ = self.eval_step(x, y, self.model.initial_state(self.config.batch_size), arc)
         return float(nll), float(count)
 
     def _reward(self, arc) -> float:
@@ -185,8 +221,13 @@ class LmSearch(SearchBase):
         """Perplexity of `arc` on the whole validation split, shared weights,
         `eval_batch_size` rows, `bptt` windows, state carried."""
         return lm_training.evaluate(
-            self.model, self.corpus.valid, self.config.eval_batch_size,
-            self.config.bptt, arc=arc, eval_step=self.eval_step)
+            self.model,
+            self.corpus.valid,
+            self.config.eval_batch_size,
+            self.config.bptt,
+            arc=arc,
+            eval_step=self.eval_step,
+        )
 
 
 __all__ = ["SAFE_KEYS", "LmSearch"]

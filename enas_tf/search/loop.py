@@ -61,15 +61,20 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf import spaces
-from enas_tf.viz import draw
 from enas_tf.runtime import rundir
-from enas_tf.runtime.checkpoints import StopRequest, Stopped, restore_newest
+from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.runtime.distribute import Workers
 from enas_tf.strategies.base import Strategy
+from enas_tf.viz import draw
 
 RUN_FILES = (
-    "checkpoints", "logs", "search_log.jsonl", "best_arc.txt", "best_arc.json",
-    "best_arc.png", "candidates.json",
+    "checkpoints",
+    "logs",
+    "search_log.jsonl",
+    "best_arc.txt",
+    "best_arc.json",
+    "best_arc.png",
+    "candidates.json",
 )
 
 
@@ -124,9 +129,16 @@ class SearchBase:
     # the epoch (False: the child phase cannot resume midway).
     STOP_INSIDE_EPOCH = True
 
-    def __init__(self, config: Any, output_dir: str, run: dict[str, Any], *,
-                 overwrite: bool = False, verbose: int = 1,
-                 strategy: tf.distribute.Strategy | None = None):
+    def __init__(
+        self,
+        config: Any,
+        output_dir: str,
+        run: dict[str, Any],
+        *,
+        overwrite: bool = False,
+        verbose: int = 1,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
         self.config, self.output_dir, self.verbose = config, output_dir, verbose
         self.space = config.search_space()
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -135,8 +147,13 @@ class SearchBase:
         checkpoints = os.path.join(output_dir, "checkpoints")
         if self.workers.is_chief:
             self.resumed = rundir.prepare(
-                output_dir, run, overwrite=overwrite, safe_keys=self.SAFE_KEYS,
-                run_files=RUN_FILES, renamed_keys=self.RENAMED_KEYS)
+                output_dir,
+                run,
+                overwrite=overwrite,
+                safe_keys=self.SAFE_KEYS,
+                run_files=RUN_FILES,
+                renamed_keys=self.RENAMED_KEYS,
+            )
         self.workers.barrier()
         if not self.workers.is_chief:
             self.resumed = tf.train.latest_checkpoint(checkpoints) is not None
@@ -155,24 +172,33 @@ class SearchBase:
         self.child_sums = tf.Variable(tf.zeros([4], tf.float64), trainable=False)
         self.sampler = self._build_sampler()
         self.checkpoint = tf.train.Checkpoint(
-            **self._checkpointed(), sampler=self.sampler, epoch=self.epoch,
-            child_done=self.child_done, controller_done=self.controller_done,
-            child_sums=self.child_sums)
+            **self._checkpointed(),
+            sampler=self.sampler,
+            epoch=self.epoch,
+            child_done=self.child_done,
+            controller_done=self.controller_done,
+            child_sums=self.child_sums,
+        )
         # Every worker restores the chief's checkpoints (`manager`) and saves
         # (`saver`: the chief's directory, or a private one; `Workers`).
         self.manager = tf.train.CheckpointManager(self.checkpoint, checkpoints, max_to_keep=3)
         self.saver = self.manager
         if not self.workers.is_chief:
             self.saver = tf.train.CheckpointManager(
-                self.checkpoint, self.workers.checkpoint_dir(checkpoints), max_to_keep=1)
+                self.checkpoint, self.workers.checkpoint_dir(checkpoints), max_to_keep=1
+            )
         restore_newest(self.checkpoint, self.manager)
         self.workers.check_same(
             "the restored position (epoch, child steps, controller steps)",
-            [self.epoch.numpy(), self.child_done.numpy(), self.controller_done.numpy()])
+            [self.epoch.numpy(), self.child_done.numpy(), self.controller_done.numpy()],
+        )
         self._stop = StopRequest()
         self._build_steps()
-        self.writer = (tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
-                       if self.workers.is_chief else tf.summary.create_noop_writer())
+        self.writer = (
+            tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+            if self.workers.is_chief
+            else tf.summary.create_noop_writer()
+        )
 
     # ----- what a subclass provides -----------------------------------------
 
@@ -287,21 +313,36 @@ class SearchBase:
                 for key, value in metrics.items():
                     tf.summary.scalar(key, value)
                 if arcs:
-                    tf.summary.text("sampled_architectures", "\n\n".join(
-                        f"`{a}` {self._reward_text(r)}" for a, r in arcs))
+                    tf.summary.text(
+                        "sampled_architectures",
+                        "\n\n".join(f"`{a}` {self._reward_text(r)}" for a, r in arcs),
+                    )
             if self.verbose:
-                shown = ", ".join(f"{k.split('/')[-1]} {v:.4g}" for k, v in metrics.items()
-                                  if k.startswith("controller/"))
+                shown = ", ".join(
+                    f"{k.split('/')[-1]} {v:.4g}"
+                    for k, v in metrics.items()
+                    if k.startswith("controller/")
+                )
                 print(f"  controller: {shown}")
                 for arc, reward in arcs:
                     print(f"  {reward:.3f}  {arc}")
             if chief:
                 with open(log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps({"epoch": epoch + 1, **metrics, "arcs": [
-                        {"arc": a, "reward": r} for a, r in arcs]}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "epoch": epoch + 1,
+                                **metrics,
+                                "arcs": [{"arc": a, "reward": r} for a, r in arcs],
+                            }
+                        )
+                        + "\n"
+                    )
             # Multi-worker: the controllers must still sample alike.
-            self.workers.check_same("the controller's state", [
-                float(np.sum(v.numpy(), dtype=np.float64)) for v in self.sampler.variables])
+            self.workers.check_same(
+                "the controller's state",
+                [float(np.sum(v.numpy(), dtype=np.float64)) for v in self.sampler.variables],
+            )
             self.epoch.assign_add(1)
             self.child_done.assign(0)
             self.controller_done.assign(0)
@@ -317,7 +358,8 @@ class SearchBase:
         unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in sample.arc.numpy()))
         candidates = sorted(
             ({"arc": self.space.format(arc), key: self.score(arc)} for arc in unique),
-            key=lambda c: sign * c[key])
+            key=lambda c: sign * c[key],
+        )
         best = candidates[0]
         arc = self.space.parse(best["arc"])
         meta = {key: best[key], "epoch": int(self.epoch.numpy()), "seed": self.config.seed}
@@ -326,21 +368,28 @@ class SearchBase:
             return {**result, "chief": False}  # the chief writes the outputs
         out = self.output_dir
         rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
-        rundir.write_text_atomic(os.path.join(out, "best_arc.json"),
-                                 spaces.json_text(self.space, arc, **meta))
-        rundir.write_json_atomic(os.path.join(out, "candidates.json"), {
-            "space": self.space.name, "config": self.space.config(),
-            "epoch": meta["epoch"], "seed": self.config.seed,
-            "samples": self.config.derive_samples, "candidates": candidates,
-            "flags": self.run_config})
-        draw.write_drawing(os.path.join(out, "best_arc.png"), self.space, arc,
-                           overwrite=True)
+        rundir.write_text_atomic(
+            os.path.join(out, "best_arc.json"), spaces.json_text(self.space, arc, **meta)
+        )
+        rundir.write_json_atomic(
+            os.path.join(out, "candidates.json"),
+            {
+                "space": self.space.name,
+                "config": self.space.config(),
+                "epoch": meta["epoch"],
+                "seed": self.config.seed,
+                "samples": self.config.derive_samples,
+                "candidates": candidates,
+                "flags": self.run_config,
+            },
+        )
+        draw.write_drawing(os.path.join(out, "best_arc.png"), self.space, arc, overwrite=True)
         label = key.replace("_", " ")
         with self.writer.as_default(step=meta["epoch"]):
-            tf.summary.text("derived_candidates", "\n\n".join(
-                f"`{c['arc']}` {label} {c[key]:.4f}" for c in candidates[:20]))
-            tf.summary.image("derived_architecture",
-                             draw.draw_arc_array(self.space, arc)[None])
+            tf.summary.text(
+                "derived_candidates",
+                "\n\n".join(f"`{c['arc']}` {label} {c[key]:.4f}" for c in candidates[:20]),
+            )
+            tf.summary.image("derived_architecture", draw.draw_arc_array(self.space, arc)[None])
         self.writer.flush()
         return result
-

@@ -44,10 +44,7 @@ def get_space(name: str, **config: int) -> SearchSpace:
       ArcError: for an unknown space or size parameter.
     """
     if name not in SPACES:
-        raise ArcError(
-            f"Unknown search space {name!r}; choose one of: "
-            f"{', '.join(SPACES)}."
-        )
+        raise ArcError(f"Unknown search space {name!r}; choose one of: {', '.join(SPACES)}.")
     cls = SPACES[name]
     fields = set(cls.__dataclass_fields__)
     unknown = sorted(set(config) - fields)
@@ -89,8 +86,7 @@ def from_json(data: dict[str, Any] | str) -> tuple[SearchSpace, Arc]:
         return space, space.parse(arc)
     if not isinstance(arc, list):
         raise ArcError(
-            f'Architecture JSON: "arc" must be a list of integers; received '
-            f"{type(arc).__name__}."
+            f'Architecture JSON: "arc" must be a list of integers; received {type(arc).__name__}.'
         )
     return space, space.validate(arc)
 
@@ -98,9 +94,7 @@ def from_json(data: dict[str, Any] | str) -> tuple[SearchSpace, Arc]:
 def json_text(space: SearchSpace, arc: Arc, **metadata: Any) -> str:
     """The JSON form as text, with each integer list kept on one line."""
     text = json.dumps(space.to_json(arc, **metadata), indent=2)
-    return re.sub(
-        r"\[[-\d,\s]*\]", lambda m: json.dumps(json.loads(m.group(0))), text
-    ) + "\n"
+    return re.sub(r"\[[-\d,\s]*\]", lambda m: json.dumps(json.loads(m.group(0))), text) + "\n"
 
 
 def load_arc(value: str, space: SearchSpace | None = None) -> tuple[SearchSpace, Arc]:
@@ -144,9 +138,7 @@ def load_arc(value: str, space: SearchSpace | None = None) -> tuple[SearchSpace,
     return space, space.parse(text)
 
 
-def resolve_arc(
-    value: str, space_name: str | None = None, **sizes: int
-) -> tuple[SearchSpace, Arc]:
+def resolve_arc(value: str, space_name: str | None = None, **sizes: int) -> tuple[SearchSpace, Arc]:
     """Reads an architecture the way the tools accept it.
 
     Like `load_arc`, but for a plain string the space is named by

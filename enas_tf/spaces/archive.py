@@ -51,19 +51,14 @@ PUBLISHED: dict[str, Published] = {
     "enas_micro_final": Published(
         space="micro",
         config={"num_nodes": 5, "num_ops": 5},
-        arc=(
-            "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 "
-            "1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"
-        ),
-        source="melodyguan/enas scripts/cifar10_micro_final.sh (normal cell, "
-        "then reduction cell)",
+        arc=("0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4 0 3 1 1"),
+        source="melodyguan/enas scripts/cifar10_micro_final.sh (normal cell, then reduction cell)",
     ),
     "enas_lm_ptb": Published(
         space="rnn",
         config={"num_nodes": 8, "num_funcs": 4},
         arc="0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2",
-        source="google-research enas_lm README (test perplexity 57.3 GPU, "
-        "56.1 TPU)",
+        source="google-research enas_lm README (test perplexity 57.3 GPU, 56.1 TPU)",
     ),
     "darts_rnn_ptb": Published(
         space="rnn",
@@ -76,8 +71,7 @@ PUBLISHED: dict[str, Published] = {
         space="rnn_legacy",
         config={"num_nodes": 12, "num_funcs": 4},
         arc="0 0 0 1 1 2 1 2 0 2 0 5 1 1 0 6 1 8 1 8 1 8 1",
-        source="melodyguan/enas scripts/ptb_final.sh (the paper's example "
-        "cell, old format)",
+        source="melodyguan/enas scripts/ptb_final.sh (the paper's example cell, old format)",
     ),
 }
 
@@ -92,6 +86,4 @@ def get(name: str) -> Published:
         return PUBLISHED[name]
     except KeyError:
         known = ", ".join(sorted(PUBLISHED))
-        raise ArcError(
-            f"Unknown published architecture {name!r}; known: {known}."
-        ) from None
+        raise ArcError(f"Unknown published architecture {name!r}; known: {known}.") from None

@@ -48,8 +48,7 @@ class SearchSpace(abc.ABC):
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ArcError(
-                    f"{self.name} space: {field.name} must be an integer; "
-                    f"received: {value!r}."
+                    f"{self.name} space: {field.name} must be an integer; received: {value!r}."
                 )
         self._check_sizes()
 
@@ -126,9 +125,7 @@ class SearchSpace(abc.ABC):
         choices = self.choices_per_decision
         names = self.decision_names
         for position, value in enumerate(values):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(
-                value, (int, np.integer)
-            ):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 raise ArcError(
                     f"{self.describe()}: position {position} "
                     f"({names[position]}) must be an integer; received: "
@@ -232,9 +229,7 @@ def check_positive(space: str, **values: int) -> None:
 def check_at_most(space: str, key: str, value: int, limit: int) -> None:
     """Raises ArcError when `value` exceeds `limit`."""
     if value > limit:
-        raise ArcError(
-            f"{space} space: {key} must be at most {limit}; received: {value}."
-        )
+        raise ArcError(f"{space} space: {key} must be at most {limit}; received: {value}.")
 
 
 def loose_ends(num_nodes: int, used: Sequence[int]) -> tuple[int, ...]:

@@ -127,9 +127,7 @@ class MacroSpace(SearchSpace):
         names: list[str] = []
         for layer in range(self.num_layers):
             names.append(f"layer{layer}/op")
-            names.extend(
-                f"layer{layer}/skip_{skip_source_name(j)}" for j in range(layer)
-            )
+            names.extend(f"layer{layer}/skip_{skip_source_name(j)}" for j in range(layer))
         return tuple(names)
 
     @property
@@ -151,9 +149,7 @@ class MacroSpace(SearchSpace):
         layers, start = [], 0
         for layer in range(self.num_layers):
             layers.append(
-                MacroLayer(
-                    op=values[start], skip_bits=values[start + 1 : start + 1 + layer]
-                )
+                MacroLayer(op=values[start], skip_bits=values[start + 1 : start + 1 + layer])
             )
             start += 1 + layer
         return MacroArch(tuple(layers))

@@ -88,8 +88,7 @@ class MicroSpace(SearchSpace):
 
     name: ClassVar[str] = "micro"
     layout: ClassVar[str] = (
-        "normal cell then reduction cell, (input_a, op_a, input_b, op_b) "
-        "per node"
+        "normal cell then reduction cell, (input_a, op_a, input_b, op_b) per node"
     )
 
     def _check_sizes(self) -> None:

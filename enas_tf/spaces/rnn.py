@@ -85,9 +85,7 @@ def _pointer_names(num_nodes: int) -> list[str]:
 
 
 def _nodes(values: tuple[int, ...]) -> tuple[RnnNode, ...]:
-    return tuple(
-        RnnNode(values[i], values[i + 1]) for i in range(0, len(values), 2)
-    )
+    return tuple(RnnNode(values[i], values[i + 1]) for i in range(0, len(values), 2))
 
 
 def _render_nodes(nodes: tuple[RnnNode, ...], names: tuple[str, ...]) -> list[str]:
@@ -142,8 +140,7 @@ class RnnSpace(SearchSpace):
     def encode(self, arch: RnnArch) -> Arc:
         if len(arch.nodes) != self.num_nodes:
             raise ArcError(
-                f"{self.describe()}: expected {self.num_nodes} nodes; "
-                f"received {len(arch.nodes)}."
+                f"{self.describe()}: expected {self.num_nodes} nodes; received {len(arch.nodes)}."
             )
         return self.validate([v for n in arch.nodes for v in (n.input, n.activation)])
 
@@ -152,9 +149,7 @@ class RnnSpace(SearchSpace):
         lines = ["node0 = highway(tanh, [x_t, h_{t-1}])"]
         lines += _render_nodes(arch.nodes, RNN_ACTIVATIONS)
         ends = ", ".join(f"node{i}" for i in arch.loose_ends)
-        lines.append(
-            f"output = mean(node1 .. node{self.num_nodes}); loose ends: {ends}"
-        )
+        lines.append(f"output = mean(node1 .. node{self.num_nodes}); loose ends: {ends}")
         return "\n".join(lines)
 
 
@@ -173,15 +168,11 @@ class LegacyRnnSpace(SearchSpace):
     num_funcs: int = 4
 
     name: ClassVar[str] = "rnn_legacy"
-    layout: ClassVar[str] = (
-        "node 0's activation, then (input, activation) for nodes 1 .. D-1"
-    )
+    layout: ClassVar[str] = "node 0's activation, then (input, activation) for nodes 1 .. D-1"
 
     def _check_sizes(self) -> None:
         check_positive(self.name, num_nodes=self.num_nodes, num_funcs=self.num_funcs)
-        check_at_most(
-            self.name, "num_funcs", self.num_funcs, len(LEGACY_RNN_ACTIVATIONS)
-        )
+        check_at_most(self.name, "num_funcs", self.num_funcs, len(LEGACY_RNN_ACTIVATIONS))
         check_at_most(self.name, "num_nodes", self.num_nodes, MAX_NODES)
 
     @property

@@ -45,8 +45,7 @@ def _modules() -> dict[str, str]:
     found = {}
     for info in pkgutil.iter_modules(__path__):
         if not info.ispkg and info.name not in _NOT_STRATEGIES:
-            found.setdefault(info.name, os.path.join(info.module_finder.path,
-                                                     f"{info.name}.py"))
+            found.setdefault(info.name, os.path.join(info.module_finder.path, f"{info.name}.py"))
     return found
 
 
@@ -69,13 +68,17 @@ def describe() -> dict[str, str]:
 def check_name(name: str) -> None:
     """Raises `UserError` unless `name` is a registered strategy."""
     if name not in names():
-        raise UserError(
-            f"algorithm must be one of {', '.join(names())}; received {name!r}.")
+        raise UserError(f"algorithm must be one of {', '.join(names())}; received {name!r}.")
 
 
-def build(name: str, config: Any, space: Any, *,
-          controller_kwargs: dict[str, Any] | None = None,
-          trainer_kwargs: dict[str, Any] | None = None) -> Any:
+def build(
+    name: str,
+    config: Any,
+    space: Any,
+    *,
+    controller_kwargs: dict[str, Any] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> Any:
     """The strategy `name` for `config` and `space` (module docstring).
 
     Raises:
@@ -83,5 +86,9 @@ def build(name: str, config: Any, space: Any, *,
     """
     check_name(name)
     module = importlib.import_module(f"{__name__}.{name}")
-    return module.build(config, space, controller_kwargs=dict(controller_kwargs or {}),
-                        trainer_kwargs=dict(trainer_kwargs or {}))
+    return module.build(
+        config,
+        space,
+        controller_kwargs=dict(controller_kwargs or {}),
+        trainer_kwargs=dict(trainer_kwargs or {}),
+    )

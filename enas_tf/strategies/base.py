@@ -51,12 +51,9 @@ def as_batch(num_decisions: int, arcs: Any, rewards: Any) -> tuple[tf.Tensor, tf
     arcs = tf.convert_to_tensor(arcs, dtype=tf.int32)
     rewards = tf.convert_to_tensor(rewards, dtype=tf.float32)
     if arcs.shape.rank != 2 or arcs.shape[1] != num_decisions:
-        raise ValueError(
-            f"Expected arcs of shape [n, {num_decisions}]; received: {arcs.shape}."
-        )
+        raise ValueError(f"Expected arcs of shape [n, {num_decisions}]; received: {arcs.shape}.")
     if rewards.shape.rank != 1 or rewards.shape[0] != arcs.shape[0]:
         raise ValueError(
-            f"Expected one reward per arc, shape [{arcs.shape[0]}]; received: "
-            f"{rewards.shape}."
+            f"Expected one reward per arc, shape [{arcs.shape[0]}]; received: {rewards.shape}."
         )
     return arcs, rewards

@@ -17,8 +17,13 @@ from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
 
 
-def build(config: Any, space: SearchSpace, *, controller_kwargs: dict[str, Any],
-          trainer_kwargs: dict[str, Any]) -> "RandomSearch":
+def build(
+    config: Any,
+    space: SearchSpace,
+    *,
+    controller_kwargs: dict[str, Any],
+    trainer_kwargs: dict[str, Any],
+) -> RandomSearch:
     """Uniform sampling of `space`, seeded with `config.seed`; the controller
     and trainer settings do not apply."""
     del controller_kwargs, trainer_kwargs

@@ -20,8 +20,13 @@ from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
 
 
-def build(config: Any, space: SearchSpace, *, controller_kwargs: dict[str, Any],
-          trainer_kwargs: dict[str, Any]) -> "Reinforce":
+def build(
+    config: Any,
+    space: SearchSpace,
+    *,
+    controller_kwargs: dict[str, Any],
+    trainer_kwargs: dict[str, Any],
+) -> Reinforce:
     """The controller of `space` and its REINFORCE trainer.
 
     Args:
@@ -33,9 +38,12 @@ def build(config: Any, space: SearchSpace, *, controller_kwargs: dict[str, Any],
     """
     controller = controller_for(space, seed=config.seed, **controller_kwargs)
     return Reinforce(
-        controller, learning_rate=config.controller_lr,
-        entropy_weight=config.entropy_weight, baseline_decay=config.baseline_decay,
-        num_aggregate=config.num_aggregate, **trainer_kwargs,
+        controller,
+        learning_rate=config.controller_lr,
+        entropy_weight=config.entropy_weight,
+        baseline_decay=config.baseline_decay,
+        num_aggregate=config.num_aggregate,
+        **trainer_kwargs,
     )
 
 
@@ -92,9 +100,7 @@ class Reinforce(tf.Module):
         if not learning_rate > 0:
             raise ValueError(f"Expected learning_rate > 0; received: {learning_rate}.")
         if not 0.0 <= baseline_decay < 1.0:
-            raise ValueError(
-                f"Expected 0 <= baseline_decay < 1; received: {baseline_decay}."
-            )
+            raise ValueError(f"Expected 0 <= baseline_decay < 1; received: {baseline_decay}.")
         if num_aggregate < 1:
             raise ValueError(f"Expected num_aggregate >= 1; received: {num_aggregate}.")
         self.controller = controller
@@ -192,8 +198,7 @@ class Reinforce(tf.Module):
         # The last entry is the baseline after the batch (the old one if the
         # batch is empty).
         self.baseline.assign(tf.concat([[self.baseline], baselines], 0)[-1])
-        self.baseline_started.assign(tf.logical_or(self.baseline_started,
-                                                   tf.reduce_any(keep)))
+        self.baseline_started.assign(tf.logical_or(self.baseline_started, tf.reduce_any(keep)))
 
         def mean(x: tf.Tensor) -> tf.Tensor:
             return tf.reduce_sum(tf.where(keep, x, 0.0)) / denominator

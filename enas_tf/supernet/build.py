@@ -30,17 +30,23 @@ def build_supernet(config: SearchConfig, image_shape, num_classes) -> keras.Mode
         from enas_tf.supernet.micro import MicroSupernet
 
         return MicroSupernet(
-            num_nodes=config.num_nodes, num_ops=config.num_ops,
-            num_layers=config.num_layers, out_filters=config.out_filters,
-            num_classes=num_classes, image_shape=image_shape,
+            num_nodes=config.num_nodes,
+            num_ops=config.num_ops,
+            num_layers=config.num_layers,
+            out_filters=config.out_filters,
+            num_classes=num_classes,
+            image_shape=image_shape,
             keep_prob=config.keep_prob,
         )
     from enas_tf.supernet.macro import MacroSupernet
 
     return MacroSupernet(
-        num_layers=config.num_layers, num_ops=config.num_ops,
-        out_filters=config.out_filters, num_classes=num_classes,
-        image_shape=image_shape, keep_prob=config.keep_prob,
+        num_layers=config.num_layers,
+        num_ops=config.num_ops,
+        out_filters=config.out_filters,
+        num_classes=num_classes,
+        image_shape=image_shape,
+        keep_prob=config.keep_prob,
     )
 
 
@@ -76,7 +82,7 @@ def recalibrated(net: keras.Model, update, batches):
         for batch in batches:
             update(batch)
             count += 1
-        kept = net.bn_momentum ** count
+        kept = net.bn_momentum**count
         if count:
             for m, v in stats:
                 m.assign(m.read_value() / (1.0 - kept))

@@ -38,8 +38,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf.ops import shared as ops
 from enas_tf.configs.image import ChildConfig
+from enas_tf.ops import shared as ops
 from enas_tf.ops import table
 from enas_tf.spaces.macro import MACRO_OPS, MacroArch, MacroSpace, pool_layers
 
@@ -49,9 +49,7 @@ _TRUNCATED_STD = 0.87962566
 
 
 def _he_normal(fan_in: int) -> keras.initializers.Initializer:
-    return keras.initializers.TruncatedNormal(
-        stddev=float(np.sqrt(2.0 / fan_in)) / _TRUNCATED_STD
-    )
+    return keras.initializers.TruncatedNormal(stddev=float(np.sqrt(2.0 / fan_in)) / _TRUNCATED_STD)
 
 
 def reduced_entries(arch: MacroArch) -> set[tuple[int, int]]:
@@ -147,7 +145,8 @@ class MacroSupernet(keras.Model):
         def make(kind, init, trainable):
             if trainable:
                 var = self.add_weight(
-                    name=f"{name}.{kind}", shape=(rows, channels), initializer=init)
+                    name=f"{name}.{kind}", shape=(rows, channels), initializer=init
+                )
             else:
                 var = ops.moving_statistic(self, f"{name}.{kind}", (rows, channels), init)
             self.shared[f"{name}.{kind}"] = var
@@ -235,9 +234,7 @@ class MacroSupernet(keras.Model):
         concatenates the selected ones in increasing j, then the op output, so
         gathering the same rows of inputs and weight blocks gives its kernel.
         """
-        rows = tf.concat(
-            [tf.where(bits > 0)[:, 0], tf.constant([layer], tf.int64)], axis=0
-        )
+        rows = tf.concat([tf.where(bits > 0)[:, 0], tf.constant([layer], tf.int64)], axis=0)
         inputs = tf.gather(tf.stack(prev[:layer] + [out]), rows)  # [k+1, N, H, W, C]
         shape = tf.shape(inputs)
         x = tf.transpose(inputs, [1, 2, 3, 0, 4])
@@ -276,8 +273,7 @@ class MacroSupernet(keras.Model):
             )
         # Under a mixed-precision policy the computation is 16-bit: the
         # layer's autocast scope casts the weights read with `.value`.
-        x = ops.conv(tf.cast(images, self.compute_dtype),
-                     self.shared["stem.conv"].value)
+        x = ops.conv(tf.cast(images, self.compute_dtype), self.shared["stem.conv"].value)
         prev = [self.bns["stem.bn"](x, 0, training)]
         start = 0
         for layer in range(self.num_layers):
@@ -292,8 +288,7 @@ class MacroSupernet(keras.Model):
                 # read depends on the arc, and a cond per entry costs more
                 # than these 1x1 convs. Unread ones get zero gradients.
                 prev = [
-                    self._reduce(t, f"layer{layer}.reduce{j}", training)
-                    for j, t in enumerate(prev)
+                    self._reduce(t, f"layer{layer}.reduce{j}", training) for j, t in enumerate(prev)
                 ]
         features = tf.reduce_mean(prev[-1], axis=[1, 2])
         if training is True and self.keep_prob < 1.0:
@@ -301,14 +296,12 @@ class MacroSupernet(keras.Model):
         # float32 logits, whatever the compute dtype.
         return tf.cast(tf.matmul(features, self.shared["logits.fc"].value), tf.float32)
 
-    def call(self, images, arc=None, training=False, batch_stats=False,
-             dropout_seed=None):
+    def call(self, images, arc=None, training=False, batch_stats=False, dropout_seed=None):
         if arc is None:
-            raise ValueError(
-                "MacroSupernet needs the architecture: call(images, arc=...)."
-            )
-        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats),
-                            dropout_seed=dropout_seed)
+            raise ValueError("MacroSupernet needs the architecture: call(images, arc=...).")
+        return self.forward(
+            images, arc, training=ops.bn_mode(training, batch_stats), dropout_seed=dropout_seed
+        )
 
     def get_config(self):
         return {
@@ -364,9 +357,7 @@ class MacroSupernet(keras.Model):
         reduced = reduced_entries(arch)
         for layer, choice in enumerate(arch.layers):
             name, op = f"layer{layer}", MACRO_OPS[choice.op]
-            weights[f"{name}.op.in.conv"] = [
-                value(f"{name}.op.in.conv")[choice.op][None, None]
-            ]
+            weights[f"{name}.op.in.conv"] = [value(f"{name}.op.in.conv")[choice.op][None, None]]
             weights[f"{name}.op.in.bn"] = self.bns[f"{name}.op.in.bn"].slice(choice.op)
             base = f"{name}.op.{op}"
             if self._is_sep(op):
@@ -377,9 +368,7 @@ class MacroSupernet(keras.Model):
                 weights[f"{name}.op.bn"] = self.bns[f"{base}.bn"].slice(0)
             if layer > 0:
                 blocks = value(f"{name}.skip.conv")[[*choice.skip_sources, layer]]
-                weights[f"{name}.skip.conv"] = [
-                    blocks.reshape(1, 1, -1, blocks.shape[-1])
-                ]
+                weights[f"{name}.skip.conv"] = [blocks.reshape(1, 1, -1, blocks.shape[-1])]
                 weights[f"{name}.skip.bn"] = self.bns[f"{name}.skip.bn"].slice(0)
             for j in range(layer + 2):
                 if (layer, j) in reduced:

@@ -96,12 +96,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf.ops import shared as ops
 from enas_tf.child.micro import reduction_positions
 from enas_tf.configs.image import CELL_OUTPUTS, ChildConfig
+from enas_tf.ops import shared as ops
 from enas_tf.ops import table
 from enas_tf.spaces.micro import MICRO_OPS, MicroSpace
-
 
 INITIALIZERS = ("uniform", "he_normal")
 
@@ -117,8 +116,7 @@ def slot_rows(n: int, slot: int) -> tuple[int, int]:
     return (n - 2) * (n + 1) + slot * n, 2 * (2 * (n - 2) + slot)
 
 
-def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsilon,
-                  training):
+def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsilon, training):
     """A slot's candidate ops, as callables in branch order.
 
     Branch b applies op `MICRO_OPS[b % num_ops]` to `inputs[b // num_ops]`
@@ -136,19 +134,20 @@ def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsil
         reduction cell, `{"identity": [(path1, path2, gamma, beta)]}`.
       stats: the moving statistics, as `tf.Variable` stacks, in the same
         structure: `{op: [(mean, var)] * units}`.
-      num_ops, momentum, epsilon, training: as `MicroSupernet` (`training` is a `shared_ops.bn_mode`).
+      num_ops, momentum, epsilon, training: as `MicroSupernet` (`training`
+        is a `shared_ops.bn_mode`).
 
     Returns:
       `len(inputs) * num_ops` callables without arguments, each returning
       a float32 `[batch, height, width, channels]` output of the slot.
     """
     row = {op: rows[1] if op == "identity" else rows[0] for op in picked}
-    moving = {op: [[tf.gather(s, row[op]) for s in unit] for unit in units]
-              for op, units in stats.items()}
+    moving = {
+        op: [[tf.gather(s, row[op]) for s in unit] for unit in units] for op, units in stats.items()
+    }
 
     def norm(x, op, u):
-        x, new = ops.batch_norm(x, *picked[op][u][2:], *moving[op][u], momentum,
-                                epsilon, training)
+        x, new = ops.batch_norm(x, *picked[op][u][2:], *moving[op][u], momentum, epsilon, training)
         if training is True:
             ops.update_rows(*stats[op][u], row[op], new)
         return x
@@ -166,8 +165,11 @@ def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsil
             return norm(ops.factorized_reduction(x, *picked[op][0][:2]), op, 0)
         return tf.identity(x)
 
-    return [functools.partial(run, op, x, stride)
-            for x, stride in zip(inputs, strides) for op in MICRO_OPS[:num_ops]]
+    return [
+        functools.partial(run, op, x, stride)
+        for x, stride in zip(inputs, strides)
+        for op in MICRO_OPS[:num_ops]
+    ]
 
 
 def unflatten(flat_rows, layout):
@@ -185,7 +187,8 @@ def unflatten(flat_rows, layout):
         pieces = iter(tf.split(flat_rows[group], sizes))
         for op, _, shapes in units:
             picked.setdefault(op, []).append(
-                tuple(tf.reshape(next(pieces), shape) for shape in shapes))
+                tuple(tf.reshape(next(pieces), shape) for shape in shapes)
+            )
     return picked
 
 
@@ -217,9 +220,11 @@ def flat_weights(stacks):
     for group, units in stacks.items():
         rows = units[0][2][0].shape[0]
         flat[group] = tf.concat(
-            [tf.reshape(w, [rows, -1]) for _, _, ws in units for w in ws], axis=1)
-        layout[group] = tuple((op, unit, tuple(tuple(w.shape[1:]) for w in ws))
-                              for op, unit, ws in units)
+            [tf.reshape(w, [rows, -1]) for _, _, ws in units for w in ws], axis=1
+        )
+        layout[group] = tuple(
+            (op, unit, tuple(tuple(w.shape[1:]) for w in ws)) for op, unit, ws in units
+        )
     return flat, layout
 
 
@@ -278,7 +283,8 @@ class MicroSupernet(keras.Model):
         if cell_output not in CELL_OUTPUTS or initializer not in INITIALIZERS:
             raise ValueError(
                 f"cell_output must be one of {CELL_OUTPUTS} and initializer one of "
-                f"{INITIALIZERS}; received {cell_output!r}, {initializer!r}.")
+                f"{INITIALIZERS}; received {cell_output!r}, {initializer!r}."
+            )
         self.cell_output, self.initializer = cell_output, initializer
         self.zero_last_bn = zero_last_bn
         # One traced slot per supernet: a trace holds on to the variables it
@@ -313,8 +319,7 @@ class MicroSupernet(keras.Model):
                 limit = 1.0 / np.sqrt(fan_in)
                 init = keras.initializers.RandomUniform(-limit, limit)
             else:
-                init = keras.initializers.TruncatedNormal(
-                    stddev=np.sqrt(2.0 / fan_in) / 0.87962566)
+                init = keras.initializers.TruncatedNormal(stddev=np.sqrt(2.0 / fan_in) / 0.87962566)
         if trainable:
             var = self.add_weight(name=name, shape=shape, initializer=init)
         else:
@@ -328,9 +333,12 @@ class MicroSupernet(keras.Model):
 
         last = self.zero_last_bn and name.endswith(".sep2.bn")
         self.bns[name] = ops.SharedBN(
-            make("gamma", "zeros" if last else "ones", True), make("beta", "zeros", True),
-            make("mean", "zeros", False), make("var", "ones", False),
-            self.bn_momentum, self.bn_epsilon,
+            make("gamma", "zeros" if last else "ones", True),
+            make("beta", "zeros", True),
+            make("mean", "zeros", False),
+            make("var", "ones", False),
+            self.bn_momentum,
+            self.bn_epsilon,
         )
 
     def _conv_bn_weights(self, name, rows, c_in, c_out):
@@ -406,15 +414,17 @@ class MicroSupernet(keras.Model):
         x, rows = source
         if reduce:
             x = ops.factorized_reduction(
-                x, self._rows(f"{name}.path1", rows), self._rows(f"{name}.path2", rows))
+                x, self._rows(f"{name}.path1", rows), self._rows(f"{name}.path2", rows)
+            )
         else:
             x = ops.conv(x, self._rows(f"{name}.conv", rows)[None, None])
         return self.bns[f"{name}.bn"](x, 0, training)
 
     def _fr(self, x, name, index, training):
         """Factorized reduction of a plain tensor with weights row `index`."""
-        paths = (tf.gather(self.shared[f"{name}.{path}"].value, index)
-                 for path in ("path1", "path2"))
+        paths = (
+            tf.gather(self.shared[f"{name}.{path}"].value, index) for path in ("path1", "path2")
+        )
         x = ops.factorized_reduction(x, *paths)
         return self.bns[f"{name}.bn"](x, index, training)
 
@@ -430,13 +440,18 @@ class MicroSupernet(keras.Model):
         for op in self.space.ops:
             if table.op(op).kind == "sep_conv":
                 for u in (1, 2):
-                    unit = (*(self.shared[f"cell{p}.{op}.sep{u}.{w}"].value
-                              for w in ("dw", "pw")), *bn(f"cell{p}.{op}.sep{u}.bn"))
+                    unit = (
+                        *(self.shared[f"cell{p}.{op}.sep{u}.{w}"].value for w in ("dw", "pw")),
+                        *bn(f"cell{p}.{op}.sep{u}.bn"),
+                    )
                     stacks.setdefault("sep", []).append((op, u, unit[:4]))
                     stats.setdefault(op, []).append(unit[4:])
         if f"cell{p}.reduce.bn" in self.bns:
-            unit = (self.shared[f"cell{p}.reduce.path1"].value,
-                    self.shared[f"cell{p}.reduce.path2"].value, *bn(f"cell{p}.reduce.bn"))
+            unit = (
+                self.shared[f"cell{p}.reduce.path1"].value,
+                self.shared[f"cell{p}.reduce.path2"].value,
+                *bn(f"cell{p}.reduce.bn"),
+            )
             stacks["reduce"] = [("identity", 1, unit[:4])]
             stats["identity"] = [unit[4:]]
         flat, layout = flat_weights(stacks)
@@ -454,44 +469,62 @@ class MicroSupernet(keras.Model):
         row, reduce_row = slot_rows(n, s)
         rows = tf.stack([row + index, reduce_row + tf.minimum(index, 1)])
         flat, layout, stats = weights
-        flat_rows = {group: tf.gather(stack, rows[1] if group == "reduce" else rows[0])
-                     for group, stack in flat.items()}
+        flat_rows = {
+            group: tf.gather(stack, rows[1] if group == "reduce" else rows[0])
+            for group, stack in flat.items()
+        }
         if reduction and n > 2:
             # Inputs 0 and 1 are still large: ops on them are strided.
-            inputs = (self.pick_input(nodes[:2], tf.minimum(index, 1)),
-                      self.pick_input(nodes[2:], tf.maximum(index - 2, 0)))
+            inputs = (
+                self.pick_input(nodes[:2], tf.minimum(index, 1)),
+                self.pick_input(nodes[2:], tf.maximum(index - 2, 0)),
+            )
             strides = (2, 1)
             branch = op_id + self.num_ops * tf.cast(index >= 2, tf.int32)
         else:
             inputs, strides = (self.pick_input(nodes, index),), (2 if reduction else 1,)
             branch = op_id
-        return self._run_slot(inputs, strides, branch, rows, flat_rows, layout, stats,
-                              **settings)
+        return self._run_slot(inputs, strides, branch, rows, flat_rows, layout, stats, **settings)
 
     def _cell(self, p, cell_arc, x, y, reduction, training):
         """Cell `p` on calibrated inputs `x`, `y`: `(output, loose ends)`."""
         nodes = [x, y]
         weights = self._cell_weights(p)
-        settings = {"num_ops": self.num_ops, "momentum": self.bn_momentum,
-                    "epsilon": self.bn_epsilon, "training": training}
+        settings = {
+            "num_ops": self.num_ops,
+            "momentum": self.bn_momentum,
+            "epsilon": self.bn_epsilon,
+            "training": training,
+        }
         for n in range(2, self.num_nodes + 2):
-            a, b = (self._slot_output(nodes, n, s, cell_arc[4 * (n - 2) + 2 * s],
-                                      cell_arc[4 * (n - 2) + 2 * s + 1], weights,
-                                      reduction, settings) for s in (0, 1))
+            a, b = (
+                self._slot_output(
+                    nodes,
+                    n,
+                    s,
+                    cell_arc[4 * (n - 2) + 2 * s],
+                    cell_arc[4 * (n - 2) + 2 * s + 1],
+                    weights,
+                    reduction,
+                    settings,
+                )
+                for s in (0, 1)
+            )
             nodes.append(a + b)
         if self.cell_output == "all":
             return tf.concat(nodes[2:], -1), tf.range(self.num_nodes, dtype=tf.int64)
-        inputs = tf.stack(
-            [cell_arc[4 * i + j] for i in range(self.num_nodes) for j in (0, 2)])
+        inputs = tf.stack([cell_arc[4 * i + j] for i in range(self.num_nodes) for j in (0, 2)])
         used = tf.reduce_any(
-            tf.equal(tf.range(self.num_nodes + 2)[:, None], inputs[None, :]), axis=1)
+            tf.equal(tf.range(self.num_nodes + 2)[:, None], inputs[None, :]), axis=1
+        )
         if reduction:
             reduced_shape = tf.shape(nodes[2])
             for i in (0, 1):
                 nodes[i] = tf.cond(
                     used[i],
                     lambda: tf.zeros(reduced_shape, nodes[2].dtype),
-                    lambda i=i: self._fr(nodes[i], f"cell{p}.end{i}", 0, training))
+                    lambda i=i: self._fr(nodes[i], f"cell{p}.end{i}", 0, training),
+                )
         return self._concat(nodes, tf.where(~used)[:, 0])
 
     def forward(self, images, arc, training=False, dropout_seed=None):
@@ -505,8 +538,7 @@ class MicroSupernet(keras.Model):
         half = 4 * self.num_nodes
         # Under a mixed-precision policy the computation is 16-bit: the
         # layer's autocast scope casts the weights read with `.value`.
-        x = ops.conv(tf.cast(images, self.compute_dtype),
-                     self.shared["stem.conv"].value)
+        x = ops.conv(tf.cast(images, self.compute_dtype), self.shared["stem.conv"].value)
         stem = self.bns["stem.bn"](x, 0, training)
         prev_prev = prev = (tf.nn.relu(stem), tf.zeros([1], tf.int64))
         for p in range(self.num_layers + 2):
@@ -525,23 +557,28 @@ class MicroSupernet(keras.Model):
         fc = tf.reshape(fc, [-1, self.num_classes])
         return tf.cast(tf.matmul(features, fc), tf.float32)  # float32 logits
 
-    def call(self, images, arc=None, training=False, batch_stats=False,
-             dropout_seed=None):
+    def call(self, images, arc=None, training=False, batch_stats=False, dropout_seed=None):
         if arc is None:
-            raise ValueError(
-                "MicroSupernet needs the architecture: call(images, arc=...).")
-        return self.forward(images, arc, training=ops.bn_mode(training, batch_stats),
-                            dropout_seed=dropout_seed)
+            raise ValueError("MicroSupernet needs the architecture: call(images, arc=...).")
+        return self.forward(
+            images, arc, training=ops.bn_mode(training, batch_stats), dropout_seed=dropout_seed
+        )
 
     def get_config(self):
         return {
             **super().get_config(),
-            "num_nodes": self.num_nodes, "num_ops": self.num_ops,
-            "num_layers": self.num_layers, "out_filters": self.out_filters,
-            "num_classes": self.num_classes, "image_shape": list(self.image_shape),
-            "keep_prob": self.keep_prob, "bn_momentum": self.bn_momentum,
-            "bn_epsilon": self.bn_epsilon, "cell_output": self.cell_output,
-            "initializer": self.initializer, "zero_last_bn": self.zero_last_bn,
+            "num_nodes": self.num_nodes,
+            "num_ops": self.num_ops,
+            "num_layers": self.num_layers,
+            "out_filters": self.out_filters,
+            "num_classes": self.num_classes,
+            "image_shape": list(self.image_shape),
+            "keep_prob": self.keep_prob,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "cell_output": self.cell_output,
+            "initializer": self.initializer,
+            "zero_last_bn": self.zero_last_bn,
         }
 
     # ----- weight inheritance ------------------------------------------------
@@ -549,9 +586,12 @@ class MicroSupernet(keras.Model):
     def child_config(self) -> ChildConfig:
         """The `ChildConfig` of the fixed networks this supernet computes."""
         return ChildConfig(
-            out_filters=self.out_filters, num_layers=self.num_layers,
-            keep_prob=self.keep_prob, bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon, cell_output=self.cell_output,
+            out_filters=self.out_filters,
+            num_layers=self.num_layers,
+            keep_prob=self.keep_prob,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            cell_output=self.cell_output,
         )
 
     def child_weights(self, arc) -> dict[str, list[np.ndarray]]:
@@ -578,32 +618,32 @@ class MicroSupernet(keras.Model):
 
             if p - 1 in self.reductions:
                 for path in ("path1", "path2"):
-                    weights[f"{name}.in.x.{path}"] = [
-                        blocks(f"{name}.in.x.{path}", prev_prev_ends)]
+                    weights[f"{name}.in.x.{path}"] = [blocks(f"{name}.in.x.{path}", prev_prev_ends)]
             else:
-                weights[f"{name}.in.x.conv"] = [
-                    blocks(f"{name}.in.x.conv", prev_prev_ends)]
+                weights[f"{name}.in.x.conv"] = [blocks(f"{name}.in.x.conv", prev_prev_ends)]
             weights[f"{name}.in.x.bn"] = self.bns[f"{name}.in.x.bn"].slice(0)
             weights[f"{name}.in.y.conv"] = [blocks(f"{name}.in.y.conv", prev_ends)]
             weights[f"{name}.in.y.bn"] = self.bns[f"{name}.in.y.bn"].slice(0)
             for n, node in enumerate(cell.nodes, start=2):
-                for s, index, op_id in ((0, node.input_a, node.op_a),
-                                        (1, node.input_b, node.op_b)):
+                for s, index, op_id in ((0, node.input_a, node.op_a), (1, node.input_b, node.op_b)):
                     op, base = MICRO_OPS[op_id], f"{name}.node{n}.{'ab'[s]}"
                     row, reduce_row = (r + index for r in slot_rows(n, s))
                     if table.op(op).kind == "sep_conv":
                         for u in (1, 2):
                             src = f"{name}.{op}.sep{u}"
                             weights[f"{base}.sep{u}.conv"] = [
-                                value(f"{src}.dw")[row], value(f"{src}.pw")[row]]
-                            weights[f"{base}.sep{u}.bn"] = (
-                                self.bns[f"{src}.bn"].slice(row))
+                                value(f"{src}.dw")[row],
+                                value(f"{src}.pw")[row],
+                            ]
+                            weights[f"{base}.sep{u}.bn"] = self.bns[f"{src}.bn"].slice(row)
                     elif op == "identity" and reduction and index < 2:
                         for path in ("path1", "path2"):
                             weights[f"{base}.reduce.{path}"] = [
-                                value(f"{name}.reduce.{path}")[reduce_row][None, None]]
-                        weights[f"{base}.reduce.bn"] = (
-                            self.bns[f"{name}.reduce.bn"].slice(reduce_row))
+                                value(f"{name}.reduce.{path}")[reduce_row][None, None]
+                            ]
+                        weights[f"{base}.reduce.bn"] = self.bns[f"{name}.reduce.bn"].slice(
+                            reduce_row
+                        )
             if self.cell_output == "all":  # rows of nodes 2 ... B + 1
                 prev_prev_ends, prev_ends = prev_ends, list(range(self.num_nodes))
                 continue
@@ -613,18 +653,16 @@ class MicroSupernet(keras.Model):
                     if i in ends:
                         for path in ("path1", "path2"):
                             weights[f"{name}.end{i}.{path}"] = [
-                                value(f"{name}.end{i}.{path}")[0][None, None]]
-                        weights[f"{name}.end{i}.bn"] = (
-                            self.bns[f"{name}.end{i}.bn"].slice(0))
+                                value(f"{name}.end{i}.{path}")[0][None, None]
+                            ]
+                        weights[f"{name}.end{i}.bn"] = self.bns[f"{name}.end{i}.bn"].slice(0)
             prev_prev_ends, prev_ends = prev_ends, ends
         fc = value("logits.fc")[prev_ends]
         weights["logits.fc"] = [fc.reshape(-1, self.num_classes)]
         return weights
 
 
-def load_child_weights(
-    child: keras.Model, weights: dict[str, list[np.ndarray]]
-) -> None:
+def load_child_weights(child: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
     """Sets a fixed child's layers from `MicroSupernet.child_weights`.
 
     Raises:
@@ -637,4 +675,3 @@ def load_child_weights(
         if layer.name not in weights:
             raise ValueError(f"No shared weights for child layer {layer.name!r}.")
         layer.set_weights(weights[layer.name])
-

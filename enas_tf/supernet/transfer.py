@@ -165,8 +165,9 @@ def _checkpoints(directory: str) -> tuple[str, ...]:
 
     indexes = glob.glob(os.path.join(directory, "*.index"))
     prefixes = [p[: -len(".index")] for p in indexes]
-    return tuple(sorted(
-        prefixes, key=lambda p: (number(p), os.path.getmtime(p + ".index")), reverse=True))
+    return tuple(
+        sorted(prefixes, key=lambda p: (number(p), os.path.getmtime(p + ".index")), reverse=True)
+    )
 
 
 def search_arc(run: SearchRun) -> tuple[SearchSpace, Arc]:
@@ -203,8 +204,14 @@ def differences(
       difference, where `fix` is how to give the search's value.
     """
     if space != run.space:
-        return [("space", space.describe(), run.space.describe(),
-                 f"an architecture of the search (its {BEST_ARC})")]
+        return [
+            (
+                "space",
+                space.describe(),
+                run.space.describe(),
+                f"an architecture of the search (its {BEST_ARC})",
+            )
+        ]
     found = []
     search_child = run.config.child_config()
     for key in STRUCTURAL[space.name]:
@@ -216,8 +223,9 @@ def differences(
     fix = f"--dataset={run.dataset}"
     shape = tuple(image_shape)
     if shape != tuple(run.image_shape):
-        found.append(("image shape", "x".join(map(str, shape)),
-                      "x".join(map(str, run.image_shape)), fix))
+        found.append(
+            ("image shape", "x".join(map(str, shape)), "x".join(map(str, run.image_shape)), fix)
+        )
     if num_classes != run.num_classes:
         found.append(("classes", num_classes, run.num_classes, fix))
     return found
@@ -246,8 +254,9 @@ def check_compatible(
     found = differences(run, space, child, image_shape, num_classes)
     if not found:
         return
-    listed = "; ".join(f"{key} is {mine} here but {theirs} in the search"
-                       for key, mine, theirs, _ in found)
+    listed = "; ".join(
+        f"{key} is {mine} here but {theirs} in the search" for key, mine, theirs, _ in found
+    )
     fixes = " ".join(dict.fromkeys(fix for *_, fix in found))
     raise UserError(
         f"The network does not match the supernet of the search in "

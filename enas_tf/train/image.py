@@ -42,25 +42,20 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from enas_tf.runtime import distribute
-from enas_tf.runtime import nonfinite
-from enas_tf.runtime import precision
-from enas_tf.runtime import rundir
-from enas_tf.runtime.checkpoints import StopRequest, Stopped, restore_newest
 from enas_tf.child.build import build_child, inference_model
 from enas_tf.configs.image import ChildConfig, TrainConfig
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, train_dataset
 from enas_tf.errors import UserError
-from enas_tf.ops.flops import count_flops, count_params
-from enas_tf.supernet.transfer import Inheritance, load_inherited, weights_from_search
 from enas_tf.ops.blocks import DropPath
+from enas_tf.ops.flops import count_flops, count_params
+from enas_tf.runtime import distribute, nonfinite, precision, rundir
+from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.spaces import Arc, SearchSpace
+from enas_tf.supernet.transfer import Inheritance, load_inherited, weights_from_search
 
 # Outputs of a run directory, removed by `overwrite`.
-RUN_FILES = (
-    "checkpoints", "logs", "history.csv", "model.keras", "summary.json", "inherited.json"
-)
+RUN_FILES = ("checkpoints", "logs", "history.csv", "model.keras", "summary.json", "inherited.json")
 # Settings that may change when a run is resumed.
 SAFE_KEYS = ("train.epochs", "train.eval_batch_size", "data.data_dir", "verbose")
 
@@ -91,9 +86,7 @@ class EpochCosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
         )
 
     def __call__(self, step):
-        epoch = keras.ops.floor_divide(
-            keras.ops.cast(step, "float32"), float(self.steps_per_epoch)
-        )
+        epoch = keras.ops.floor_divide(keras.ops.cast(step, "float32"), float(self.steps_per_epoch))
         return self._cosine(epoch)
 
     def get_config(self):
@@ -119,7 +112,7 @@ class DropPathSchedule(keras.callbacks.Callback):
         self._layers: list[DropPath] = []
 
     def on_train_begin(self, logs=None):
-        self._layers = [l for l in self.model.layers if isinstance(l, DropPath)]
+        self._layers = [layer for layer in self.model.layers if isinstance(layer, DropPath)]
 
     def on_train_batch_begin(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
@@ -144,8 +137,9 @@ def _accuracy(model: keras.Model, dataset: tf.data.Dataset) -> float:
     correct = total = 0
     for images, labels in dataset:
         logits = model(images, training=False)
-        correct += int(tf.reduce_sum(tf.cast(
-            tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.int32)))
+        correct += int(
+            tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.int32))
+        )
         total += int(labels.shape[0])
     return correct / max(total, 1)
 
@@ -158,8 +152,7 @@ def _history(path: str) -> list[dict[str, float]]:
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             # Keras' CSVLogger writes NA for val_* columns without validation.
-            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items()
-                                       if v and v != "NA"}
+            rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if v and v != "NA"}
     return [rows[e] for e in sorted(rows)]
 
 
@@ -197,28 +190,37 @@ class EpochCheckpoints(keras.callbacks.Callback):
         step when any of them receives a signal.
     """
 
-    def __init__(self, model: keras.Model, directory: str, stop: StopRequest,
-                 workers: distribute.Workers | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        directory: str,
+        stop: StopRequest,
+        workers: distribute.Workers | None = None,
+    ):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(
             model=[v.value for v in model.variables],
             optimizer=[v.value for v in model.optimizer.variables],
-            epoch=self.epoch, done=self.done)
+            epoch=self.epoch,
+            done=self.done,
+        )
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=3)
         self.workers = workers or distribute.Workers(tf.distribute.get_strategy())
         self.saver = self.manager
         if not self.workers.is_chief:
             self.saver = tf.train.CheckpointManager(
-                self.checkpoint, self.workers.checkpoint_dir(directory), max_to_keep=1)
+                self.checkpoint, self.workers.checkpoint_dir(directory), max_to_keep=1
+            )
         self.stop, self.stopped, self._batches = stop, None, 0
 
     def restore(self) -> None:
         """Restores the newest readable checkpoint, if any."""
         restore_newest(self.checkpoint, self.manager)
-        self.workers.check_same("the restored position (epoch, batches done)",
-                                [self.epoch.numpy(), self.done.numpy()])
+        self.workers.check_same(
+            "the restored position (epoch, batches done)", [self.epoch.numpy(), self.done.numpy()]
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._batches = int(self.done.numpy())
@@ -233,8 +235,9 @@ class EpochCheckpoints(keras.callbacks.Callback):
         if self.model.stop_training and self.stop.requested is not None:
             self.done.assign(self._batches)  # stopped inside the epoch
             path = self.saver.save()
-            self.stopped = Stopped(self.stop.requested, path if self.workers.is_chief
-                                   else self.manager.directory)
+            self.stopped = Stopped(
+                self.stop.requested, path if self.workers.is_chief else self.manager.directory
+            )
             return
         self.epoch.assign(epoch + 1)
         self.done.assign(0)
@@ -261,12 +264,16 @@ def _build_compiled(model: keras.Model, dataset: tf.data.Dataset) -> None:
     original = trainer.reduce_per_replica
 
     def reduce_per_replica(values, strategy, reduction):
-        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                and reduction in ("auto", "mean")):
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in (
+            "auto",
+            "mean",
+        ):
+
             def mean(v):
                 if isinstance(v, tf.distribute.DistributedValues):
                     return strategy.reduce("MEAN", v, axis=None)
                 return v
+
             return tf.nest.map_structure(mean, values)
         return original(values, strategy, reduction)
 
@@ -291,9 +298,7 @@ def run_config(
         "child": dataclasses.asdict(child),
         "train": dataclasses.asdict(train),
         "data": data,
-        "init_from_search": (
-            os.path.abspath(init_from_search) if init_from_search else None
-        ),
+        "init_from_search": (os.path.abspath(init_from_search) if init_from_search else None),
     }
 
 
@@ -399,8 +404,8 @@ def train_child(
     workers = distribute.Workers(strategy)
     if workers.is_chief:
         resumed = rundir.prepare(
-            output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS,
-            run_files=RUN_FILES)
+            output_dir, config, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
+        )
     workers.barrier()
     if not workers.is_chief:
         resumed = started()
@@ -411,14 +416,15 @@ def train_child(
         # at the end is built outside the policy: float32.
         with precision.policy(train.precision):
             model = build_child(
-                space, arc, child, image_shape=splits.image_shape,
-                num_classes=splits.num_classes)
+                space, arc, child, image_shape=splits.image_shape, num_classes=splits.num_classes
+            )
         if init_from_search and not started():
             # Once training has started, the run's own checkpoint wins.
             if inherited is None:  # --overwrite removed the earlier run's checkpoints
                 inherited = shared_weights()
-            _inherit(model, init_from_search, inherited, output_dir, verbose,
-                     write=workers.is_chief)
+            _inherit(
+                model, init_from_search, inherited, output_dir, verbose, write=workers.is_chief
+            )
         steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
         loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
         aux = len(model.outputs) == 2
@@ -426,14 +432,19 @@ def train_child(
             # Steps with a NaN or Inf gradient are skipped (NonFiniteCallback).
             # float16: loss scaling, whose overflow steps are skipped but
             # not counted as non-finite (`nonfinite.guard`).
-            optimizer=nonfinite.guard(precision.loss_scaled(train.precision, keras.optimizers.SGD(
-                learning_rate=EpochCosineRestarts(
-                    train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
-                ),
-                momentum=train.momentum,
-                nesterov=True,
-                global_clipnorm=train.grad_bound or None,
-            ))),
+            optimizer=nonfinite.guard(
+                precision.loss_scaled(
+                    train.precision,
+                    keras.optimizers.SGD(
+                        learning_rate=EpochCosineRestarts(
+                            train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
+                        ),
+                        momentum=train.momentum,
+                        nesterov=True,
+                        global_clipnorm=train.grad_bound or None,
+                    ),
+                )
+            ),
             loss=[loss, loss] if aux else loss,
             loss_weights=[1.0, child.aux_weight] if aux else None,
             metrics=[["accuracy"], []] if aux else ["accuracy"],
@@ -456,9 +467,11 @@ def train_child(
 
         valid_data = None
         if len(splits.valid_images):
-            valid_data = distribute.shard_by_data(eval_dataset(
-                splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
-            ))
+            valid_data = distribute.shard_by_data(
+                eval_dataset(
+                    splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
+                )
+            )
             if aux:
                 valid_data = valid_data.map(lambda x, y: (x, (y, y)))
         history_path = os.path.join(output_dir, "history.csv")
@@ -502,18 +515,20 @@ def train_child(
     if not workers.is_chief:
         twin = inference_model(space, arc, child, model)
         test_data = eval_dataset(
-            splits.test_images, splits.test_labels, splits, train.eval_batch_size)
-        return {"chief": False, "epochs": int(checkpoints.epoch.numpy()),
-                "test_accuracy": _accuracy(twin, test_data)}
+            splits.test_images, splits.test_labels, splits, train.eval_batch_size
+        )
+        return {
+            "chief": False,
+            "epochs": int(checkpoints.epoch.numpy()),
+            "test_accuracy": _accuracy(twin, test_data),
+        }
 
     twin = inference_model(space, arc, child, model)
     model_path = os.path.join(output_dir, "model.keras")
     tmp_path = os.path.join(output_dir, ".tmp-model.keras")
     twin.save(tmp_path)
     os.replace(tmp_path, model_path)
-    test_data = eval_dataset(
-        splits.test_images, splits.test_labels, splits, train.eval_batch_size
-    )
+    test_data = eval_dataset(splits.test_images, splits.test_labels, splits, train.eval_batch_size)
     history = _history(history_path)
     valid_key = "val_accuracy" if not aux else "val_logits_accuracy"
     train_key = "accuracy" if not aux else "logits_accuracy"

@@ -44,21 +44,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf.lm import loop as lm_loop
-from enas_tf.lm import steps as lm_training
-from enas_tf.runtime import nonfinite
-from enas_tf.runtime import rundir
-from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.configs.lm import PTB_VOCAB_SIZE, LmTrainConfig
 from enas_tf.data.ptb import PtbCorpus
 from enas_tf.errors import UserError
+from enas_tf.lm import loop as lm_loop
+from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import FixedRnnLM
+from enas_tf.runtime import nonfinite, rundir
+from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.spaces import Arc, RnnSpace
 
 RUN_FILES = ("checkpoints", "logs", "history.csv", "model.keras", "summary.json")
 SAFE_KEYS = ("train.epochs", "data.data_dir", "verbose")
-HISTORY_FIELDS = ("epoch", "steps", "train_perplexity", "valid_perplexity",
-                  "averaging", "grad_norm", "seconds", "nonfinite_steps")
+HISTORY_FIELDS = (
+    "epoch",
+    "steps",
+    "train_perplexity",
+    "valid_perplexity",
+    "averaging",
+    "grad_norm",
+    "seconds",
+    "nonfinite_steps",
+)
 
 
 class IterateAverage(tf.Module):
@@ -74,8 +81,9 @@ class IterateAverage(tf.Module):
     def __init__(self, variables: list[Any]) -> None:
         super().__init__(name="iterate_average")
         self._live = [v.value for v in variables]
-        self.averages = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False)
-                         for v in self._live]
+        self.averages = [
+            tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in self._live
+        ]
         self.count = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.active = tf.Variable(False, trainable=False)
         self._update = tf.function(self._update_fn, autograph=False)
@@ -122,8 +130,7 @@ def averaging_due(earlier: list[float], current: float, patience: int) -> bool:
     `current` is worse than the best of them excluding the last `patience`
     (`patience` 0: never).
     """
-    return bool(patience) and len(earlier) > patience and current > min(
-        earlier[:-patience])
+    return bool(patience) and len(earlier) > patience and current > min(earlier[:-patience])
 
 
 def build_model(arc: Arc, config: LmTrainConfig, vocab_size: int) -> FixedRnnLM:
@@ -136,15 +143,19 @@ def count_params(model: keras.Model) -> int:
     return int(sum(np.prod(v.shape) for v in model.weights))
 
 
-def describe(space: RnnSpace, arc: Arc, config: LmTrainConfig,
-             vocab_size: int = PTB_VOCAB_SIZE) -> str:
+def describe(
+    space: RnnSpace, arc: Arc, config: LmTrainConfig, vocab_size: int = PTB_VOCAB_SIZE
+) -> str:
     """What `enas-train --dry_run` prints: the cell and the model's size."""
     model = build_model(arc, config, vocab_size)
-    return "\n".join([
-        f"{space.describe()}: {space.format(arc)}", space.render(arc),
-        f"vocabulary {vocab_size}, hidden {config.hidden_size}, cell output "
-        f"{config.average}",
-        f"params {count_params(model):,}"])
+    return "\n".join(
+        [
+            f"{space.describe()}: {space.format(arc)}",
+            space.render(arc),
+            f"vocabulary {vocab_size}, hidden {config.hidden_size}, cell output {config.average}",
+            f"params {count_params(model):,}",
+        ]
+    )
 
 
 def _history(path: str, upto: int) -> list[dict[str, str]]:
@@ -198,16 +209,23 @@ def train_lm(
     config.check()
     arc = space.validate(arc)
     rows = lm_loop.train_rows(corpus.train, config.batch_size)
-    lm_loop.split_windows(corpus.valid, config.eval_batch_size, config.bptt, "valid",
-                          "--eval_batch_size")
+    lm_loop.split_windows(
+        corpus.valid, config.eval_batch_size, config.bptt, "valid", "--eval_batch_size"
+    )
     if len(corpus.test) < 2:
         raise UserError("The test split needs at least 2 tokens.")
-    run = {"tool": "enas-train", "task": "lm", "space": space.name,
-           "space_config": space.config(), "arc": space.format(arc),
-           "train": dataclasses.asdict(config),
-           "data": data or {"dataset": "ptb", "vocab_size": corpus.vocab_size}}
-    resumed = rundir.prepare(output_dir, run, overwrite=overwrite, safe_keys=SAFE_KEYS,
-                             run_files=RUN_FILES)
+    run = {
+        "tool": "enas-train",
+        "task": "lm",
+        "space": space.name,
+        "space_config": space.config(),
+        "arc": space.format(arc),
+        "train": dataclasses.asdict(config),
+        "data": data or {"dataset": "ptb", "vocab_size": corpus.vocab_size},
+    }
+    resumed = rundir.prepare(
+        output_dir, run, overwrite=overwrite, safe_keys=SAFE_KEYS, run_files=RUN_FILES
+    )
     keras.utils.set_random_seed(config.seed)
     model = build_model(arc, config, corpus.vocab_size)
     optimizer = keras.optimizers.SGD(config.learning_rate)
@@ -215,27 +233,36 @@ def train_lm(
     averager = IterateAverage(model.trainable_variables)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     position = tf.Variable(0, dtype=tf.int64, trainable=False)
-    valid_history = tf.Variable(tf.zeros([0], tf.float64), shape=tf.TensorShape([None]),
-                                trainable=False)
+    valid_history = tf.Variable(
+        tf.zeros([0], tf.float64), shape=tf.TensorShape([None]), trainable=False
+    )
     checkpoint = tf.train.Checkpoint(
-        model=lm_loop.variables_checkpoint(model), optimizer=optimizer, averager=averager,
-        epoch=epoch, position=position, valid_history=valid_history,
-        dropout_rng=model.dropout_generator)
+        model=lm_loop.variables_checkpoint(model),
+        optimizer=optimizer,
+        averager=averager,
+        epoch=epoch,
+        position=position,
+        valid_history=valid_history,
+        dropout_rng=model.dropout_generator,
+    )
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
+        checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2
+    )
     restore_newest(checkpoint, manager)
     regularizers = lm_training.Regularizers(
-        alpha=config.alpha, beta=config.beta, weight_decay=config.weight_decay,
-        weight_penalty="l2")
-    train_step = lm_training.make_train_step(model, optimizer, regularizers,
-                                             config.grad_bound or None)
+        alpha=config.alpha, beta=config.beta, weight_decay=config.weight_decay, weight_penalty="l2"
+    )
+    train_step = lm_training.make_train_step(
+        model, optimizer, regularizers, config.grad_bound or None
+    )
     eval_step = lm_training.make_eval_step(model)
     skipped = nonfinite.NonFiniteCounter(config.max_nonfinite, "language-model training")
 
     def validate() -> float:
         with averager.applied():
-            return lm_training.evaluate(model, corpus.valid, config.eval_batch_size,
-                                        config.bptt, eval_step=eval_step)
+            return lm_training.evaluate(
+                model, corpus.valid, config.eval_batch_size, config.bptt, eval_step=eval_step
+            )
 
     history_path = os.path.join(output_dir, "history.csv")
     history = _history(history_path, int(epoch.numpy()))
@@ -248,25 +275,34 @@ def train_lm(
             e = int(epoch.numpy())
             began = time.time()
             result = lm_loop.train_epoch(
-                train_step, rows, model.initial_state(config.batch_size),
-                np.random.default_rng([config.seed, e]), start=int(position.numpy()),
-                bptt=config.bptt, random_bptt=config.random_bptt,
+                train_step,
+                rows,
+                model.initial_state(config.batch_size),
+                np.random.default_rng([config.seed, e]),
+                start=int(position.numpy()),
+                bptt=config.bptt,
+                random_bptt=config.random_bptt,
                 max_steps=config.max_steps_per_epoch,
                 after_step=averager.update if averager.is_active else None,
-                verbose=verbose, nonfinite=skipped)
+                verbose=verbose,
+                nonfinite=skipped,
+            )
             position.assign(result.position)
             valid_ppl = validate()
             earlier = [float(v) for v in valid_history.numpy()]
             if not averager.is_active and averaging_due(earlier, valid_ppl, config.average_after):
                 averager.start()
             valid_history.assign(np.asarray(earlier + [valid_ppl], np.float64))
-            row = {"epoch": e + 1, "steps": int(optimizer.iterations.numpy()),
-                   "train_perplexity": round(result.metrics["perplexity"], 4),
-                   "valid_perplexity": round(valid_ppl, 4),
-                   "averaging": int(averager.is_active),
-                   "grad_norm": round(result.metrics["grad_norm"], 5),
-                   "seconds": round(time.time() - began, 2),
-                   "nonfinite_steps": int(result.metrics["nonfinite_steps"])}
+            row = {
+                "epoch": e + 1,
+                "steps": int(optimizer.iterations.numpy()),
+                "train_perplexity": round(result.metrics["perplexity"], 4),
+                "valid_perplexity": round(valid_ppl, 4),
+                "averaging": int(averager.is_active),
+                "grad_norm": round(result.metrics["grad_norm"], 5),
+                "seconds": round(time.time() - began, 2),
+                "nonfinite_steps": int(result.metrics["nonfinite_steps"]),
+            }
             # history.csv first: a resumed run drops rows of epochs after its
             # checkpoint, so a kill between the two loses nothing.
             history.append(row)
@@ -279,46 +315,67 @@ def train_lm(
                 for key, value in result.metrics.items():
                     tf.summary.scalar(f"train/{key}", value)
             if verbose:
-                print(f"epoch {e + 1}/{config.epochs}: {result.steps} steps, train ppl "
-                      f"{row['train_perplexity']:.2f}, valid ppl {valid_ppl:.2f}"
-                      f"{' (averaged weights)' if averager.is_active else ''}")
+                print(
+                    f"epoch {e + 1}/{config.epochs}: {result.steps} steps, train ppl "
+                    f"{row['train_perplexity']:.2f}, valid ppl {valid_ppl:.2f}"
+                    f"{' (averaged weights)' if averager.is_active else ''}"
+                )
             if stop.requested is not None:  # saved above: stop cleanly
                 raise Stopped(stop.requested, manager.latest_checkpoint)
     writer.flush()
     wall_time = time.time() - start
     with averager.applied():
-        valid_ppl = lm_training.evaluate(model, corpus.valid, config.eval_batch_size,
-                                         config.bptt, eval_step=eval_step)
+        valid_ppl = lm_training.evaluate(
+            model, corpus.valid, config.eval_batch_size, config.bptt, eval_step=eval_step
+        )
         test_ppl, test_targets = lm_loop.evaluate_stream(
-            eval_step, corpus.test, model.initial_state(1))
+            eval_step, corpus.test, model.initial_state(1)
+        )
         model_path = os.path.join(output_dir, "model.keras")
         tmp_path = os.path.join(output_dir, ".tmp-model.keras")
         model.save(tmp_path)
         os.replace(tmp_path, model_path)
     averaged = [int(r["epoch"]) for r in history if int(r["averaging"])]
     summary = {
-        "task": "lm", "space": space.name, "space_config": space.config(),
-        "arc": space.format(arc), "dataset": "ptb", "vocab_size": corpus.vocab_size,
-        "hidden_size": config.hidden_size, "params": count_params(model),
-        "epochs": len(history), "steps": int(optimizer.iterations.numpy()),
+        "task": "lm",
+        "space": space.name,
+        "space_config": space.config(),
+        "arc": space.format(arc),
+        "dataset": "ptb",
+        "vocab_size": corpus.vocab_size,
+        "hidden_size": config.hidden_size,
+        "params": count_params(model),
+        "epochs": len(history),
+        "steps": int(optimizer.iterations.numpy()),
         "valid_perplexity": valid_ppl,
-        "best_valid_perplexity": min([float(r["valid_perplexity"]) for r in history],
-                                     default=None),
-        "test_perplexity": test_ppl, "test_targets": test_targets,
+        "best_valid_perplexity": min([float(r["valid_perplexity"]) for r in history], default=None),
+        "test_perplexity": test_ppl,
+        "test_targets": test_targets,
         "averaging_from_epoch": averaged[0] if averaged else None,
         "nonfinite_steps": sum(int(r["nonfinite_steps"]) for r in history),
         "evaluation": {
             "valid": f"batch {config.eval_batch_size}, {config.bptt}-token windows in "
-                     "order, state carried, tail dropped",
+            "order, state carried, tail dropped",
             "test": f"batch 1, state carried over the whole split, "
-                    f"{lm_loop.TEST_WINDOW} tokens per call",
-            "weights": "averaged" if averager.is_active else "last"},
-        "wall_time_s": round(wall_time, 2), "resumed": resumed, "config": run,
+            f"{lm_loop.TEST_WINDOW} tokens per call",
+            "weights": "averaged" if averager.is_active else "last",
+        },
+        "wall_time_s": round(wall_time, 2),
+        "resumed": resumed,
+        "config": run,
     }
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
     return summary
 
 
-__all__ = ["HISTORY_FIELDS", "RUN_FILES", "SAFE_KEYS", "IterateAverage", "averaging_due",
-           "build_model",
-           "count_params", "describe", "train_lm"]
+__all__ = [
+    "HISTORY_FIELDS",
+    "RUN_FILES",
+    "SAFE_KEYS",
+    "IterateAverage",
+    "averaging_due",
+    "build_model",
+    "count_params",
+    "describe",
+    "train_lm",
+]

@@ -30,9 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from enas_tf.runtime import rundir
 from enas_tf.errors import ArcError
-from enas_tf.viz.layout import Point, layered_layout
+from enas_tf.runtime import rundir
 from enas_tf.spaces import (
     LEGACY_RNN_ACTIVATIONS,
     MACRO_OPS,
@@ -47,6 +46,7 @@ from enas_tf.spaces import (
     SearchSpace,
 )
 from enas_tf.spaces.macro import pool_layers
+from enas_tf.viz.layout import Point, layered_layout
 
 RGB = tuple[int, int, int]
 
@@ -169,9 +169,7 @@ def _micro_graph(title: str, cell: MicroCell) -> _Graph:
             (node.input_a, node.op_a),
             (node.input_b, node.op_b),
         ):
-            nodes.append(
-                _Node(_op_label(MICRO_OPS[op]), _FILL[MICRO_OPS[op]], pull=True)
-            )
+            nodes.append(_Node(_op_label(MICRO_OPS[op]), _FILL[MICRO_OPS[op]], pull=True))
             edges.append((index[source], len(nodes) - 1))
             ops.append(len(nodes) - 1)
         nodes.append(_Node(f"node {n} (+)", _SUM))
@@ -216,9 +214,7 @@ def _graphs(space: SearchSpace, arc: Iterable[Any]) -> tuple[str, list[_Graph]]:
         arch = space.decode(arc)
         every = range(1, len(arch.nodes) + 1)
         output = f"h_t = mean(node 1 .. {len(arch.nodes)})"
-        return space.describe(), [
-            _rnn_graph("tanh", arch.nodes, RNN_ACTIVATIONS, output, every)
-        ]
+        return space.describe(), [_rnn_graph("tanh", arch.nodes, RNN_ACTIVATIONS, output, every)]
     if isinstance(space, LegacyRnnSpace):
         arch = space.decode(arc)
         base = LEGACY_RNN_ACTIVATIONS[arch.base_activation]
@@ -253,24 +249,16 @@ class _Pen:
         left, _, right, _ = self.font.getbbox(text)
         return right - left
 
-    def box_size(
-        self, text: str, min_width: float = 0.0
-    ) -> tuple[float, float]:
+    def box_size(self, text: str, min_width: float = 0.0) -> tuple[float, float]:
         width = max(self.width(text) + 2 * _PAD[0], min_width)
         return math.ceil(width), self.line + 2 * _PAD[1]
 
-    def text(
-        self, draw: ImageDraw.ImageDraw, xy: Point, text: str, fill: RGB = _INK
-    ) -> None:
+    def text(self, draw: ImageDraw.ImageDraw, xy: Point, text: str, fill: RGB = _INK) -> None:
         """Writes `text` with its top-left corner at `xy`."""
         left = self.font.getbbox(text)[0]
-        draw.text(
-            (round(xy[0] - left), round(xy[1])), text, font=self.font, fill=fill
-        )
+        draw.text((round(xy[0] - left), round(xy[1])), text, font=self.font, fill=fill)
 
-    def centred(
-        self, draw: ImageDraw.ImageDraw, box: Sequence[float], text: str
-    ) -> None:
+    def centred(self, draw: ImageDraw.ImageDraw, box: Sequence[float], text: str) -> None:
         x0, y0, x1, y1 = box
         self.text(
             draw,
@@ -300,12 +288,8 @@ def _arrow(
     draw.polygon(head, fill=fill)
 
 
-def _box(
-    draw: ImageDraw.ImageDraw, pen: _Pen, box: Sequence[float], node: _Node
-) -> None:
-    draw.rounded_rectangle(
-        [round(v) for v in box], radius=4, fill=node.fill, outline=_INK
-    )
+def _box(draw: ImageDraw.ImageDraw, pen: _Pen, box: Sequence[float], node: _Node) -> None:
+    draw.rounded_rectangle([round(v) for v in box], radius=4, fill=node.fill, outline=_INK)
     pen.centred(draw, box, node.label)
 
 
@@ -317,25 +301,16 @@ def _image(space: SearchSpace, arc: Iterable[Any]) -> Image.Image:
     layouts = []
     for graph in graphs:
         # Wide enough to keep the ends of the incoming edges apart.
-        fan_in = [
-            sum(v == i for _, v in graph.edges) for i in range(len(graph.nodes))
-        ]
-        sizes = [
-            pen.box_size(n.label, 14.0 * (f + 1))
-            for n, f in zip(graph.nodes, fan_in)
-        ]
+        fan_in = [sum(v == i for _, v in graph.edges) for i in range(len(graph.nodes))]
+        sizes = [pen.box_size(n.label, 14.0 * (f + 1)) for n, f in zip(graph.nodes, fan_in)]
         pull = [n.pull for n in graph.nodes]
         layouts.append(layered_layout(sizes, graph.edges, pull=pull))
     # Panels (the two cells) stacked: cells are wide and shallow.
     subtitle = pen.line + 10 if any(g.title for g in graphs) else 0
-    panel_widths = [
-        max(l.width, pen.width(g.title)) for g, l in zip(graphs, layouts)
-    ]
+    panel_widths = [max(lay.width, pen.width(g.title)) for g, lay in zip(graphs, layouts)]
     width = max(pen.width(title), *panel_widths) + 2 * _MARGIN
     top = _MARGIN + pen.line + 10
-    height = (
-        top + sum(subtitle + l.height + 2 * _MARGIN for l in layouts) - _MARGIN
-    )
+    height = top + sum(subtitle + lay.height + 2 * _MARGIN for lay in layouts) - _MARGIN
     image = Image.new("RGB", (math.ceil(width), math.ceil(height)), _BACKGROUND)
     draw = ImageDraw.Draw(image)
     pen.text(draw, (_MARGIN, _MARGIN), title)
@@ -352,15 +327,11 @@ def _image(space: SearchSpace, arc: Iterable[Any]) -> Image.Image:
     return image
 
 
-def _macro_image(
-    space: MacroSpace, arc: Iterable[Any], pen: _Pen
-) -> Image.Image:
+def _macro_image(space: MacroSpace, arc: Iterable[Any], pen: _Pen) -> Image.Image:
     arch = space.decode(arc)
     nodes = [_Node("stem", _INPUT)] + [
-        _Node(
-            f"layer {i}  {_op_label(MACRO_OPS[l.op])}", _FILL[MACRO_OPS[l.op]]
-        )
-        for i, l in enumerate(arch.layers)
+        _Node(f"layer {i}  {_op_label(MACRO_OPS[layer.op])}", _FILL[MACRO_OPS[layer.op]])
+        for i, layer in enumerate(arch.layers)
     ]
     box_w, box_h = pen.box_size(max((n.label for n in nodes), key=pen.width))
     pools = set(pool_layers(space.num_layers))

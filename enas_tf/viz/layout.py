@@ -73,10 +73,7 @@ def layered_layout(
     n = len(sizes)
     for u, v in edges:
         if not 0 <= u < v < n:
-            raise ValueError(
-                f"Expected edges (u, v) with 0 <= u < v < {n}; received "
-                f"({u}, {v})."
-            )
+            raise ValueError(f"Expected edges (u, v) with 0 <= u < v < {n}; received ({u}, {v}).")
     rank = _ranks(n, edges, list(pull) + [False] * (n - len(pull)))
 
     # Dummy nodes: each edge becomes a chain of nodes on consecutive ranks.
@@ -105,19 +102,14 @@ def layered_layout(
 
     def gap(a: int, b: int) -> float:
         both_dummies = a >= n and b >= n
-        return (widths[a] + widths[b]) / 2 + (
-            dummy_gap if both_dummies else node_gap
-        )
+        return (widths[a] + widths[b]) / 2 + (dummy_gap if both_dummies else node_gap)
 
     x = _place(layers, up, down, gap)
     left = min(x[v] - widths[v] / 2 for v in range(total))
     x = [c - left for c in x]
     width = max(x[v] + widths[v] / 2 for v in range(total))
 
-    heights = [
-        max((sizes[v][1] for v in layer if v < n), default=0.0)
-        for layer in layers
-    ]
+    heights = [max((sizes[v][1] for v in layer if v < n), default=0.0) for layer in layers]
     tops = [0.0]
     for h in heights:
         tops.append(tops[-1] + h + rank_gap)
@@ -131,12 +123,8 @@ def layered_layout(
     # the other end lies, so that parallel edges stay apart.
     out_port, in_port = {}, {}
     for v in range(n):
-        outs = sorted(
-            (x[chains[e][1]], e) for e, (a, _) in enumerate(edges) if a == v
-        )
-        ins = sorted(
-            (x[chains[e][-2]], e) for e, (_, b) in enumerate(edges) if b == v
-        )
+        outs = sorted((x[chains[e][1]], e) for e, (a, _) in enumerate(edges) if a == v)
+        ins = sorted((x[chains[e][-2]], e) for e, (_, b) in enumerate(edges) if b == v)
         x0, _, x1, _ = boxes[v]
         for ports, items in ((out_port, outs), (in_port, ins)):
             for i, (_, e) in enumerate(items):
@@ -154,9 +142,7 @@ def layered_layout(
     return Layout(width, tops[-1] - rank_gap, tuple(boxes), tuple(polylines))
 
 
-def _ranks(
-    n: int, edges: Sequence[tuple[int, int]], pull: list[bool]
-) -> list[int]:
+def _ranks(n: int, edges: Sequence[tuple[int, int]], pull: list[bool]) -> list[int]:
     preds: list[list[int]] = [[] for _ in range(n)]
     succs: list[list[int]] = [[] for _ in range(n)]
     for u, v in edges:
@@ -182,31 +168,23 @@ def _crossings(layers: list[list[int]], down: list[list[int]]) -> int:
     return count
 
 
-def _order(
-    layers: list[list[int]], up: list[list[int]], down: list[list[int]]
-) -> list[list[int]]:
+def _order(layers: list[list[int]], up: list[list[int]], down: list[list[int]]) -> list[list[int]]:
     """Barycentre sweeps; rank 0 keeps its order."""
     layers = [list(layer) for layer in layers]
-    best, best_count = [list(l) for l in layers], _crossings(layers, down)
+    best, best_count = [list(layer) for layer in layers], _crossings(layers, down)
     for sweep in range(_SWEEPS):
         downward = sweep % 2 == 0
-        indices = (
-            range(1, len(layers)) if downward else range(len(layers) - 2, 0, -1)
-        )
+        indices = range(1, len(layers)) if downward else range(len(layers) - 2, 0, -1)
         for r in indices:
             other = layers[r - 1 if downward else r + 1]
-            layers[r] = _by_barycentre(
-                layers[r], other, up if downward else down
-            )
+            layers[r] = _by_barycentre(layers[r], other, up if downward else down)
         count = _crossings(layers, down)
         if count < best_count:
-            best, best_count = [list(l) for l in layers], count
+            best, best_count = [list(layer) for layer in layers], count
     return best
 
 
-def _by_barycentre(
-    layer: list[int], other: list[int], neighbours: list[list[int]]
-) -> list[int]:
+def _by_barycentre(layer: list[int], other: list[int], neighbours: list[list[int]]) -> list[int]:
     """`layer` sorted by the mean position of each node's neighbours in
     `other`; nodes without any keep their place, ties keep their order."""
     position = {v: i for i, v in enumerate(other)}
@@ -237,14 +215,10 @@ def _place(layers, up, down, gap) -> list[float]:
                 near = up[v] if downward else down[v]
                 if sweep >= _SWEEPS - 2:  # settle between both sides
                     near = up[v] + down[v]
-                desired.append(
-                    sum(x[u] for u in near) / len(near) if near else x[v]
-                )
+                desired.append(sum(x[u] for u in near) / len(near) if near else x[v])
             for v, c in zip(
                 layer,
-                _spaced(
-                    desired, [gap(a, b) for a, b in itertools.pairwise(layer)]
-                ),
+                _spaced(desired, [gap(a, b) for a, b in itertools.pairwise(layer)]),
             ):
                 x[v] = c
     return x
@@ -262,10 +236,7 @@ def _spaced(desired: list[float], gaps: list[float]) -> list[float]:
     blocks: list[list[float]] = []  # [sum of targets, count]
     for d, o in zip(desired, offsets):
         blocks.append([d - o, 1.0])
-        while (
-            len(blocks) > 1
-            and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]
-        ):
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
             s, c = blocks.pop()
             blocks[-1][0] += s
             blocks[-1][1] += c

@@ -10,12 +10,13 @@ from enas_tf.child.build import build_child, inference_model
 from enas_tf.child.micro import reduction_positions
 from enas_tf.configs.image import ChildConfig
 from enas_tf.errors import UserError
-from enas_tf.ops.flops import count_params
 from enas_tf.ops.blocks import DropPath
+from enas_tf.ops.flops import count_params
 from enas_tf.spaces.macro import MACRO_OPS, pool_layers
 from enas_tf.spaces.micro import MICRO_OPS
 
 # ----- parameter counts by hand, from the structure in ENAS_REFERENCE -------
+
 
 def bn(c):
     return 2 * c
@@ -94,8 +95,11 @@ def test_published_macro_builds_at_final_settings():
     arch = space.decode(arc)
     for separable, pinned in ((True, 30_947_424), (False, 42_559_392)):
         model = build_child(
-            space, arc, ChildConfig(out_filters=96, keep_prob=0.5, separable=separable),
-            image_shape=(32, 32, 3), num_classes=10,
+            space,
+            arc,
+            ChildConfig(out_filters=96, keep_prob=0.5, separable=separable),
+            image_shape=(32, 32, 3),
+            num_classes=10,
         )
         assert count_params(model) == macro_params(arch, 96, 10, separable) == pinned
         assert model.output_shape == (None, 10)
@@ -107,7 +111,10 @@ def test_published_micro_builds_at_final_settings():
     space, arc = spaces.load_arc("enas_micro_final")
     arch = space.decode(arc)
     config = ChildConfig(
-        out_filters=36, num_layers=15, keep_prob=0.8, drop_path_keep_prob=0.6,
+        out_filters=36,
+        num_layers=15,
+        keep_prob=0.8,
+        drop_path_keep_prob=0.6,
         aux_weight=0.4,
     )
     model = build_child(space, arc, config, image_shape=(32, 32, 3), num_classes=10)
@@ -125,10 +132,20 @@ def test_published_micro_builds_at_final_settings():
 
 def test_layer_base_adds_one_conv_per_cell():
     space, arc = spaces.load_arc("enas_micro_final")
-    plain = build_child(space, arc, ChildConfig(out_filters=8, num_layers=3),
-                        image_shape=(32, 32, 3), num_classes=10)
-    based = build_child(space, arc, ChildConfig(out_filters=8, num_layers=3, layer_base=True),
-                        image_shape=(32, 32, 3), num_classes=10)
+    plain = build_child(
+        space,
+        arc,
+        ChildConfig(out_filters=8, num_layers=3),
+        image_shape=(32, 32, 3),
+        num_classes=10,
+    )
+    based = build_child(
+        space,
+        arc,
+        ChildConfig(out_filters=8, num_layers=3, layer_base=True),
+        image_shape=(32, 32, 3),
+        num_classes=10,
+    )
     widths = [8, 16, 16, 32, 32]  # C of the 5 cells
     assert count_params(based) - count_params(plain) == sum(c * c + 2 * c for c in widths)
 
@@ -147,7 +164,7 @@ def test_every_op_builds_and_eager_equals_graph(space, config):
         arc = space.random_arc(seed)
         model = build_child(space, arc, config, image_shape=(8, 8, 3), num_classes=5)
         eager = model(images, training=False)
-        graph = tf.function(lambda x: model(x, training=False))(images)
+        graph = tf.function(lambda x, m=model: m(x, training=False))(images)
         np.testing.assert_allclose(eager, graph, rtol=1e-5, atol=1e-5)
         assert eager.shape == (2, 5) and eager.dtype == tf.float32
 
@@ -156,8 +173,13 @@ def test_all_micro_ops_in_both_cells():
     space = spaces.MicroSpace(num_nodes=5)
     # Node n uses op n-2 on input 0 and input 1: every op, strided or not.
     cell = [v for n in range(5) for v in (0, n, 1, n)]
-    model = build_child(space, cell + cell, ChildConfig(out_filters=4, num_layers=3),
-                        image_shape=(8, 8, 3), num_classes=3)
+    model = build_child(
+        space,
+        cell + cell,
+        ChildConfig(out_filters=4, num_layers=3),
+        image_shape=(8, 8, 3),
+        num_classes=3,
+    )
     assert model(np.zeros((1, 8, 8, 3), "float32")).shape == (1, 3)
 
 

@@ -46,9 +46,7 @@ def micro_score_zero_weights(space, arc):
     normal_lsm = log_softmax(MICRO_NORMAL_OP_OFFSET[: space.num_ops])
     normal_entropy = -np.sum(np.exp(normal_lsm) * normal_lsm)
     log_prob = entropy = 0.0
-    for position, (name, n) in enumerate(
-        zip(space.decision_names, space.choices_per_decision)
-    ):
+    for position, (name, n) in enumerate(zip(space.decision_names, space.choices_per_decision)):
         if name.startswith("normal") and "/op_" in name:
             log_prob += normal_lsm[arc[position]]
             entropy += normal_entropy
@@ -65,9 +63,7 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(macro.count_params(), 41_856)
         self.assertEqual(micro.count_params(), 41_733)
         for controller in (macro, micro):
-            trainable = sum(
-                int(np.prod(v.shape)) for v in controller.trainable_variables
-            )
+            trainable = sum(int(np.prod(v.shape)) for v in controller.trainable_variables)
             self.assertEqual(trainable, controller.count_params())
 
     def test_initial_values(self):
@@ -111,9 +107,7 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_generator_state_is_checkpointed(self):
         controller = MacroController(num_layers=4, seed=3, **SMALL)
-        path = tf.train.Checkpoint(controller=controller).write(
-            self.get_temp_dir() + "/ckpt"
-        )
+        path = tf.train.Checkpoint(controller=controller).write(self.get_temp_dir() + "/ckpt")
         expected = controller.sample(5).arc
         tf.train.Checkpoint(controller=controller).read(path).assert_consumed()
         self.assertAllEqual(controller.sample(5).arc, expected)
@@ -170,9 +164,7 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
             self.assertAllClose(probs, want, rtol=1e-4)
             if temperature is None:
                 # Spec 4.2: about 0.31 (normal) and 0.25 (reduction) each.
-                self.assertAllClose(
-                    probs[:2], [0.315, 0.315] if normal else [0.254] * 2, atol=2e-3
-                )
+                self.assertAllClose(probs[:2], [0.315, 0.315] if normal else [0.254] * 2, atol=2e-3)
 
     @parameterized.named_parameters(
         ("macro", MacroSpace(num_layers=5, num_ops=6)),
@@ -215,7 +207,7 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
         sample = controller.sample(5)
         per_bit = 0.5 * math.log(0.5 / 0.6) + 0.5 * math.log(0.5 / 0.4)
         # Layer l has l bits; the penalty is the mean over layers 1 .. L-1.
-        want = np.mean([l * per_bit for l in range(1, layers)])
+        want = np.mean([n * per_bit for n in range(1, layers)])
         self.assertAllClose(sample.skip_penalty, [want] * 5)
         for row, rate in zip(sample.arc.numpy(), sample.skip_rate.numpy()):
             self.assertAllClose(rate, controller.space.decode(row).skip_rate)
@@ -236,9 +228,7 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
             MicroController(num_nodes=2, **SMALL),
         ):
             arcs = [controller.sample(4).arc.numpy() for _ in range(6)]
-            self.assertEqual(
-                controller.sample_function.experimental_get_tracing_count(), 1
-            )
+            self.assertEqual(controller.sample_function.experimental_get_tracing_count(), 1)
             self.assertGreater(len({a.tobytes() for a in arcs}), 1)
 
     @parameterized.named_parameters(
@@ -278,15 +268,11 @@ class ControllerTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(restored.get_config(), config)
 
     def test_controller_for(self):
-        self.assertIsInstance(
-            controller_for(MacroSpace(num_layers=2), **SMALL), MacroController
-        )
+        self.assertIsInstance(controller_for(MacroSpace(num_layers=2), **SMALL), MacroController)
         micro = controller_for(MicroSpace(num_nodes=2, num_ops=4), **SMALL)
         self.assertIsInstance(micro, MicroController)
         self.assertEqual(micro.space, MicroSpace(num_nodes=2, num_ops=4))
-        self.assertIsInstance(
-            controller_for(RnnSpace(num_nodes=2), **SMALL), RnnController
-        )
+        self.assertIsInstance(controller_for(RnnSpace(num_nodes=2), **SMALL), RnnController)
         with self.assertRaisesRegex(ValueError, "macro, micro or rnn"):
             controller_for(LegacyRnnSpace())
 

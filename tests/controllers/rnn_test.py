@@ -9,8 +9,8 @@ from absl.testing import parameterized
 
 from enas_tf.controllers.build import RnnController, Sample, controller_for
 from enas_tf.controllers.rnn import pointer_prior
-from enas_tf.strategies.reinforce import Reinforce
 from enas_tf.spaces import RnnSpace
+from enas_tf.strategies.reinforce import Reinforce
 
 SMALL = {"lstm_size": 16}
 
@@ -117,9 +117,7 @@ class RnnControllerTest(tf.test.TestCase, parameterized.TestCase):
             self.assertAllClose(entropy, want[1], rtol=1e-5)
 
     def test_settings_enter_the_math(self):
-        controller = RnnController(
-            num_nodes=3, tanh_constant=1.5, temperature=2.0, seed=1, **SMALL
-        )
+        controller = RnnController(num_nodes=3, tanh_constant=1.5, temperature=2.0, seed=1, **SMALL)
         for v in controller.trainable_variables:  # larger, so c and T matter
             v.assign(v * 50.0)
         weights = [(v.path, v.numpy()) for v in controller.trainable_variables]

@@ -80,9 +80,7 @@ class TestIdx:
         np.testing.assert_array_equal(
             splits.test_images, arrays["t10k-images-idx3-ubyte"][..., None]
         )
-        np.testing.assert_array_equal(
-            splits.test_labels, arrays["t10k-labels-idx1-ubyte"]
-        )
+        np.testing.assert_array_equal(splits.test_labels, arrays["t10k-labels-idx1-ubyte"])
         mean, std = _stats(train_x[:9])
         np.testing.assert_allclose(splits.mean, mean, rtol=1e-5)
         np.testing.assert_allclose(splits.std, std, rtol=1e-5)
@@ -239,9 +237,7 @@ class TestCifar:
         tail = files["data_batch_5"]
         np.testing.assert_array_equal(splits.valid_images, _nhwc(tail[b"data"])[-2:])
         np.testing.assert_array_equal(splits.valid_labels, tail[b"labels"][-2:])
-        np.testing.assert_array_equal(
-            splits.test_images, _nhwc(files["test_batch"][b"data"])
-        )
+        np.testing.assert_array_equal(splits.test_images, _nhwc(files["test_batch"][b"data"]))
         mean, std = _stats(_nhwc(data)[:13])
         np.testing.assert_allclose(splits.mean, mean, rtol=1e-5)
         np.testing.assert_allclose(splits.std, std, rtol=1e-5)

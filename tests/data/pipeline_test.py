@@ -87,9 +87,7 @@ def test_eval_is_in_order_and_normalised():
 @pytest.mark.parametrize("augment", [True, False])
 def test_no_randomness_equals_eval(augment):
     splits = _splits(n=7)
-    train = train_dataset(
-        splits, 3, augment=augment, flip=False, pad=0, shuffle=False
-    )
+    train = train_dataset(splits, 3, augment=augment, flip=False, pad=0, shuffle=False)
     evaluation = eval_dataset(splits.train_images, splits.train_labels, splits, 3)
     tx, ty = _collect(train)
     ex, ey = _collect(evaluation)
@@ -139,9 +137,7 @@ def _is_window(image, padded, dy, dx, flip) -> bool:
 def test_cutout_zeroes_a_clipped_square(size):
     # Constant images with mean 0 / std 1: every pixel normalises to 1.0.
     splits = _unit_stats(_splits(n=60, shape=(6, 6, 2), const=255))
-    x, _ = _collect(
-        train_dataset(splits, 16, augment=False, cutout_size=size, seed=5)
-    )
+    x, _ = _collect(train_dataset(splits, 16, augment=False, cutout_size=size, seed=5))
     full_squares = 0
     for image in x:
         zero = np.all(image == 0.0, axis=-1)

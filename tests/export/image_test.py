@@ -7,19 +7,17 @@ model computed by hand: what a user of the export would do.
 
 import json
 import os
-import warnings
 import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from enas_tf.export import image as export
-from enas_tf.export import run as export_run
 from enas_tf.data import load_images
 from enas_tf.errors import UserError
+from enas_tf.export import image as export
+from enas_tf.export import run as export_run
 from enas_tf.testing import keras_probs, make_standin_run, tflite_interpreter, tflite_probs
 
 
@@ -164,9 +162,7 @@ def test_default_tolerances():
     assert export.TOLERANCES["tflite_dynamic_range"] == export.Tolerance(0.15, 0.97)
 
 
-def test_existing_export_needs_overwrite_and_is_replaced_whole(
-    run_dir, images, tmp_path
-):
+def test_existing_export_needs_overwrite_and_is_replaced_whole(run_dir, images, tmp_path):
     out = tmp_path / "export"
     out.mkdir()
     (out / "model_float32.tflite").write_bytes(b"old")
@@ -189,9 +185,7 @@ def test_overwrite_never_deletes_foreign_files(run_dir, images, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_failure_midway_leaves_old_export_intact(
-    run_dir, images, tmp_path, monkeypatch
-):
+def test_failure_midway_leaves_old_export_intact(run_dir, images, tmp_path, monkeypatch):
     out = tmp_path / "export"
     out.mkdir()
     (out / "export_report.json").write_text("old")
@@ -207,9 +201,7 @@ def test_failure_midway_leaves_old_export_intact(
     assert (out / "export_report.json").read_text() == "old"
 
 
-def test_check_beyond_tolerance_is_reported_and_files_kept(
-    run_dir, images, tmp_path, monkeypatch
-):
+def test_check_beyond_tolerance_is_reported_and_files_kept(run_dir, images, tmp_path, monkeypatch):
     strict = export.Tolerance(max_abs_diff=0.0, min_top1_agreement=1.0)
     monkeypatch.setitem(export.TOLERANCES, "tflite_dynamic_range", strict)
     report = export_run.export_run(run_dir, tmp_path / "export", images[:50])

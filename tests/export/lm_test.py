@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data
-from enas_tf.export import lm as export_lm
 from enas_tf.configs.lm import LmTrainConfig
 from enas_tf.errors import UserError
-from enas_tf.train.lm import train_lm
+from enas_tf.export import lm as export_lm
 from enas_tf.spaces import RnnSpace
 from enas_tf.testing import write_tiny_ptb
+from enas_tf.train.lm import train_lm
 
 SPACE = RnnSpace(num_nodes=3)
 
@@ -22,10 +22,10 @@ def run(tmp_path_factory):
     """A tiny trained language-model run and its corpus."""
     root = tmp_path_factory.mktemp("lm")
     corpus = data.load_ptb(write_tiny_ptb(str(root / "text")))
-    config = LmTrainConfig(hidden_size=8, batch_size=4, bptt=5, epochs=1,
-                           max_steps_per_epoch=3, eval_batch_size=2)
-    train_lm(SPACE, SPACE.parse("0 2 1 0 1 3"), config, corpus, str(root / "run"),
-             verbose=0)
+    config = LmTrainConfig(
+        hidden_size=8, batch_size=4, bptt=5, epochs=1, max_steps_per_epoch=3, eval_batch_size=2
+    )
+    train_lm(SPACE, SPACE.parse("0 2 1 0 1 3"), config, corpus, str(root / "run"), verbose=0)
     return root / "run", corpus
 
 
@@ -52,13 +52,14 @@ def test_export_matches_the_keras_model(run, tmp_path):
     log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = np.take_along_axis(log_softmax, tokens[:, 1:, None], -1)[..., 0]
     np.testing.assert_allclose(whole["log_probs"], expected, atol=1e-5)
-    np.testing.assert_allclose(
-        whole["perplexity"], np.exp(-expected.mean(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(whole["perplexity"], np.exp(-expected.mean(axis=1)), rtol=1e-5)
     first = loaded.signatures["serving_default"](tokens=tf.constant(tokens[:, :8]))
     rest = loaded.signatures["score_with_state"](
-        tokens=tf.constant(tokens[:, 7:]), state=first["state"])
+        tokens=tf.constant(tokens[:, 7:]), state=first["state"]
+    )
     np.testing.assert_allclose(
-        np.concatenate([first["log_probs"], rest["log_probs"]], 1), expected, atol=1e-5)
+        np.concatenate([first["log_probs"], rest["log_probs"]], 1), expected, atol=1e-5
+    )
 
 
 def test_refusals(run, tmp_path):

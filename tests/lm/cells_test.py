@@ -150,9 +150,7 @@ class RnnCellTest(tf.test.TestCase, parameterized.TestCase):
             loss = tf.reduce_sum(out**2)
         grad = tape.gradient(loss, cell.skip)
         self.assertIsInstance(grad, tf.IndexedSlices)
-        want = sorted(
-            skip_row(k, arc[2 * k - 2], arc[2 * k - 1], 4) for k in range(1, L + 1)
-        )
+        want = sorted(skip_row(k, arc[2 * k - 2], arc[2 * k - 1], 4) for k in range(1, L + 1))
         self.assertEqual(sorted(grad.indices.numpy().tolist()), want)
 
     def test_config_round_trip(self):
@@ -165,9 +163,7 @@ class RnnCellTest(tf.test.TestCase, parameterized.TestCase):
         config = fixed.get_config()
         self.assertEqual(config["arc"], [0, 1, 1, 0])
         self.assertEqual(FixedRnnCell.from_config(config).get_config(), config)
-        restored = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(fixed)
-        )
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fixed))
         self.assertEqual(restored.arc, (0, 1, 1, 0))
 
     def test_rejects_bad_arguments(self):

@@ -19,9 +19,7 @@ def tokens(seed=0, batch=3, time=6):
 class LanguageModelTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.named_parameters(("all", "all"), ("loose_ends", "loose_ends"))
     def test_weight_inheritance(self, average):
-        shared = SharedRnnLM(
-            num_nodes=L, average=average, init_range=0.3, seed=0, **SMALL
-        )
+        shared = SharedRnnLM(num_nodes=L, average=average, init_range=0.3, seed=0, **SMALL)
         rng = np.random.default_rng(1)
         x = tokens(1)
         state = rng.normal(size=(3, H)).astype(np.float32)
@@ -107,13 +105,9 @@ class LanguageModelTest(tf.test.TestCase, parameterized.TestCase):
         x = tokens(3, time=7)
         out = model(x, training=True)
         emb = model.embedding.numpy()
-        dropped_h, *_ = np.linalg.lstsq(
-            emb, out.logits.numpy().reshape(-1, 40).T, rcond=None
-        )
+        dropped_h, *_ = np.linalg.lstsq(emb, out.logits.numpy().reshape(-1, 40).T, rcond=None)
         ratio = dropped_h.T.reshape(3, 7, H) / out.hidden.numpy()
-        self.assertAllClose(
-            ratio, np.broadcast_to(ratio[:, :1], ratio.shape), atol=1e-3
-        )
+        self.assertAllClose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), atol=1e-3)
         self.assertAllClose(np.unique(ratio.round(3)), [0.0, 2.0])
 
     def test_training_differs_inference_is_deterministic(self):
@@ -121,9 +115,7 @@ class LanguageModelTest(tf.test.TestCase, parameterized.TestCase):
         arc = tf.constant(model.space.random_arc(0))
         x = tokens(4)
         self.assertAllEqual(model(x, arc=arc).logits, model(x, arc=arc).logits)
-        self.assertNotAllClose(
-            model(x, arc=arc, training=True).logits, model(x, arc=arc).logits
-        )
+        self.assertNotAllClose(model(x, arc=arc, training=True).logits, model(x, arc=arc).logits)
         no_dropout = {f"drop_{k}": 0.0 for k in "eixlo"}
         plain = SharedRnnLM(num_nodes=L, seed=0, **SMALL, **no_dropout)
         self.assertEqual(plain.dropout_masks(3), DropoutMasks())
@@ -166,9 +158,7 @@ class LanguageModelTest(tf.test.TestCase, parameterized.TestCase):
         x = tokens(5)
         self.assertAllClose(clone(x, arc=arc).logits, shared(x, arc=arc).logits)
         fixed = FixedRnnLM([0, 1, 1, 0], num_funcs=2, seed=1, **SMALL)
-        restored = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(fixed)
-        )
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fixed))
         self.assertIsInstance(restored, FixedRnnLM)
         self.assertEqual(restored.get_config(), fixed.get_config())
 

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from enas_tf.lm import steps as lm_training
 from enas_tf.data.ptb import batchify, load_ptb
+from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import FixedRnnLM, SharedRnnLM
 from enas_tf.lm.steps import Regularizers
 
@@ -47,16 +47,12 @@ class LmTrainingTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_step_updates_only_selected_skip_rows(self):
         model = SharedRnnLM(num_nodes=L, seed=0, **SMALL)
-        step = lm_training.make_train_step(
-            model, keras.optimizers.SGD(5.0), grad_bound=None
-        )
+        step = lm_training.make_train_step(model, keras.optimizers.SGD(5.0), grad_bound=None)
         arc = [0, 1, 0, 2, 2, 0, 3, 3]
         rows = model.cell.selected_rows(arc).numpy()
         before = model.cell.skip.numpy()
         x, y = window(1)
-        _, metrics = step(
-            x, y, model.initial_state(3), tf.constant(1.0), tf.constant(arc)
-        )
+        _, metrics = step(x, y, model.initial_state(3), tf.constant(1.0), tf.constant(arc))
         moved = np.any(model.cell.skip.numpy() != before, axis=(1, 2))
         self.assertEqual(sorted(np.flatnonzero(moved)), sorted(rows))
         self.assertGreater(float(metrics["grad_norm"]), 0.0)
@@ -68,9 +64,7 @@ class LmTrainingTest(tf.test.TestCase, parameterized.TestCase):
             keras.utils.set_random_seed(0)  # same initial weights
             model = FixedRnnLM([0, 1, 0, 2], seed=0, init_range=0.04, **SMALL)
             w = model.embedding.numpy()
-            step = lm_training.make_train_step(
-                model, keras.optimizers.SGD(1.0), grad_bound=1e-3
-            )
+            step = lm_training.make_train_step(model, keras.optimizers.SGD(1.0), grad_bound=1e-3)
             _, metrics = step(x, y, model.initial_state(3), tf.constant(scale))
             moves.append(model.embedding.numpy() - w)
             self.assertGreater(float(metrics["grad_norm"]), 1e-3)
@@ -83,21 +77,14 @@ class LmTrainingTest(tf.test.TestCase, parameterized.TestCase):
         arc = [0, 2, 1, 0, 1, 3, 2, 1]
         x, y = window(3)
         reg = Regularizers(alpha=0.7, beta=1.0, weight_decay=1e-3)
-        loss, _, terms = lm_training.training_loss(
-            model, x, y, None, tf.constant(arc), reg
-        )
+        loss, _, terms = lm_training.training_loss(model, x, y, None, tf.constant(arc), reg)
         for name in ("ar", "tar", "weight_penalty"):
             self.assertGreater(float(terms[name]), 0.0, msg=name)
         self.assertAllClose(
             loss,
-            sum(
-                float(terms[k])
-                for k in ("cross_entropy", "ar", "tar", "weight_penalty")
-            ),
+            sum(float(terms[k]) for k in ("cross_entropy", "ar", "tar", "weight_penalty")),
         )
-        nll_sum, count, _ = lm_training.evaluation_loss(
-            model, x, y, None, tf.constant(arc)
-        )
+        nll_sum, count, _ = lm_training.evaluation_loss(model, x, y, None, tf.constant(arc))
         out = model(x, arc=tf.constant(arc))
         want = lm_training.token_nll(out.logits, y).numpy()
         self.assertAllClose(nll_sum, want.sum(), rtol=1e-6)
@@ -123,8 +110,7 @@ class LmTrainingTest(tf.test.TestCase, parameterized.TestCase):
             model, hidden, tf.constant(arc), lm_training.FIXED_GPU_REGULARIZERS
         )
         want = 8e-7 * sum(
-            np.sum(k.astype(np.float64) ** 2)
-            for k in kernels + [model.embedding.numpy()]
+            np.sum(k.astype(np.float64) ** 2) for k in kernels + [model.embedding.numpy()]
         )
         self.assertAllClose(l2["weight_penalty"], want, rtol=1e-5)
         self.assertAllClose(l2["ar"], 0.7 * np.mean(hidden**2))
@@ -158,9 +144,7 @@ class LmTrainingTest(tf.test.TestCase, parameterized.TestCase):
         self.assertTrue(all(7 <= n <= 44 for n in lengths))
         self.assertTrue(all(n >= 25 or n <= 27 for n in lengths))
         self.assertAllClose(np.mean(lengths), 33.6, atol=0.3)
-        short = [
-            lm_training.sample_bptt_length(rng, short_prob=1.0) for _ in range(500)
-        ]
+        short = [lm_training.sample_bptt_length(rng, short_prob=1.0) for _ in range(500)]
         self.assertEqual((min(short), max(short)), (7, 27))
         self.assertEqual(lm_training.bptt_lr_scale(28), 0.8)
 
@@ -188,9 +172,7 @@ class LmTrainingTest(tf.test.TestCase, parameterized.TestCase):
 @pytest.mark.skipif(not PTB_DIR.is_dir(), reason="no ../shared/data/ptb")
 def test_a_few_steps_on_ptb():
     corpus = load_ptb(PTB_DIR)
-    model = SharedRnnLM(
-        vocab_size=corpus.vocab_size, hidden_size=16, num_nodes=3, seed=0
-    )
+    model = SharedRnnLM(vocab_size=corpus.vocab_size, hidden_size=16, num_nodes=3, seed=0)
     step = lm_training.make_train_step(model, keras.optimizers.SGD(20.0))
     rng = np.random.default_rng(0)
     batched = batchify(corpus.train[:20_000], 8)

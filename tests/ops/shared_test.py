@@ -10,8 +10,9 @@ from enas_tf.ops import shared as ops
 def two_paths(x, path1, path2):
     """The factorized reduction as the child computes it: two 1x1 stride-2
     convolutions, the second on the input shifted up-left, concatenated."""
-    return tf.concat([ops.conv(x, path1[None, None], 2),
-                      ops.conv(ops.shift(x), path2[None, None], 2)], -1)
+    return tf.concat(
+        [ops.conv(x, path1[None, None], 2), ops.conv(ops.shift(x), path2[None, None], 2)], -1
+    )
 
 
 @pytest.mark.parametrize("height, width", [(8, 8), (7, 7), (6, 5)])
@@ -29,8 +30,7 @@ def test_factorized_reduction_gradients_and_unknown_shapes():
     (the loose-end supernet gathers a variable number of weight rows)."""
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(2, 7, 6, 4)), tf.float32)
-    path1, path2 = (tf.Variable(rng.normal(size=(4, 2)), dtype=tf.float32)
-                    for _ in range(2))
+    path1, path2 = (tf.Variable(rng.normal(size=(4, 2)), dtype=tf.float32) for _ in range(2))
     spec = tf.TensorSpec([None, None, None, None], tf.float32)
 
     @tf.function(input_signature=[spec], autograph=False)
@@ -57,9 +57,13 @@ def test_max_pool_matches_stock_inside_a_switch_branch(strides):
     x = tf.constant(rng.normal(size=(2, 7, 6, 3)), tf.float32)
     upstream = tf.constant(
         rng.normal(size=(2, (7 + strides - 1) // strides, (6 + strides - 1) // strides, 3)),
-        tf.float32)
-    slot = ops.shared_trace(lambda t, branch, pool: tf.switch_case(
-        branch, [lambda: pool(t, strides), lambda: 2.0 * t[:, ::strides, ::strides]]))
+        tf.float32,
+    )
+    slot = ops.shared_trace(
+        lambda t, branch, pool: tf.switch_case(
+            branch, [lambda: pool(t, strides), lambda: 2.0 * t[:, ::strides, ::strides]]
+        )
+    )
 
     @tf.function(autograph=False)
     def run(images):

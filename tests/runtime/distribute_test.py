@@ -10,15 +10,21 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data, spaces
-from enas_tf.train.image import train_child
 from enas_tf.configs.image import ChildConfig, TrainConfig
-from enas_tf.runtime.distribute import (
-    Workers, check_tf_config, make_strategy, mirrored_strategy, peer_failure)
 from enas_tf.errors import UserError
+from enas_tf.runtime.distribute import (
+    Workers,
+    check_tf_config,
+    make_strategy,
+    mirrored_strategy,
+    peer_failure,
+)
+from enas_tf.train.image import train_child
 
 
 def _all_reduce(strategy, shape):
     """Each replica's copy of the all-reduced sum of ones of `shape`."""
+
     def replica_sum():
         ctx = tf.distribute.get_replica_context()
         return ctx.all_reduce("sum", tf.ones(shape))
@@ -35,8 +41,7 @@ def test_successive_mirrored_strategies_keep_their_collectives_apart():
     # keys: the second one's all-reduce of another shape is refused.
     first = mirrored_strategy(["/cpu:0", "/cpu:1"])
     second = mirrored_strategy(["/cpu:0", "/cpu:1"])
-    for values in (_all_reduce(first, [3]), _all_reduce(second, [5]),
-                   _all_reduce(first, [3])):
+    for values in (_all_reduce(first, [3]), _all_reduce(second, [5]), _all_reduce(first, [3])):
         assert len(values) == 2
         for value in values:
             assert (value == 2.0).all()
@@ -54,20 +59,21 @@ def test_make_strategy():
 
 
 def test_tf_config_checks(monkeypatch):
-    good = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
-            "task": {"type": "worker", "index": 1}}
+    good = {
+        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+        "task": {"type": "worker", "index": 1},
+    }
     monkeypatch.setenv("TF_CONFIG", json.dumps(good))
     assert check_tf_config() == good
     for value, problem in [
-            ("", "needs the TF_CONFIG environment variable"),
-            ("[1", "not valid JSON"),
-            ("{}", 'needs a "cluster" and a "task"'),
-            (json.dumps({**good, "cluster": {"ps": ["a:1"]}}), "unknown jobs: ps"),
-            (json.dumps({**good, "cluster": {"worker": ["nohost"]}}), '"host:port"'),
-            (json.dumps({**good, "task": {"type": "worker", "index": 2}}),
-             "is not in the cluster"),
-            (json.dumps({**good, "task": {"type": "chief", "index": 0}}),
-             "is not in the cluster")]:
+        ("", "needs the TF_CONFIG environment variable"),
+        ("[1", "not valid JSON"),
+        ("{}", 'needs a "cluster" and a "task"'),
+        (json.dumps({**good, "cluster": {"ps": ["a:1"]}}), "unknown jobs: ps"),
+        (json.dumps({**good, "cluster": {"worker": ["nohost"]}}), '"host:port"'),
+        (json.dumps({**good, "task": {"type": "worker", "index": 2}}), "is not in the cluster"),
+        (json.dumps({**good, "task": {"type": "chief", "index": 0}}), "is not in the cluster"),
+    ]:
         monkeypatch.setenv("TF_CONFIG", value)
         with pytest.raises(UserError, match=re.escape(problem)) as error:
             check_tf_config()
@@ -93,7 +99,8 @@ def test_mirrored_final_training_matches_one_device(tmp_path):
     batches (no dropout: its masks are drawn per replica)."""
     splits = data.load_images("digits", valid_size=100)
     splits = dataclasses.replace(  # whole batches: no uneven last split
-        splits, train_images=splits.train_images[:256], train_labels=splits.train_labels[:256])
+        splits, train_images=splits.train_images[:256], train_labels=splits.train_labels[:256]
+    )
     space = spaces.MicroSpace(num_nodes=1)
     arc = space.parse("0 1 1 4 0 0 0 3")
     child = ChildConfig(out_filters=4, num_layers=3, keep_prob=1.0)
@@ -101,11 +108,13 @@ def test_mirrored_final_training_matches_one_device(tmp_path):
     train = TrainConfig(epochs=1, batch_size=64, pad=1, grad_bound=0.1)
     models = {}
     for name, strategy in [("one", None), ("two", mirrored_strategy(["/cpu:0", "/cpu:1"]))]:
-        summary = train_child(space, arc, child, train, splits, str(tmp_path / name),
-                              verbose=0, strategy=strategy)
+        summary = train_child(
+            space, arc, child, train, splits, str(tmp_path / name), verbose=0, strategy=strategy
+        )
         models[name] = keras.saving.load_model(tmp_path / name / "model.keras")
         models[name + "_summary"] = summary
     assert models["two_summary"]["final_train_accuracy"] == pytest.approx(
-        models["one_summary"]["final_train_accuracy"], abs=1e-6)
+        models["one_summary"]["final_train_accuracy"], abs=1e-6
+    )
     for a, b in zip(models["one"].weights, models["two"].weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)

@@ -10,23 +10,34 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data
-from enas_tf.lm import loop as lm_loop
-from enas_tf.lm import steps as lm_training
-from enas_tf.runtime import nonfinite
 from enas_tf.configs.image import SearchConfig
 from enas_tf.controllers.build import MicroController
 from enas_tf.data.pipeline import train_dataset
 from enas_tf.errors import UserError
+from enas_tf.lm import loop as lm_loop
+from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import SharedRnnLM
-from enas_tf.strategies.reinforce import Reinforce
+from enas_tf.runtime import nonfinite
 from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.search.image import Search
+from enas_tf.strategies.reinforce import Reinforce
 
 # A two-layer macro supernet: the same child step as micro, traced fast.
 TINY = SearchConfig(
-    space="macro", num_layers=2, num_ops=6, out_filters=4, epochs=1, batch_size=256,
-    controller_steps=1, num_aggregate=2, log_arcs=0, derive_samples=2,
-    flip=False, pad=1, lr_t0=1, max_nonfinite=3,
+    space="macro",
+    num_layers=2,
+    num_ops=6,
+    out_filters=4,
+    epochs=1,
+    batch_size=256,
+    controller_steps=1,
+    num_aggregate=2,
+    log_arcs=0,
+    derive_samples=2,
+    flip=False,
+    pad=1,
+    lr_t0=1,
+    max_nonfinite=3,
 )
 
 
@@ -46,8 +57,9 @@ def values(variables):
 
 def first_batch(search, splits, nan_images=0):
     """The first training batch, distributed; NaN in its first images."""
-    images, labels = next(iter(train_dataset(splits, TINY.batch_size, flip=False,
-                                             pad=0, shuffle=False)))
+    images, labels = next(
+        iter(train_dataset(splits, TINY.batch_size, flip=False, pad=0, shuffle=False))
+    )
     images = images.numpy()
     images[:nan_images, 0, 0, 0] = np.nan
     batch = tf.data.Dataset.from_tensors((images, labels))
@@ -91,8 +103,10 @@ def test_counter_counts_resets_and_raises():
     assert (counter.total, counter.consecutive) == (2, 0)
     counter.update(False)
     counter.update(False)
-    with pytest.raises(UserError, match="3 training steps in a row.*unit test.*"
-                                        "Lower the learning rate.*check the data"):
+    with pytest.raises(
+        UserError,
+        match="3 training steps in a row.*unit test.*Lower the learning rate.*check the data",
+    ):
         counter.update(False)
     assert counter.total == 5
     never = nonfinite.NonFiniteCounter(0)
@@ -139,13 +153,17 @@ def test_mirrored_replicas_skip_together(digits, tmp_path):
     config = dataclasses.replace(TINY, grad_bound=0.0)  # no all-reduce before
     search = Search(config, digits, str(tmp_path / "run"), verbose=0, strategy=strategy)
     arc = tf.constant(search.space.random_arc(1), tf.int32)
-    before = [[x.numpy() for x in strategy.experimental_local_results(v)]
-              for v in search.net.trainable_variables]
+    before = [
+        [x.numpy() for x in strategy.experimental_local_results(v)]
+        for v in search.net.trainable_variables
+    ]
     # One NaN image, in replica 0's half of the batch only.
     _, _, finite = search.child_step(first_batch(search, digits, 1), arc)
     assert not bool(finite)
-    after = [[x.numpy() for x in strategy.experimental_local_results(v)]
-             for v in search.net.trainable_variables]
+    after = [
+        [x.numpy() for x in strategy.experimental_local_results(v)]
+        for v in search.net.trainable_variables
+    ]
     for a, b in zip(before, after):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
@@ -177,8 +195,7 @@ def test_search_stops_after_max_nonfinite_and_keeps_the_checkpoint(digits, tmp_p
         np.testing.assert_array_equal(a, b)
     # Nothing written: the newest checkpoint is the last good one, readable.
     assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == files
-    assert {f: os.path.getmtime(os.path.join(out, "checkpoints", f))
-            for f in files} == stamp
+    assert {f: os.path.getmtime(os.path.join(out, "checkpoints", f)) for f in files} == stamp
     again = Search(longer, digits, out, verbose=0)
     assert again.manager.latest_checkpoint == newest
     assert int(again.epoch.numpy()) == 1 and int(again.child_done.numpy()) == 0
@@ -213,11 +230,25 @@ def test_lm_step_skips_and_train_epoch_stops():
     rows = np.random.default_rng(1).integers(0, 20, (2, 60)).astype(np.int32)
     counter = nonfinite.NonFiniteCounter(4, "language-model training")
     with pytest.raises(UserError, match="4 training steps in a row"):
-        lm_loop.train_epoch(step, rows, model.initial_state(2), np.random.default_rng(0),
-                            bptt=5, arc_fn=lambda: arc, nonfinite=counter)
+        lm_loop.train_epoch(
+            step,
+            rows,
+            model.initial_state(2),
+            np.random.default_rng(0),
+            bptt=5,
+            arc_fn=lambda: arc,
+            nonfinite=counter,
+        )
     result = lm_loop.train_epoch(
-        step, rows, model.initial_state(2), np.random.default_rng(0), bptt=5,
-        max_steps=3, arc_fn=lambda: arc, nonfinite=nonfinite.NonFiniteCounter(0))
+        step,
+        rows,
+        model.initial_state(2),
+        np.random.default_rng(0),
+        bptt=5,
+        max_steps=3,
+        arc_fn=lambda: arc,
+        nonfinite=nonfinite.NonFiniteCounter(0),
+    )
     assert result.metrics["nonfinite_steps"] == 3.0
 
 
@@ -226,10 +257,10 @@ def test_lm_step_skips_and_train_epoch_stops():
 
 def test_fit_guard_skips_and_callback_raises():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization(),
-                              keras.layers.Dense(2)])
-    model.compile(optimizer=nonfinite.guard(keras.optimizers.SGD(0.1, momentum=0.9)),
-                  loss="mse")
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
+    )
+    model.compile(optimizer=nonfinite.guard(keras.optimizers.SGD(0.1, momentum=0.9)), loss="mse")
     x = np.ones((8, 3), np.float32)
     y = np.zeros((8, 2), np.float32)
     x[4:] = np.nan  # the second of two batches

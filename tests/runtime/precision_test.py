@@ -9,22 +9,32 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data, spaces
-from enas_tf.runtime import nonfinite
-from enas_tf.runtime import precision
-from enas_tf.train.image import train_child
 from enas_tf.configs.image import ChildConfig, SearchConfig, TrainConfig
-from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.errors import UserError
 from enas_tf.export.run import export_run
+from enas_tf.runtime import nonfinite, precision
+from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.search.image import Search
 from enas_tf.supernet.build import build_supernet
+from enas_tf.train.image import train_child
 
 # Tiny searches without dropout (losses are compared): a micro one, and a
 # macro one, whose child step traces several times faster.
 TINY = SearchConfig(
-    num_nodes=1, num_layers=3, out_filters=4, epochs=1, batch_size=64,
-    controller_steps=1, num_aggregate=2, log_arcs=0, derive_samples=2,
-    flip=False, pad=1, lr_t0=1, keep_prob=1.0, l2=0.0,
+    num_nodes=1,
+    num_layers=3,
+    out_filters=4,
+    epochs=1,
+    batch_size=64,
+    controller_steps=1,
+    num_aggregate=2,
+    log_arcs=0,
+    derive_samples=2,
+    flip=False,
+    pad=1,
+    lr_t0=1,
+    keep_prob=1.0,
+    l2=0.0,
 )
 TINY_MACRO = dataclasses.replace(TINY, space="macro", num_layers=2, num_ops=6)
 MIXED = ("mixed_float16", "mixed_bfloat16")
@@ -44,8 +54,7 @@ def _batch(splits, size=64):
 
 
 def _loss(logits, labels):
-    return float(tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
+    return float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
 
 
 def test_check_precision_and_policy_scope():
@@ -91,10 +100,16 @@ def test_fit_overflow_is_not_a_nonfinite_step():
     NaN batch at scale 1 is counted and stops the run."""
     keras.utils.set_random_seed(0)
     with precision.policy("mixed_float16"):
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2),
-                                  keras.layers.Activation("linear", dtype="float32")])
-    optimizer = nonfinite.guard(precision.loss_scaled(
-        "mixed_float16", keras.optimizers.SGD(0.1), initial_scale=2.0**100))
+        model = keras.Sequential(
+            [
+                keras.Input((3,)),
+                keras.layers.Dense(2),
+                keras.layers.Activation("linear", dtype="float32"),
+            ]
+        )
+    optimizer = nonfinite.guard(
+        precision.loss_scaled("mixed_float16", keras.optimizers.SGD(0.1), initial_scale=2.0**100)
+    )
     model.compile(optimizer=optimizer, loss="mse")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     x, y = np.ones((4, 3), np.float32), np.ones((4, 2), np.float32)
@@ -135,11 +150,16 @@ def test_supernet_loss_agrees_with_float32(digits):
             # The moving statistics were updated in float32, alike.
             np.testing.assert_allclose(
                 net.non_trainable_variables[1].numpy(),
-                reference.non_trainable_variables[1].numpy(), rtol=0.05, atol=0.05)
+                reference.non_trainable_variables[1].numpy(),
+                rtol=0.05,
+                atol=0.05,
+            )
 
 
-@pytest.mark.parametrize("name,strategy", [
-    ("mixed_float16", None), ("mixed_bfloat16", None), ("mixed_float16", "mirrored")])
+@pytest.mark.parametrize(
+    "name,strategy",
+    [("mixed_float16", None), ("mixed_bfloat16", None), ("mixed_float16", "mirrored")],
+)
 def test_search_child_step(digits, tmp_path, name, strategy):
     """The child step in 16 bits: its loss is float32's on the same weights
     and batch; the controller stays float32; one trace for every arc; with
@@ -156,8 +176,13 @@ def test_search_child_step(digits, tmp_path, name, strategy):
     assert controller_vars and all(v.dtype == tf.float32 for v in controller_vars)
     assert search.net.dtype_policy.name == name
     images, labels = _batch(digits)
-    batch = next(iter(search.strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices((images, labels)).batch(64))))
+    batch = next(
+        iter(
+            search.strategy.experimental_distribute_dataset(
+                tf.data.Dataset.from_tensor_slices((images, labels)).batch(64)
+            )
+        )
+    )
     arcs = [tf.constant(config.search_space().random_arc(s), tf.int32) for s in range(3)]
     # float32 reference on the same weights (one device: whole-batch BN).
     keras.utils.set_random_seed(0)
@@ -176,8 +201,7 @@ def test_search_child_step(digits, tmp_path, name, strategy):
             np.testing.assert_array_equal(a, b.numpy())  # skipped
         assert int(search.optimizer.iterations.numpy()) == 0
         # The forward pass's moving-statistics update was undone too.
-        for a, b in zip(reference.non_trainable_variables,
-                        search.net.non_trainable_variables):
+        for a, b in zip(reference.non_trainable_variables, search.net.non_trainable_variables):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
         scale.scale.assign(2.0**10)
     else:
@@ -188,8 +212,9 @@ def test_search_child_step(digits, tmp_path, name, strategy):
         expected = _loss(reference(images, arc=arcs[0], training=True), labels)
         assert float(loss) == pytest.approx(expected, rel=LOSS_RTOL[name])
         assert float(loss) != expected  # 16-bit arithmetic
-    changed = [not np.array_equal(a, b.numpy())
-               for a, b in zip(before, search.net.trainable_variables)]
+    changed = [
+        not np.array_equal(a, b.numpy()) for a, b in zip(before, search.net.trainable_variables)
+    ]
     assert any(changed)
     for arc in arcs[1:]:
         search.child_step(batch, arc)
@@ -199,13 +224,11 @@ def test_search_child_step(digits, tmp_path, name, strategy):
         assert int(scale.good_steps.numpy()) == 3
         if strategy:  # every replica's copy of the state is the same
             for var in (scale.scale, scale.good_steps):
-                values = [v.numpy() for v in kwargs["strategy"]
-                          .experimental_local_results(var)]
+                values = [v.numpy() for v in kwargs["strategy"].experimental_local_results(var)]
                 assert values[0] == values[1]
         path = search.manager.save()
         restored = precision.LossScale(initial_scale=1.0)
-        tf.train.Checkpoint(loss_scale=restored.checkpoint()).restore(
-            path).expect_partial()
+        tf.train.Checkpoint(loss_scale=restored.checkpoint()).restore(path).expect_partial()
         assert float(restored.scale.numpy()) == 2.0**10
 
 
@@ -217,18 +240,21 @@ def test_search_refuses_jit_compile():
 SPACE = spaces.MacroSpace(num_layers=2)
 ARC = (1, 3, 0)
 CHILD = ChildConfig(out_filters=4, num_layers=2)
-TRAIN = TrainConfig(epochs=1, batch_size=64, lr_t0=1, lr_t_mul=1, flip=False, pad=0,
-                    lr_max=0.01)
+TRAIN = TrainConfig(epochs=1, batch_size=64, lr_t0=1, lr_t_mul=1, flip=False, pad=0, lr_max=0.01)
 
 
 @pytest.fixture(scope="module")
 def small(digits):
     """256 training images (4 steps of 64), 32 validation images."""
     return dataclasses.replace(
-        digits, train_images=digits.train_images[:256],
+        digits,
+        train_images=digits.train_images[:256],
         train_labels=digits.train_labels[:256],
-        valid_images=digits.valid_images[:32], valid_labels=digits.valid_labels[:32],
-        test_images=digits.test_images[:64], test_labels=digits.test_labels[:64])
+        valid_images=digits.valid_images[:32],
+        valid_labels=digits.valid_labels[:32],
+        test_images=digits.test_images[:64],
+        test_labels=digits.test_labels[:64],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +271,9 @@ def _train_loss(out):
     return float(last[header.index("loss")])
 
 
-@pytest.mark.parametrize("name,jit", [
-    ("mixed_float16", False), ("mixed_bfloat16", False), ("float32", True)])
+@pytest.mark.parametrize(
+    "name,jit", [("mixed_float16", False), ("mixed_bfloat16", False), ("float32", True)]
+)
 def test_final_training_agrees_with_float32(small, float32_loss, tmp_path, name, jit):
     """One epoch (4 steps) from the same initialisation and batches: the
     loss is float32's within tolerance (XLA: to rounding); model.keras is a

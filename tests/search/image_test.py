@@ -8,17 +8,26 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data, spaces
-from enas_tf.ops import shared as shared_ops
-from enas_tf.data.pipeline import train_dataset
 from enas_tf.configs.image import SearchConfig
+from enas_tf.data.pipeline import train_dataset
 from enas_tf.errors import UserError
+from enas_tf.ops import shared as shared_ops
 from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.search.image import Search
 
 TINY = SearchConfig(
-    num_nodes=2, num_layers=3, out_filters=4, epochs=1, batch_size=256,
-    controller_steps=2, num_aggregate=3, log_arcs=2, derive_samples=4,
-    flip=False, pad=1, lr_t0=1,
+    num_nodes=2,
+    num_layers=3,
+    out_filters=4,
+    epochs=1,
+    batch_size=256,
+    controller_steps=2,
+    num_aggregate=3,
+    log_arcs=2,
+    derive_samples=4,
+    flip=False,
+    pad=1,
+    lr_t0=1,
 )
 
 
@@ -95,8 +104,7 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
     # Rewards: correct predictions summed over the replicas.
     assert two._reward(arc) == pytest.approx(one._reward(arc))
 
-    images, labels = next(iter(train_dataset(digits, 64, flip=False, pad=0,
-                                             shuffle=False)))
+    images, labels = next(iter(train_dataset(digits, 64, flip=False, pad=0, shuffle=False)))
     net, variables = one.net, one.net.trainable_variables
 
     @tf.function(autograph=False)
@@ -104,14 +112,29 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
         with tf.GradientTape() as tape:
             # Replica r's dropout seed is (seed, step * replicas + r).
             step = tf.cast(one.optimizer.iterations, tf.int64) * 2
-            loss = tf.add_n([tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels[h], net(images[h], arc=arc, training=True,
-                               dropout_seed=tf.stack([tf.constant(TINY.seed, tf.int64),
-                                                      step + r]))))
-                for r, h in enumerate((slice(0, 32), slice(32, 64)))]) / 64
+            loss = (
+                tf.add_n(
+                    [
+                        tf.reduce_sum(
+                            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                                labels[h],
+                                net(
+                                    images[h],
+                                    arc=arc,
+                                    training=True,
+                                    dropout_seed=tf.stack(
+                                        [tf.constant(TINY.seed, tf.int64), step + r]
+                                    ),
+                                ),
+                            )
+                        )
+                        for r, h in enumerate((slice(0, 32), slice(32, 64)))
+                    ]
+                )
+                / 64
+            )
             total = loss + TINY.l2 * tf.add_n([tf.reduce_sum(v * v) for v in variables])
-        grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables),
-                                          TINY.grad_bound)
+        grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables), TINY.grad_bound)
         one.optimizer.apply(grads, variables)
         return loss
 

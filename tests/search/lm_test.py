@@ -10,17 +10,25 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data, spaces
-from enas_tf.lm import steps as lm_training
 from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.errors import UserError
+from enas_tf.lm import steps as lm_training
 from enas_tf.search.lm import LmSearch
 from enas_tf.testing import write_tiny_ptb
 
 PTB_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ptb"
 TINY = LmSearchConfig(
-    num_nodes=3, hidden_size=8, batch_size=4, bptt=5, epochs=1,
-    max_steps_per_epoch=6, eval_batch_size=2, controller_steps=2, num_aggregate=2,
-    log_arcs=2, derive_samples=3,
+    num_nodes=3,
+    hidden_size=8,
+    batch_size=4,
+    bptt=5,
+    epochs=1,
+    max_steps_per_epoch=6,
+    eval_batch_size=2,
+    controller_steps=2,
+    num_aggregate=2,
+    log_arcs=2,
+    derive_samples=3,
 )
 
 
@@ -60,8 +68,8 @@ def test_search_derives_and_resumes(corpus, tmp_path):
     for a, b in zip(search.model.weights, more.model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(
-        search.sampler.controller.weights[0].numpy(),
-        more.sampler.controller.weights[0].numpy())
+        search.sampler.controller.weights[0].numpy(), more.sampler.controller.weights[0].numpy()
+    )
     more.run()
     log = [json.loads(line) for line in (out / "search_log.jsonl").open()]
     assert [row["epoch"] for row in log] == [1, 2]
@@ -88,11 +96,9 @@ def test_random_search_and_refusals(corpus, tmp_path):
         LmSearch(TINY, corpus, str(tmp_path / "r"), verbose=0)
     # Splits too short for the sizes: refused before anything is written.
     with pytest.raises(UserError, match="--eval_batch_size=200"):
-        LmSearch(dataclasses.replace(TINY, eval_batch_size=200), corpus,
-                 str(tmp_path / "short"))
+        LmSearch(dataclasses.replace(TINY, eval_batch_size=200), corpus, str(tmp_path / "short"))
     with pytest.raises(UserError, match="--batch_size=1000"):
-        LmSearch(dataclasses.replace(TINY, batch_size=1000), corpus,
-                 str(tmp_path / "short"))
+        LmSearch(dataclasses.replace(TINY, batch_size=1000), corpus, str(tmp_path / "short"))
     assert not (tmp_path / "short").exists()
 
 
@@ -100,8 +106,16 @@ def test_random_search_and_refusals(corpus, tmp_path):
 def test_search_on_real_ptb(tmp_path):
     ptb = data.load_ptb(PTB_DIR)
     config = dataclasses.replace(
-        TINY, hidden_size=16, batch_size=32, bptt=35, max_steps_per_epoch=2,
-        controller_steps=1, eval_batch_size=64, derive_samples=1, log_arcs=1)
+        TINY,
+        hidden_size=16,
+        batch_size=32,
+        bptt=35,
+        max_steps_per_epoch=2,
+        controller_steps=1,
+        eval_batch_size=64,
+        derive_samples=1,
+        log_arcs=1,
+    )
     search = LmSearch(config, ptb, str(tmp_path / "ptb"), verbose=0)
     result = search.run()
     assert search.model.vocab_size == 10000

@@ -32,5 +32,7 @@ def test_expected_lengths():
 
 
 def test_unknown_name():
-    with pytest.raises(ArcError, match="Unknown published architecture 'nope'; known: darts_rnn_ptb"):
+    with pytest.raises(
+        ArcError, match="Unknown published architecture 'nope'; known: darts_rnn_ptb"
+    ):
         archive.get("nope")

@@ -46,9 +46,7 @@ def test_round_trips(space):
         arc = space.random_arc(seed)
         assert space.encode(space.decode(arc)) == arc
         assert space.parse(space.format(arc)) == arc
-        back_space, back_arc = spaces.from_json(
-            json.loads(spaces.json_text(space, arc))
-        )
+        back_space, back_arc = spaces.from_json(json.loads(spaces.json_text(space, arc)))
         assert (back_space, back_arc) == (space, arc)
 
 
@@ -74,7 +72,9 @@ def test_value_error_names_position_value_and_range():
     space = spaces.MicroSpace()
     arc = list(space.random_arc(0))
     arc[9] = 6  # normal/node4/op_a has 5 choices
-    with pytest.raises(ArcError, match=r"position 9 \(normal/node4/op_a\) must be in \[0, 4\]; received: 6"):
+    with pytest.raises(
+        ArcError, match=r"position 9 \(normal/node4/op_a\) must be in \[0, 4\]; received: 6"
+    ):
         space.validate(arc)
     arc[9] = -1
     with pytest.raises(ArcError, match="received: -1"):
@@ -83,7 +83,11 @@ def test_value_error_names_position_value_and_range():
 
 def test_length_error_gives_expected_length_and_a_fitting_size():
     space = spaces.MicroSpace(num_nodes=5)
-    with pytest.raises(ArcError, match=r"expected 40 integers .* received 32\. 32 integers fit a micro space with num_nodes=4"):
+    with pytest.raises(
+        ArcError,
+        match=r"expected 40 integers .* received 32\. 32 integers fit a micro space "
+        r"with num_nodes=4",
+    ):
         space.validate([0] * 32)
     with pytest.raises(ArcError, match="received 0 .*empty"):
         space.parse("   ")

@@ -6,12 +6,22 @@ from enas_tf.spaces import macro
 # ENAS_REFERENCE.md sec. 7.1: op id and skip inputs of each layer of the
 # published 24-layer network, as listed there.
 PUBLISHED_LAYERS = [
-    (0, []), (3, []), (0, ["stem"]), (2, ["L1"]), (2, []),
-    (3, ["stem", "L0", "L2"]), (2, ["L4"]), (2, ["L0", "L1", "L3", "L4", "L5"]),
-    (1, ["L0", "L1", "L2", "L4", "L6"]), (0, []), (2, ["L4"]),
-    (0, ["stem", "L2", "L3", "L8", "L9"]), (2, ["L0", "L6", "L8", "L9"]),
+    (0, []),
+    (3, []),
+    (0, ["stem"]),
+    (2, ["L1"]),
+    (2, []),
+    (3, ["stem", "L0", "L2"]),
+    (2, ["L4"]),
+    (2, ["L0", "L1", "L3", "L4", "L5"]),
+    (1, ["L0", "L1", "L2", "L4", "L6"]),
+    (0, []),
+    (2, ["L4"]),
+    (0, ["stem", "L2", "L3", "L8", "L9"]),
+    (2, ["L0", "L6", "L8", "L9"]),
     (1, ["L1", "L5", "L6", "L7", "L9", "L11"]),
-    (0, ["stem", "L0", "L2", "L4", "L10"]), (2, ["L1", "L9", "L11", "L13"]),
+    (0, ["stem", "L0", "L2", "L4", "L10"]),
+    (2, ["L1", "L9", "L11", "L13"]),
     (2, ["L0", "L4", "L7", "L8", "L9", "L10", "L13"]),
     (2, ["L3", "L5", "L7", "L10", "L12", "L15"]),
     (3, ["L0", "L1", "L3", "L9", "L11", "L13"]),
@@ -32,9 +42,7 @@ def test_published_arc_decodes_to_the_spec_table():
     assert space == spaces.MacroSpace(num_layers=24, num_ops=4)
     assert len(arc) == 300
     arch = space.decode(arc)
-    decoded = [
-        (layer.op, [_source(j) for j in layer.skip_sources]) for layer in arch.layers
-    ]
+    decoded = [(layer.op, [_source(j) for j in layer.skip_sources]) for layer in arch.layers]
     assert decoded == PUBLISHED_LAYERS
     # 98 of 276 possible skips (spec sec. 7.1).
     assert sum(len(s) for _, s in decoded) == 98

@@ -10,7 +10,11 @@ def test_published_cells_decode_as_the_spec_says():
     arch = space.decode(arc)
     n = spaces.MicroNode
     assert arch.normal.nodes == (
-        n(0, 2, 0, 0), n(0, 4, 0, 1), n(0, 4, 1, 1), n(1, 0, 0, 1), n(0, 2, 1, 1)
+        n(0, 2, 0, 0),
+        n(0, 4, 0, 1),
+        n(0, 4, 1, 1),
+        n(1, 0, 0, 1),
+        n(0, 2, 1, 1),
     )
     assert arch.reduce.nodes[1] == n(0, 3, 0, 2)  # max-pool, avg-pool of node 0
     assert arch.normal.loose_ends == (2, 3, 4, 5, 6)

@@ -12,8 +12,14 @@ def test_enas_lm_cell_decodes_as_the_spec_says():
     space, arc = spaces.load_arc("enas_lm_ptb")
     arch = space.decode(arc)
     assert [(n.input, spaces.RNN_ACTIVATIONS[n.activation]) for n in arch.nodes] == [
-        (0, "sigmoid"), (1, "tanh"), (2, "relu"), (2, "sigmoid"),
-        (4, "tanh"), (5, "tanh"), (3, "sigmoid"), (6, "sigmoid"),
+        (0, "sigmoid"),
+        (1, "tanh"),
+        (2, "relu"),
+        (2, "sigmoid"),
+        (4, "tanh"),
+        (5, "tanh"),
+        (3, "sigmoid"),
+        (6, "sigmoid"),
     ]
     assert arch.loose_ends == (7, 8)
 
@@ -24,8 +30,7 @@ def test_darts_cell_uses_the_enas_lm_id_order():
     names = [spaces.RNN_ACTIVATIONS[n.activation] for n in arch.nodes]
     # The published DARTS genotype: sigmoid, relu, relu, identity, tanh,
     # sigmoid, tanh, relu.
-    assert names == ["sigmoid", "relu", "relu", "identity", "tanh", "sigmoid",
-                     "tanh", "relu"]
+    assert names == ["sigmoid", "relu", "relu", "identity", "tanh", "sigmoid", "tanh", "relu"]
     assert arch.loose_ends == (4, 6, 7, 8)
 
 
@@ -35,9 +40,7 @@ def test_legacy_cell_decodes_with_its_own_id_order():
     arch = space.decode(arc)
     assert arch.base_activation == 0
     assert [n.input for n in arch.nodes] == [0, 1, 2, 2, 2, 5, 1, 6, 8, 8, 8]
-    assert {spaces.LEGACY_RNN_ACTIVATIONS[n.activation] for n in arch.nodes} == {
-        "tanh", "relu"
-    }
+    assert {spaces.LEGACY_RNN_ACTIVATIONS[n.activation] for n in arch.nodes} == {"tanh", "relu"}
     assert arch.loose_ends == (3, 4, 7, 9, 10, 11)
     assert spaces.LEGACY_RNN_ACTIVATIONS[2] == "identity"
     assert spaces.RNN_ACTIVATIONS[2] == "sigmoid"

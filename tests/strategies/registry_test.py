@@ -73,11 +73,14 @@ def test_unknown_names_are_refused_with_the_choices():
 
 
 @pytest.mark.parametrize("name", ["random", "reinforce"])
-@pytest.mark.parametrize("space,config", [
-    (MicroSpace(num_nodes=2), SearchConfig(num_aggregate=3)),
-    (MacroSpace(num_layers=3), SearchConfig(space="macro", num_aggregate=3)),
-    (RnnSpace(num_nodes=3), LmSearchConfig(num_aggregate=3)),
-])
+@pytest.mark.parametrize(
+    "space,config",
+    [
+        (MicroSpace(num_nodes=2), SearchConfig(num_aggregate=3)),
+        (MacroSpace(num_layers=3), SearchConfig(space="macro", num_aggregate=3)),
+        (RnnSpace(num_nodes=3), LmSearchConfig(num_aggregate=3)),
+    ],
+)
 def test_every_strategy_follows_the_protocol(name, space, config):
     strategy = strategies.build(name, config, space)
     assert isinstance(strategy, Strategy)
@@ -106,16 +109,29 @@ def test_a_new_strategy_runs_a_search(first_choice, tmp_path):
     from enas_tf.search.image import Search
 
     config = SearchConfig(
-        num_nodes=2, num_layers=3, out_filters=4, epochs=1, batch_size=256,
-        controller_steps=2, num_aggregate=2, log_arcs=1, derive_samples=2,
-        flip=False, pad=0, lr_t0=1, algorithm=first_choice)
-    search = Search(config, data.load_images("digits", valid_size=100),
-                    str(tmp_path / "run"), verbose=0)
+        num_nodes=2,
+        num_layers=3,
+        out_filters=4,
+        epochs=1,
+        batch_size=256,
+        controller_steps=2,
+        num_aggregate=2,
+        log_arcs=1,
+        derive_samples=2,
+        flip=False,
+        pad=0,
+        lr_t0=1,
+        algorithm=first_choice,
+    )
+    search = Search(
+        config, data.load_images("digits", valid_size=100), str(tmp_path / "run"), verbose=0
+    )
     result = search.run()
     space = config.search_space()
     assert result["best_arc"] == space.format([0] * space.num_decisions)
     # Its state is checkpointed with the run: one update per controller step.
     assert int(search.sampler.updates.numpy()) == 2
-    resumed = Search(config, data.load_images("digits", valid_size=100),
-                     str(tmp_path / "run"), verbose=0)
+    resumed = Search(
+        config, data.load_images("digits", valid_size=100), str(tmp_path / "run"), verbose=0
+    )
     assert resumed.resumed and int(resumed.sampler.updates.numpy()) == 2

@@ -53,9 +53,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIsNone(config["global_clipnorm"])
         self.assertEqual(float(trainer.baseline), 0.0)
 
-    @parameterized.named_parameters(
-        ("macro", small_macro, 0.8), ("micro", small_micro, 0.0)
-    )
+    @parameterized.named_parameters(("macro", small_macro, 0.8), ("micro", small_micro, 0.0))
     def test_update_matches_hand_computation(self, make, skip_weight):
         controller, twin = make(), make()
         trainer = Reinforce(
@@ -67,9 +65,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         )
         arcs = controller.sample(6).arc
         rewards = np.linspace(0.1, 0.6, 6).astype(np.float32)
-        loss, baseline, grads = expected_update(
-            twin, arcs, rewards, 0.05, 0.9, skip_weight
-        )
+        loss, baseline, grads = expected_update(twin, arcs, rewards, 0.05, 0.9, skip_weight)
         metrics = trainer.update(arcs, rewards)
         self.assertAllClose(metrics["loss"], loss, rtol=1e-4)
         self.assertAllClose(metrics["baseline"], baseline, rtol=1e-5)
@@ -78,9 +74,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(int(trainer.optimizer.iterations), 1)
         self.assertEqual("skip_rate" in metrics, skip_weight > 0)
         # One Adam step with beta_1 = 0: m = g, v = (1 - beta_2) g^2.
-        for new, old, g in zip(
-            controller.trainable_variables, twin.trainable_variables, grads
-        ):
+        for new, old, g in zip(controller.trainable_variables, twin.trainable_variables, grads):
             g = tf.convert_to_tensor(g).numpy()
             alpha = 0.01 * math.sqrt(1 - 0.999)
             step = alpha * g / (np.sqrt(0.001 * g * g) + 1e-3)
@@ -120,9 +114,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
             arcs = trainer.sample(20 if i % 2 else 7).arc
             trainer.update(arcs, rng.random(arcs.shape[0]).astype(np.float32))
         self.assertEqual(trainer.update_step.experimental_get_tracing_count(), 1)
-        self.assertEqual(
-            trainer.controller.sample_function.experimental_get_tracing_count(), 2
-        )
+        self.assertEqual(trainer.controller.sample_function.experimental_get_tracing_count(), 2)
         self.assertEqual(int(trainer.optimizer.iterations), 20)
 
     def test_rejects_mismatched_shapes(self):
@@ -150,9 +142,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         # A wide tanh bound (c = 5: p up to ~0.99) and no skip penalty, so
         # the target can be reached with probability near 1; the script's
         # c = 1.5 caps each op at p = 0.8. Checked on seeds 0-7.
-        controller = MacroController(
-            num_layers=3, lstm_size=32, seed=0, tanh_constant=5.0
-        )
+        controller = MacroController(num_layers=3, lstm_size=32, seed=0, tanh_constant=5.0)
         trainer = Reinforce(
             controller,
             learning_rate=0.02,
@@ -163,9 +153,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         self._train(trainer, np.array([3, 2, 1, 4, 1, 1]), steps=150)
 
     def test_micro_converges_to_target(self):
-        controller = MicroController(
-            num_nodes=2, lstm_size=32, seed=0, tanh_constant=None
-        )
+        controller = MicroController(num_nodes=2, lstm_size=32, seed=0, tanh_constant=None)
         # No tanh bound (the script's c / op_tanh_reduce = 0.44 caps ops near
         # p = 0.4) and a zero op bias: with (10, 10, 0, 0, 0) and no tanh,
         # ops 2-4 would have probability ~e^-10 and never be explored. The
@@ -173,9 +161,7 @@ class ReinforceTest(tf.test.TestCase, parameterized.TestCase):
         # within ~100 updates on seeds 0-7; random targets take far longer,
         # because input nodes 0 and 1 have near-identical attention keys.
         controller.op_bias.assign(tf.zeros_like(controller.op_bias))
-        trainer = Reinforce(
-            controller, learning_rate=0.03, baseline_decay=0.9, num_aggregate=10
-        )
+        trainer = Reinforce(controller, learning_rate=0.03, baseline_decay=0.9, num_aggregate=10)
         cell = [1, 3, 1, 3, 2, 3, 2, 3]  # newest node as input, max_pool
         self._train(trainer, np.array(cell * 2), steps=120)
 

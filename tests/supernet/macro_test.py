@@ -37,9 +37,7 @@ def _step(net, optimizer):
     def step(images, labels, arc):
         with tf.GradientTape() as tape:
             logits = net(images, arc=arc, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-            )
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         variables = net.trainable_variables
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
@@ -51,9 +49,7 @@ def _step(net, optimizer):
 def trained():
     """A tiny supernet after SGD steps on 20 random architectures, its step."""
     keras.utils.set_random_seed(0)
-    net = MacroSupernet(
-        num_layers=LAYERS, out_filters=4, num_classes=CLASSES, image_shape=SHAPE
-    )
+    net = MacroSupernet(num_layers=LAYERS, out_filters=4, num_classes=CLASSES, image_shape=SHAPE)
     step = _step(net, keras.optimizers.SGD(0.05))
     rng = np.random.default_rng(0)
     images = rng.normal(size=(6, *SHAPE)).astype("float32")
@@ -64,17 +60,13 @@ def trained():
 
 
 def _check_inheritance(net, arc, images):
-    child = build_child(
-        net.space, arc, net.child_config(), image_shape=SHAPE, num_classes=CLASSES
-    )
+    child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE, num_classes=CLASSES)
     weights = net.child_weights(arc)
     # Exactly the child's layers: reductions nothing reads are pruned.
     assert set(weights) == {layer.name for layer in child.layers if layer.weights}
     load_child_weights(child, weights)
     shared = net(images, arc=np.asarray(arc, np.int32), training=False)
-    np.testing.assert_allclose(
-        child(images, training=False), shared, atol=1e-5, rtol=1e-5
-    )
+    np.testing.assert_allclose(child(images, training=False), shared, atol=1e-5, rtol=1e-5)
 
 
 def test_one_trace_serves_every_architecture(trained):
@@ -128,9 +120,7 @@ def test_only_the_chosen_op_gets_gradients_and_bn_updates(trained):
     other_mean = net.shared["layer1.op.conv_3x3.bn.mean"].numpy()
     with tf.GradientTape() as tape:
         logits = net(images, arc=arc, training=True)
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-        )
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
     variables = net.trainable_variables
     grads = {v.name: g for v, g in zip(variables, tape.gradient(loss, variables))}
 
@@ -154,9 +144,7 @@ def test_only_the_chosen_op_gets_gradients_and_bn_updates(trained):
     new_mean = net.shared["layer1.op.in.bn.mean"].numpy()
     assert not np.allclose(new_mean[3], in_mean[3])
     np.testing.assert_array_equal(np.delete(new_mean, 3, 0), np.delete(in_mean, 3, 0))
-    np.testing.assert_array_equal(
-        net.shared["layer1.op.conv_3x3.bn.mean"].numpy(), other_mean
-    )
+    np.testing.assert_array_equal(net.shared["layer1.op.conv_3x3.bn.mean"].numpy(), other_mean)
 
 
 def test_config_round_trip_and_arc_checks(trained):

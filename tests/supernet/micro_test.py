@@ -17,8 +17,7 @@ SHAPE = (8, 8, 3)
 def trained():
     """A tiny supernet, a few SGD steps on random architectures, and its step."""
     keras.utils.set_random_seed(0)
-    net = MicroSupernet(num_nodes=2, num_layers=3, out_filters=4, num_classes=5,
-                        image_shape=SHAPE)
+    net = MicroSupernet(num_nodes=2, num_layers=3, out_filters=4, num_classes=5, image_shape=SHAPE)
     space = net.space
     optimizer = keras.optimizers.SGD(0.05)
 
@@ -33,8 +32,7 @@ def trained():
     def step(images, labels, arc):
         with tf.GradientTape() as tape:
             logits = net(images, arc=arc, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         variables = net.trainable_variables
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
@@ -76,12 +74,10 @@ def test_one_trace_serves_every_architecture(trained):
 def test_weight_inheritance_gives_the_same_outputs(trained, seed):
     net, _, images, _, _ = trained
     arc = net.space.random_arc(100 + seed)
-    child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE,
-                        num_classes=5)
+    child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE, num_classes=5)
     load_child_weights(child, net.child_weights(arc))
     shared = net(images, arc=np.asarray(arc, np.int32), training=False)
-    np.testing.assert_allclose(child(images, training=False), shared,
-                               atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(child(images, training=False), shared, atol=1e-5, rtol=1e-5)
 
 
 def test_one_eval_trace_serves_every_architecture(trained):
@@ -99,8 +95,9 @@ def test_one_eval_trace_serves_every_architecture(trained):
 
     for seed in range(4):
         arc = np.asarray(net.space.random_arc(300 + seed), np.int32)
-        np.testing.assert_allclose(evaluate(images, arc), net(images, arc=arc),
-                                   atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(
+            evaluate(images, arc), net(images, arc=arc), atol=1e-5, rtol=1e-5
+        )
     evaluate(images[:2], arc)
     assert evaluate.experimental_get_tracing_count() == 1
 
@@ -109,18 +106,15 @@ def test_one_eval_trace_serves_every_architecture(trained):
 def test_a_training_step_moves_the_weights_as_in_the_child(trained, seed):
     net, _, images, labels, _ = trained
     arc = net.space.random_arc(200 + seed)
-    child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE,
-                        num_classes=5)
+    child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE, num_classes=5)
     load_child_weights(child, net.child_weights(arc))
     before = net.child_weights(arc)
-    means = {name: v.numpy() for name, v in net.shared.items()
-             if name.endswith(".mean")}
+    means = {name: v.numpy() for name, v in net.shared.items() if name.endswith(".mean")}
 
     def sgd_step(model, **arc):
         with tf.GradientTape() as tape:
             logits = model(images, training=True, **arc)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         variables = model.trainable_variables
         for v, g in zip(variables, tape.gradient(loss, variables)):
             if g is not None:  # eager: unused supernet weights get None
@@ -145,28 +139,40 @@ def test_a_training_step_moves_the_weights_as_in_the_child(trained, seed):
     # an input no node reads, and cells only such inputs read), so the
     # exact count is checked with loose-end outputs
     # (`test_statistics_move_only_in_rows_the_architecture_uses`).
-    moved = sum(int((v.numpy() != means[name]).any(axis=1).sum())
-                for name, v in net.shared.items() if name in means)
-    assert moved >= sum(isinstance(layer, keras.layers.BatchNormalization)
-                        for layer in child.layers)
+    moved = sum(
+        int((v.numpy() != means[name]).any(axis=1).sum())
+        for name, v in net.shared.items()
+        if name in means
+    )
+    assert moved >= sum(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in child.layers
+    )
 
 
 def test_statistics_move_only_in_rows_the_architecture_uses():
     keras.utils.set_random_seed(1)
-    net = MicroSupernet(num_nodes=2, num_layers=3, out_filters=4, num_classes=5,
-                        image_shape=SHAPE, cell_output="loose_ends")
+    net = MicroSupernet(
+        num_nodes=2,
+        num_layers=3,
+        out_filters=4,
+        num_classes=5,
+        image_shape=SHAPE,
+        cell_output="loose_ends",
+    )
     images = np.random.default_rng(1).normal(size=(4, *SHAPE)).astype("float32")
     for seed in (200, 201):
         arc = net.space.random_arc(seed)
-        child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE,
-                            num_classes=5)
-        means = {name: v.numpy() for name, v in net.shared.items()
-                 if name.endswith(".mean")}
+        child = build_child(net.space, arc, net.child_config(), image_shape=SHAPE, num_classes=5)
+        means = {name: v.numpy() for name, v in net.shared.items() if name.endswith(".mean")}
         net(images, arc=tf.constant(arc, tf.int32), training=True)
-        moved = sum(int((v.numpy() != means[name]).any(axis=1).sum())
-                    for name, v in net.shared.items() if name in means)
-        assert moved == sum(isinstance(layer, keras.layers.BatchNormalization)
-                            for layer in child.layers)
+        moved = sum(
+            int((v.numpy() != means[name]).any(axis=1).sum())
+            for name, v in net.shared.items()
+            if name in means
+        )
+        assert moved == sum(
+            isinstance(layer, keras.layers.BatchNormalization) for layer in child.layers
+        )
 
 
 def test_batch_stats_normalise_with_the_batch_and_update_nothing(trained):
@@ -178,8 +184,9 @@ def test_batch_stats_normalise_with_the_batch_and_update_nothing(trained):
         np.testing.assert_array_equal(before, v.numpy())
     try:
         # keep_prob is 1: training differs only in updating the statistics.
-        np.testing.assert_allclose(with_batch, net(images, arc=arc, training=True),
-                                   atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(
+            with_batch, net(images, arc=arc, training=True), atol=1e-5, rtol=1e-5
+        )
     finally:
         for before, v in zip(stats, net.non_trainable_variables):
             v.assign(before)
@@ -193,8 +200,7 @@ def test_only_the_chosen_ops_get_gradients(trained):
     arc = tf.constant([0, 0, 1, 4, 2, 2, 0, 2, 0, 3, 1, 2, 2, 3, 1, 3], tf.int32)
     with tf.GradientTape() as tape:
         logits = net(images, arc=arc, training=True)
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
     names = [v.name for v in net.trainable_variables]
     grads = dict(zip(names, tape.gradient(loss, net.trainable_variables)))
 

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from enas_tf import data, spaces
-from enas_tf.train import image as child_training
-from enas_tf.runtime import rundir
 from enas_tf.child.build import build_child
 from enas_tf.configs.image import ChildConfig, SearchConfig, TrainConfig
 from enas_tf.errors import UserError
+from enas_tf.runtime import rundir
 from enas_tf.supernet.transfer import (
     load_inherited,
     open_search_run,
@@ -20,6 +19,7 @@ from enas_tf.supernet.transfer import (
     weights_from_search,
 )
 from enas_tf.testing import search_run
+from enas_tf.train import image as child_training
 
 COMMON = {"out_filters": 4, "batch_size": 256, "flip": False, "pad": 1}
 SEARCHES = {
@@ -29,8 +29,14 @@ SEARCHES = {
 # The search's structure; drop path and the auxiliary head have no shared
 # weights and may differ.
 CHILDREN = {
-    "micro": ChildConfig(out_filters=4, num_layers=3, keep_prob=0.8,
-                         drop_path_keep_prob=0.9, aux_weight=0.4, cell_output="all"),
+    "micro": ChildConfig(
+        out_filters=4,
+        num_layers=3,
+        keep_prob=0.8,
+        drop_path_keep_prob=0.9,
+        aux_weight=0.4,
+        cell_output="all",
+    ),
     "macro": ChildConfig(out_filters=4, keep_prob=0.8),
 }
 
@@ -43,14 +49,21 @@ def digits():
 @pytest.fixture(scope="module")
 def runs(digits, tmp_path_factory):
     root = tmp_path_factory.mktemp("searches")
-    return {name: (str(root / name), search_run(str(root / name), config, digits))
-            for name, config in SEARCHES.items()}
+    return {
+        name: (str(root / name), search_run(str(root / name), config, digits))
+        for name, config in SEARCHES.items()
+    }
 
 
 def _snapshot(directory):
-    return {os.path.relpath(os.path.join(d, f), directory):
-            (os.path.getsize(os.path.join(d, f)), os.path.getmtime(os.path.join(d, f)))
-            for d, _, files in os.walk(directory) for f in files}
+    return {
+        os.path.relpath(os.path.join(d, f), directory): (
+            os.path.getsize(os.path.join(d, f)),
+            os.path.getmtime(os.path.join(d, f)),
+        )
+        for d, _, files in os.walk(directory)
+        for f in files
+    }
 
 
 @pytest.mark.parametrize("name", ["micro", "macro"])
@@ -60,10 +73,12 @@ def test_child_starts_with_the_supernets_function(runs, digits, name):
     space, arc = search_arc(open_search_run(run_dir))
     child = CHILDREN[name]
     inherited = weights_from_search(
-        run_dir, space, arc, child, digits.image_shape, digits.num_classes)
+        run_dir, space, arc, child, digits.image_shape, digits.num_classes
+    )
     assert inherited.epoch == 1 and inherited.checkpoint.endswith("ckpt-1")
-    model = build_child(space, arc, child, image_shape=digits.image_shape,
-                        num_classes=digits.num_classes)
+    model = build_child(
+        space, arc, child, image_shape=digits.image_shape, num_classes=digits.num_classes
+    )
     fresh = load_inherited(model, inherited.weights)
     # Only the auxiliary head has no shared weights.
     assert all(n.startswith("aux") for n in fresh) and bool(fresh) == (name == "micro")
@@ -83,14 +98,15 @@ def test_different_structure_lists_every_difference(runs):
     with pytest.raises(UserError) as e:
         weights_from_search(run_dir, space, arc, child, (28, 28, 1), 10)
     message = str(e.value)
-    for fragment in ("num_layers is 6 here but 3 in the search",
-                     "out_filters is 8 here but 4 in the search",
-                     "layer_base is True here but False in the search",
-                     "cell_output is loose_ends here but all in the search",
-                     "image shape is 28x28x1 here but 8x8x1 in the search",
-                     "--num_layers=3 --out_filters=4 --nolayer_base --cell_output=all "
-                     "--dataset=digits",
-                     "drop --init_from_search"):
+    for fragment in (
+        "num_layers is 6 here but 3 in the search",
+        "out_filters is 8 here but 4 in the search",
+        "layer_base is True here but False in the search",
+        "cell_output is loose_ends here but all in the search",
+        "image shape is 28x28x1 here but 8x8x1 in the search",
+        "--num_layers=3 --out_filters=4 --nolayer_base --cell_output=all --dataset=digits",
+        "drop --init_from_search",
+    ):
         assert fragment in message, message
     assert "classes" not in message and "\n" not in message
 
@@ -99,8 +115,14 @@ def test_architecture_of_another_space_is_refused(runs, digits):
     run_dir, _ = runs["micro"]
     space = spaces.MicroSpace(num_nodes=3)
     with pytest.raises(UserError, match=r"searched micro\(num_nodes=2, num_ops=5\)"):
-        weights_from_search(run_dir, space, space.random_arc(0), CHILDREN["micro"],
-                            digits.image_shape, digits.num_classes)
+        weights_from_search(
+            run_dir,
+            space,
+            space.random_arc(0),
+            CHILDREN["micro"],
+            digits.image_shape,
+            digits.num_classes,
+        )
 
 
 def test_unusable_search_runs_are_named(runs, digits, tmp_path):
@@ -150,7 +172,8 @@ def test_the_train_run_records_its_search(runs, digits, tmp_path):
     train = TrainConfig(epochs=1, batch_size=256, pad=1, flip=False)
     recorded = {"dataset": "digits", "valid_size": 100}
     config = child_training.run_config(
-        space, arc, CHILDREN["micro"], train, recorded, init_from_search=run_dir)
+        space, arc, CHILDREN["micro"], train, recorded, init_from_search=run_dir
+    )
     assert config["init_from_search"] == os.path.abspath(run_dir)
     # The same run without inheritance is another run (resume refused).
     out = str(tmp_path / "train")

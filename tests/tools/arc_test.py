@@ -15,7 +15,10 @@ MICRO = "0 2 0 0 0 4 0 1 0 4 1 1 1 0 0 1 0 2 1 1 1 0 1 0 0 3 0 2 1 1 3 1 1 0 0 4
 def run_arc(*args, cwd=None):
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "arc.py"), *args],
-        capture_output=True, text=True, cwd=cwd or ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=60,
     )
 
 
@@ -104,13 +107,20 @@ def test_info_and_list():
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["show", "--space=micro", "--num_nodes=5", "0 1 2"],
-         ["expected 40 integers", "received 3"]),
-        (["show", "--space=micro", MICRO.replace("4 0 3 1 1", "4 0 3 1 9")],
-         ["position 39", "[0, 4]", "received: 9"]),
+        (
+            ["show", "--space=micro", "--num_nodes=5", "0 1 2"],
+            ["expected 40 integers", "received 3"],
+        ),
+        (
+            ["show", "--space=micro", MICRO.replace("4 0 3 1 1", "4 0 3 1 9")],
+            ["position 39", "[0, 4]", "received: 9"],
+        ),
         (["show", "--space=micro", "0 1 x 4 0 0 0 3"], ["position 2", "'x'"]),
         (["show", "0 1 1 4"], ["needs its space (--space="]),
-        (["show", "--space=rnn_legacy", "enas_lm_ptb"], ["for the rnn space, not the rnn_legacy space"]),
+        (
+            ["show", "--space=rnn_legacy", "enas_lm_ptb"],
+            ["for the rnn space, not the rnn_legacy space"],
+        ),
         (["show"], ["needs an architecture"]),
         (["frobnicate"], ["Give a command"]),
         (["--space=cnn", "list"], ["--space=cnn", "macro|micro|rnn|rnn_legacy"]),
@@ -131,7 +141,10 @@ def test_bad_json_file(tmp_path):
 def test_runs_as_module():
     result = subprocess.run(
         [sys.executable, "-m", "tools.arc", "validate", "enas_lm_ptb"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stderr

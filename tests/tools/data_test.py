@@ -13,7 +13,10 @@ PTB = ROOT.parent / "shared" / "data" / "ptb"
 def run_data(*args):
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "data.py"), *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 

@@ -11,18 +11,39 @@ import pytest
 from enas_tf.testing import run_at_once, write_tiny_ptb
 
 ROOT = Path(__file__).resolve().parents[2]
-SEARCH = ["--space=rnn", "--num_nodes=3", "--hidden_size=8", "--batch_size=4",
-          "--bptt=5", "--epochs=1", "--max_steps_per_epoch=4", "--eval_batch_size=2",
-          "--controller_steps=1", "--num_aggregate=2", "--log_arcs=1",
-          "--derive_samples=2", "--verbose=0"]
-TRAIN = ["--hidden_size=8", "--batch_size=4", "--bptt=5", "--epochs=1",
-         "--max_steps_per_epoch=3", "--eval_batch_size=2", "--verbose=0"]
+SEARCH = [
+    "--space=rnn",
+    "--num_nodes=3",
+    "--hidden_size=8",
+    "--batch_size=4",
+    "--bptt=5",
+    "--epochs=1",
+    "--max_steps_per_epoch=4",
+    "--eval_batch_size=2",
+    "--controller_steps=1",
+    "--num_aggregate=2",
+    "--log_arcs=1",
+    "--derive_samples=2",
+    "--verbose=0",
+]
+TRAIN = [
+    "--hidden_size=8",
+    "--batch_size=4",
+    "--bptt=5",
+    "--epochs=1",
+    "--max_steps_per_epoch=3",
+    "--eval_batch_size=2",
+    "--verbose=0",
+]
 
 
 def run_tool(tool, *args, cwd=ROOT):
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / f"{tool}.py"), *args],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -42,15 +63,18 @@ def text(tmp_path_factory):
 
 def test_search_train_export(text, tmp_path):
     search_dir, train_dir = tmp_path / "search", tmp_path / "train"
-    result = run_tool("search", *SEARCH, f"--data_dir={text}",
-                      f"--output_dir={search_dir}")
+    result = run_tool("search", *SEARCH, f"--data_dir={text}", f"--output_dir={search_dir}")
     assert result.returncode == 0, result.stderr
     assert "best architecture (valid perplexity" in result.stdout
     best = json.loads((search_dir / "best_arc.json").read_text())
     assert best["space"] == "rnn" and len(best["arc"]) == 6
 
-    args = [f"--arc={search_dir / 'best_arc.json'}", f"--data_dir={text}",
-            f"--output_dir={train_dir}", *TRAIN]
+    args = [
+        f"--arc={search_dir / 'best_arc.json'}",
+        f"--data_dir={text}",
+        f"--output_dir={train_dir}",
+        *TRAIN,
+    ]
     result = run_tool("train", *args)
     assert result.returncode == 0, result.stderr
     assert "test perplexity" in result.stdout
@@ -74,22 +98,36 @@ BAD_INPUT = [
     ("search", ["--space=rnn", "--dataset=digits"], ["--space=rnn", "--dataset=ptb"]),
     ("search", ["--dataset=ptb"], ["search it with --space=rnn"]),
     ("search", ["--hidden_size=8"], ["--hidden_size applies only to language-model"]),
-    ("search", ["--space=rnn", "--data_dir=.", "--out_filters=8"],
-     ["--out_filters applies only to image searches"]),
-    ("search", ["--space=rnn", "--data_dir=/nonexistent"],
-     ["/nonexistent does not exist", "train.txt"]),
+    (
+        "search",
+        ["--space=rnn", "--data_dir=.", "--out_filters=8"],
+        ["--out_filters applies only to image searches"],
+    ),
+    (
+        "search",
+        ["--space=rnn", "--data_dir=/nonexistent"],
+        ["/nonexistent does not exist", "train.txt"],
+    ),
     ("search", ["--space=rnn", "--data_dir=.", "--drop_x=1.5"], ["drop_x"]),
-    ("search", ["--space=rnn", "--data_dir=.", "--strategy=mirrored"],
-     ["--strategy applies only to image searches"]),
+    (
+        "search",
+        ["--space=rnn", "--data_dir=.", "--strategy=mirrored"],
+        ["--strategy applies only to image searches"],
+    ),
     ("train", ["--arc=enas_lm_ptb", "--dataset=digits"], ["rnn cell", "--dataset=ptb"]),
-    ("train", ["--arc=enas_micro_final", "--dataset=ptb"],
-     ["trains language models", "micro"]),
+    ("train", ["--arc=enas_micro_final", "--dataset=ptb"], ["trains language models", "micro"]),
     ("train", ["--arc=enas_lm_ptb"], ["--dataset=ptb needs --data_dir"]),
     ("train", ["--arc=enas_lm_ptb", "--data_dir=."], ["train.txt is missing"]),
-    ("train", ["--arc=enas_lm_ptb", "--data_dir=.", "--l2=0.1"],
-     ["--l2 applies only to image networks"]),
-    ("train", ["--arc=enas_micro_final", "--hidden_size=8"],
-     ["--hidden_size applies only to language models"]),
+    (
+        "train",
+        ["--arc=enas_lm_ptb", "--data_dir=.", "--l2=0.1"],
+        ["--l2 applies only to image networks"],
+    ),
+    (
+        "train",
+        ["--arc=enas_micro_final", "--hidden_size=8"],
+        ["--hidden_size applies only to language models"],
+    ),
     ("train", ["--space=rnn", "--arc=0 2 5 0", "--data_dir=."], ["position 2"]),
 ]
 
@@ -103,19 +141,29 @@ def quick_runs(tmp_path_factory):
     """The runs that only parse, build or check, all at once: the published
     cell's dry run, the flag files without --data_dir (in one empty
     directory) and BAD_INPUT (each in an empty directory of its own)."""
-    commands = {"final": (tool_command("train", "--flagfile=flags/ptb_final.flags",
-                                       "--dry_run"), ROOT)}
+    commands = {
+        "final": (tool_command("train", "--flagfile=flags/ptb_final.flags", "--dry_run"), ROOT)
+    }
     flags = tmp_path_factory.mktemp("flags")
     # Without --data_dir both stop at the same one-line message, after
     # parsing every flag of the file (search-only ones are --undefok).
     for tool in ("search", "train"):
         extra = ["--arc=enas_lm_ptb"] if tool == "train" else []
-        commands[("quick", tool)] = (tool_command(
-            tool, f"--flagfile={ROOT / 'flags/ptb_quick.flags'}", *extra,
-            f"--output_dir={flags / 'x'}"), flags)
-    commands["search_flags"] = (tool_command(
-        "search", f"--flagfile={ROOT / 'flags/ptb_search.flags'}",
-        f"--output_dir={flags / 'x'}"), flags)
+        commands[("quick", tool)] = (
+            tool_command(
+                tool,
+                f"--flagfile={ROOT / 'flags/ptb_quick.flags'}",
+                *extra,
+                f"--output_dir={flags / 'x'}",
+            ),
+            flags,
+        )
+    commands["search_flags"] = (
+        tool_command(
+            "search", f"--flagfile={ROOT / 'flags/ptb_search.flags'}", f"--output_dir={flags / 'x'}"
+        ),
+        flags,
+    )
     for tool, args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[(tool, *args)] = (tool_command(tool, *args, "--output_dir=out"), cwd)

@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_search(*args, cwd=ROOT):
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "search.py"), *args],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -40,8 +43,10 @@ BAD_INPUT = [
     # The flag's old name is an alias.
     (["--output_dir=x", "--controller=evolution"], ["--algorithm=evolution"]),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
-    (["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
-     ["Unknown device(s) /gpu:7", "/cpu:0"]),
+    (
+        ["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
+        ["Unknown device(s) /gpu:7", "/cpu:0"],
+    ),
 ]
 
 
@@ -53,8 +58,15 @@ def quick_runs(tmp_path_factory):
     for flagfile in CIFAR_FLAG_FILES:
         cwd = tmp_path_factory.mktemp("cifar")
         commands[flagfile] = (
-            [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / flagfile}",
-             f"--output_dir={cwd / 'x'}", f"--data_dir={cwd}"], cwd)
+            [
+                sys.executable,
+                str(ROOT / "tools" / "search.py"),
+                f"--flagfile={ROOT / flagfile}",
+                f"--output_dir={cwd / 'x'}",
+                f"--data_dir={cwd}",
+            ],
+            cwd,
+        )
     for args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
@@ -82,9 +94,19 @@ def test_macro_search_then_inherited_training_and_export(tmp_path):
     derived architecture from the shared weights, export."""
     search = tmp_path / "search"
     result = run_search(
-        "--space=macro", "--num_layers=4", "--num_ops=6", "--out_filters=8",
-        "--epochs=2", "--batch_size=128", "--controller_steps=3", "--num_aggregate=3",
-        "--log_arcs=2", "--derive_samples=5", "--verbose=0", f"--output_dir={search}")
+        "--space=macro",
+        "--num_layers=4",
+        "--num_ops=6",
+        "--out_filters=8",
+        "--epochs=2",
+        "--batch_size=128",
+        "--controller_steps=3",
+        "--num_aggregate=3",
+        "--log_arcs=2",
+        "--derive_samples=5",
+        "--verbose=0",
+        f"--output_dir={search}",
+    )
     assert result.returncode == 0, result.stderr
     assert "best architecture" in result.stdout
     for name in ("best_arc.txt", "best_arc.json", "best_arc.png", "candidates.json"):
@@ -92,16 +114,33 @@ def test_macro_search_then_inherited_training_and_export(tmp_path):
     assert len((search / "search_log.jsonl").read_text().splitlines()) == 2
     train = tmp_path / "train"
     trained = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "train.py"), "--dataset=digits",
-         "--valid_size=360", "--out_filters=8", "--epochs=1", "--batch_size=128",
-         "--pad=1", "--verbose=0", f"--init_from_search={search}",
-         f"--output_dir={train}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+        [
+            sys.executable,
+            str(ROOT / "tools" / "train.py"),
+            "--dataset=digits",
+            "--valid_size=360",
+            "--out_filters=8",
+            "--epochs=1",
+            "--batch_size=128",
+            "--pad=1",
+            "--verbose=0",
+            f"--init_from_search={search}",
+            f"--output_dir={train}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert trained.returncode == 0, trained.stderr
     summary = json.loads((train / "summary.json").read_text())
     assert summary["arc"] == (search / "best_arc.txt").read_text().strip()
     exported = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "export.py"), f"--run_dir={train}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert exported.returncode == 0, exported.stderr
     assert (train / "export" / "saved_model").is_dir()

@@ -13,15 +13,24 @@ from enas_tf.testing import run_at_once, search_run
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
-    "--dataset=digits", "--valid_size=100", "--num_layers=3", "--out_filters=4",
-    "--epochs=1", "--batch_size=256", "--pad=1", "--verbose=0",
+    "--dataset=digits",
+    "--valid_size=100",
+    "--num_layers=3",
+    "--out_filters=4",
+    "--epochs=1",
+    "--batch_size=256",
+    "--pad=1",
+    "--verbose=0",
 ]
 
 
 def run_train(*args):
     return subprocess.run(
         [sys.executable, str(ROOT / "tools" / "train.py"), *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
 
 
@@ -55,14 +64,24 @@ BAD_INPUT = [
     (["--arc=enas_micro_final"], ["--output_dir"]),
     (["--arc=0 1 2", "--output_dir=x"], ["needs its space"]),
     (["--space=micro", "--arc=0 1 2", "--output_dir=x"], ["expected 40 integers", "received 3"]),
-    (["--space=micro", "--arc=0 9 1 4 0 0 0 3", "--output_dir=x"], ["position 1", "[0, 4]", "received: 9"]),
+    (
+        ["--space=micro", "--arc=0 9 1 4 0 0 0 3", "--output_dir=x"],
+        ["position 1", "[0, 4]", "received: 9"],
+    ),
     (["--arc=enas_lm_ptb", "--dataset=digits", "--output_dir=x"], ["rnn cell", "--dataset=ptb"]),
     (["--arc=enas_ptb_legacy", "--output_dir=x"], ["rnn_legacy"]),
     (["--arc=enas_macro_final", "--aux_weight=0.4", "--output_dir=x"], ["no auxiliary head"]),
     (["--arc=enas_micro_final", "--out_filters=7", "--output_dir=x"], ["even number"]),
     (["--arc=enas_micro_final", "--lr_min=1", "--output_dir=x"], ["lr_min <= lr_max"]),
-    (["--arc=enas_micro_final", "--dataset=cifar10", "--data_dir=/nonexistent", "--output_dir=x"],
-     ["cifar10", "not available offline", "--download"]),
+    (
+        [
+            "--arc=enas_micro_final",
+            "--dataset=cifar10",
+            "--data_dir=/nonexistent",
+            "--output_dir=x",
+        ],
+        ["cifar10", "not available offline", "--download"],
+    ),
     (["--arc=enas_micro_final", "--keep_prob=1.5", "--output_dir=x"], ["keep_prob"]),
     (["--init_from_search=no_search", "--output_dir=x"], ["no_search does not exist"]),
 ]
@@ -103,9 +122,21 @@ FLAG_FILES = {
 @pytest.fixture(scope="module")
 def dry_runs():
     """The flag files' dry runs, all at once: each builds a large network."""
-    return run_at_once({flagfile: ([sys.executable, str(ROOT / "tools" / "train.py"),
-                                    f"--flagfile={flagfile}", "--dry_run"], ROOT)
-                        for flagfile in FLAG_FILES}, timeout=300)
+    return run_at_once(
+        {
+            flagfile: (
+                [
+                    sys.executable,
+                    str(ROOT / "tools" / "train.py"),
+                    f"--flagfile={flagfile}",
+                    "--dry_run",
+                ],
+                ROOT,
+            )
+            for flagfile in FLAG_FILES
+        },
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("flagfile", FLAG_FILES)
@@ -152,11 +183,15 @@ def test_starts_from_a_search_and_resumes_from_its_own_backup(search_dir, tmp_pa
 def test_a_search_of_other_sizes_is_refused(search_dir, tmp_path):
     out = tmp_path / "run"
     result = run_train(
-        f"--init_from_search={search_dir}", f"--output_dir={out}", *TINY,
+        f"--init_from_search={search_dir}",
+        f"--output_dir={out}",
+        *TINY,
         "--out_filters=8",
     )
     assert_user_error(
-        result, "out_filters is 8 here but 4 in the search", "--out_filters=4",
+        result,
+        "out_filters is 8 here but 4 in the search",
+        "--out_filters=4",
         "drop --init_from_search",
     )
     assert not out.exists()

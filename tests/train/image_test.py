@@ -9,10 +9,10 @@ import keras
 import pytest
 
 from enas_tf import data, spaces
-from enas_tf.train.image import DropPathSchedule, EpochCosineRestarts, train_child
 from enas_tf.configs.image import ChildConfig, TrainConfig
 from enas_tf.errors import UserError
 from enas_tf.ops.blocks import DropPath
+from enas_tf.train.image import DropPathSchedule, EpochCosineRestarts, train_child
 
 
 def sgdr(epoch, lr_max=0.05, lr_min=5e-4, t0=10, t_mul=2):
@@ -80,8 +80,14 @@ def test_train_resume_and_refusals(digits, one_epoch, tmp_path):
     assert 0.0 <= first["test_accuracy"] <= 1.0
     assert first["final_valid_accuracy"] is not None
     assert first["arc"] == "1 4 0 2 0 0 1 3" and first["params"] > 0
-    for name in ("model.keras", "summary.json", "history.csv", "config.json", "checkpoints",
-                 "logs"):
+    for name in (
+        "model.keras",
+        "summary.json",
+        "history.csv",
+        "config.json",
+        "checkpoints",
+        "logs",
+    ):
         assert (tmp_path / "run" / name).exists(), name
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert model.output_shape == (None, 10)
@@ -98,12 +104,15 @@ def test_train_resume_and_refusals(digits, one_epoch, tmp_path):
     with pytest.raises(UserError, match=r"holds a different run \(arc: '1 4 0 2 0 0 1 3' -> "):
         train_child(SPACE, (1, 4, 0, 2, 0, 0, 1, 2), CHILD, more, digits, out, verbose=0)
     with pytest.raises(UserError, match="train.lr_max: 0.05 -> 0.1"):
-        train_child(SPACE, ARC, CHILD, dataclasses.replace(more, lr_max=0.1), digits, out, verbose=0)
+        train_child(
+            SPACE, ARC, CHILD, dataclasses.replace(more, lr_max=0.1), digits, out, verbose=0
+        )
     assert (tmp_path / "run" / "summary.json").read_text() == before
 
     # --overwrite starts afresh.
-    fresh = train_child(SPACE, (1, 4, 0, 2, 0, 0, 1, 2), CHILD, TRAIN, digits, out,
-                        overwrite=True, verbose=0)
+    fresh = train_child(
+        SPACE, (1, 4, 0, 2, 0, 0, 1, 2), CHILD, TRAIN, digits, out, overwrite=True, verbose=0
+    )
     assert fresh["epochs"] == 1 and not fresh["resumed"]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["arc"] == "1 4 0 2 0 0 1 2"
 
@@ -118,8 +127,15 @@ def test_output_dir_with_foreign_files_is_refused(digits, tmp_path):
 def test_training_learns(digits, tmp_path):
     config = dataclasses.replace(TRAIN, epochs=4, lr_t0=4)
     macro = spaces.MacroSpace(num_layers=3)
-    summary = train_child(macro, (0, 1, 0, 2, 1, 1), ChildConfig(out_filters=8, l2=1e-4),
-                          config, digits, str(tmp_path), verbose=0)
+    summary = train_child(
+        macro,
+        (0, 1, 0, 2, 1, 1),
+        ChildConfig(out_filters=8, l2=1e-4),
+        config,
+        digits,
+        str(tmp_path),
+        verbose=0,
+    )
     assert summary["test_accuracy"] > 0.5  # chance is 0.1
 
 
@@ -149,8 +165,7 @@ def test_corrupt_checkpoint(digits, one_epoch, tmp_path, capfd):
     good = latest.read_bytes()
     latest.write_bytes(good[:100])
     with pytest.raises(UserError, match="No checkpoint .* is readable"):
-        train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=2), digits, out,
-                    verbose=0)
+        train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=2), digits, out, verbose=0)
     assert latest.read_bytes() == good[:100]
     assert (tmp_path / "run" / "summary.json").exists()
     # With an earlier checkpoint (after two epochs), the run falls back to it
@@ -160,7 +175,8 @@ def test_corrupt_checkpoint(digits, one_epoch, tmp_path, capfd):
     newest = _newest_data(tmp_path / "run")
     newest.write_bytes(newest.read_bytes()[:100])
     capfd.readouterr()
-    summary = train_child(SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=3), digits,
-                          out, verbose=0)
+    summary = train_child(
+        SPACE, ARC, CHILD, dataclasses.replace(TRAIN, epochs=3), digits, out, verbose=0
+    )
     assert "corrupt or truncated" in capfd.readouterr().err
     assert summary["epochs"] == 3

@@ -10,19 +10,20 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import data
-from enas_tf.lm import loop as lm_loop
-from enas_tf.lm import steps as lm_training
 from enas_tf.configs.lm import LmTrainConfig
 from enas_tf.errors import UserError
+from enas_tf.lm import loop as lm_loop
+from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import FixedRnnLM
-from enas_tf.train.lm import IterateAverage, averaging_due, describe, train_lm
 from enas_tf.spaces import RnnSpace
 from enas_tf.testing import write_tiny_ptb
+from enas_tf.train.lm import IterateAverage, averaging_due, describe, train_lm
 
 SPACE = RnnSpace(num_nodes=3)
 ARC = SPACE.parse("0 2 1 0 1 1")
-TINY = LmTrainConfig(hidden_size=8, batch_size=4, bptt=5, epochs=2,
-                     max_steps_per_epoch=5, eval_batch_size=2, seed=1)
+TINY = LmTrainConfig(
+    hidden_size=8, batch_size=4, bptt=5, epochs=2, max_steps_per_epoch=5, eval_batch_size=2, seed=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,7 @@ def test_trains_evaluates_saves_and_resumes(corpus, tmp_path):
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert summary["best_valid_perplexity"] == min(
-        float(r["valid_perplexity"]) for r in rows)
+    assert summary["best_valid_perplexity"] == min(float(r["valid_perplexity"]) for r in rows)
     # The saved model is the evaluated one.
     model = keras.models.load_model(out / "model.keras")
     assert isinstance(model, FixedRnnLM) and list(model.arc) == list(ARC)
@@ -50,8 +50,7 @@ def test_trains_evaluates_saves_and_resumes(corpus, tmp_path):
     assert valid == pytest.approx(summary["valid_perplexity"], rel=1e-5)
     assert summary["params"] == corpus.vocab_size * 8 + 4 * 64 + 2 * 3 * 64
     # Resume with more epochs: continues after epoch 2.
-    more = train_lm(SPACE, ARC, dataclasses.replace(TINY, epochs=3), corpus,
-                    str(out), verbose=0)
+    more = train_lm(SPACE, ARC, dataclasses.replace(TINY, epochs=3), corpus, str(out), verbose=0)
     assert more["resumed"] and more["epochs"] == 3 and more["steps"] == 15
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
     # Another architecture in the same directory is refused.
@@ -100,8 +99,7 @@ def test_stream_evaluation_does_not_depend_on_the_window(corpus):
     step = lm_training.make_eval_step(model)
     ids = corpus.test[:200]
     ppl_1, count_1 = lm_loop.evaluate_stream(step, ids, model.initial_state(1), window=1)
-    ppl_37, count_37 = lm_loop.evaluate_stream(step, ids, model.initial_state(1),
-                                               window=37)
+    ppl_37, count_37 = lm_loop.evaluate_stream(step, ids, model.initial_state(1), window=37)
     assert count_1 == count_37 == 199
     assert ppl_37 == pytest.approx(ppl_1, rel=1e-5)
     assert step.experimental_get_tracing_count() == 1
@@ -111,8 +109,11 @@ def test_stream_evaluation_does_not_depend_on_the_window(corpus):
 
 
 def test_describe_counts_the_published_cell():
-    text = describe(RnnSpace(num_nodes=8), RnnSpace(num_nodes=8).parse(
-        "0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2"), LmTrainConfig())
+    text = describe(
+        RnnSpace(num_nodes=8),
+        RnnSpace(num_nodes=8).parse("0 2 1 0 2 1 2 2 4 0 5 0 3 2 6 2"),
+        LmTrainConfig(),
+    )
     assert "params 20,800,000" in text  # V H + 4 H^2 + 2 L H^2 (spec sec. 5.4)
 
 
@@ -124,15 +125,14 @@ def test_train_window_lengths_cover_the_text():
         seen.append((x[0, 0], x.shape[1], float(scale)))
         np.testing.assert_array_equal(y, x + 1)
         return state, dict.fromkeys(
-            ("loss", "cross_entropy", "ar", "tar", "weight_penalty", "grad_norm"), 1.0)
+            ("loss", "cross_entropy", "ar", "tar", "weight_penalty", "grad_norm"), 1.0
+        )
 
     zero = tf.zeros([4, 2])
     rng = np.random.default_rng(0)
-    first = lm_loop.train_epoch(step, rows, zero, rng, bptt=5, random_bptt=False,
-                                max_steps=3)
+    first = lm_loop.train_epoch(step, rows, zero, rng, bptt=5, random_bptt=False, max_steps=3)
     assert (first.position, first.steps, first.wrapped) == (15, 3, False)
-    rest = lm_loop.train_epoch(step, rows, zero, rng, start=15, bptt=5,
-                               random_bptt=False)
+    rest = lm_loop.train_epoch(step, rows, zero, rng, start=15, bptt=5, random_bptt=False)
     assert rest.wrapped and rest.position == 0
     starts = [s for s, _, _ in seen]
     assert starts == list(range(0, 49, 5))[: len(starts)] and starts[-1] >= 45

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from enas_tf import spaces
-from enas_tf.viz import draw
 from enas_tf.errors import ArcError, UserError
 from enas_tf.spaces import archive
+from enas_tf.viz import draw
 
 SPACES = [
     ("macro", {"num_layers": 12}),
@@ -69,9 +69,7 @@ def test_random_arcs_draw(name, config):
 @pytest.mark.parametrize("name, config", SPACES[:4])
 def test_different_arcs_give_different_images(name, config):
     space = spaces.get_space(name, **config)
-    drawings = {
-        draw.draw_arc(space, space.random_arc(seed)) for seed in range(4)
-    }
+    drawings = {draw.draw_arc(space, space.random_arc(seed)) for seed in range(4)}
     assert len(drawings) == 4
 
 
@@ -103,11 +101,6 @@ def test_write_drawing(tmp_path):
     with pytest.raises(UserError, match="already exists"):
         draw.write_drawing(str(path), *spaces.load_arc("enas_lm_ptb"))
     assert path.read_bytes() == draw.draw_arc(space, arc)
-    draw.write_drawing(
-        str(path), *spaces.load_arc("enas_lm_ptb"), overwrite=True
-    )
-    assert (
-        _decode(path.read_bytes()).size
-        != _decode(draw.draw_arc(space, arc)).size
-    )
+    draw.write_drawing(str(path), *spaces.load_arc("enas_lm_ptb"), overwrite=True)
+    assert _decode(path.read_bytes()).size != _decode(draw.draw_arc(space, arc)).size
     assert sorted(p.name for p in path.parent.iterdir()) == ["micro.png"]

@@ -33,9 +33,7 @@ PULL = [False, False, True, True, False, True, True, False, False]
 
 
 def _overlap(a, b, gap=0.0):
-    return (
-        a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] and b[1] < a[3]
-    )
+    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] and b[1] < a[3]
 
 
 def test_ranks_and_pull():
@@ -60,29 +58,19 @@ def test_edges_run_from_bottom_to_top_and_avoid_boxes():
     layout = layered_layout(SIZES, EDGES, pull=PULL)
     for (u, v), line in zip(EDGES, layout.edges):
         (x0, y0), (x1, y1) = line[0], line[-1]
-        assert (
-            y0 == layout.boxes[u][3]
-            and layout.boxes[u][0] < x0 < layout.boxes[u][2]
-        )
-        assert (
-            y1 == layout.boxes[v][1]
-            and layout.boxes[v][0] < x1 < layout.boxes[v][2]
-        )
+        assert y0 == layout.boxes[u][3] and layout.boxes[u][0] < x0 < layout.boxes[u][2]
+        assert y1 == layout.boxes[v][1] and layout.boxes[v][0] < x1 < layout.boxes[v][2]
     # The long edge 0 -> 6 passes ranks 1 and 2 beside their boxes.
     long_edge = layout.edges[EDGES.index((0, 6))]
     assert len(long_edge) == 6
     for (x, top), (x_end, bottom) in zip(long_edge[1:-1:2], long_edge[2:-1:2]):
         assert x == x_end
         for box in layout.boxes:
-            assert not (
-                box[0] <= x <= box[2] and box[1] < bottom and top < box[3]
-            )
+            assert not (box[0] <= x <= box[2] and box[1] < bottom and top < box[3])
 
 
 def test_deterministic():
-    assert layered_layout(SIZES, EDGES, pull=PULL) == layered_layout(
-        SIZES, EDGES, pull=PULL
-    )
+    assert layered_layout(SIZES, EDGES, pull=PULL) == layered_layout(SIZES, EDGES, pull=PULL)
 
 
 def test_rejects_backward_edges():
@@ -91,7 +79,5 @@ def test_rejects_backward_edges():
 
 
 def test_spaced_is_the_closest_feasible_placement():
-    assert _spaced([0.0, 0.0, 10.0], [4.0, 4.0]) == pytest.approx(
-        [-2.0, 2.0, 10.0]
-    )
+    assert _spaced([0.0, 0.0, 10.0], [4.0, 4.0]) == pytest.approx([-2.0, 2.0, 10.0])
     assert _spaced([5.0, 1.0], [2.0]) == pytest.approx([2.0, 4.0])
