@@ -40,7 +40,8 @@ def measure(size: str, steps: int, warmup: int) -> dict:
     from enas_tf.child.build import build_child
     from enas_tf.configs.image import ChildConfig
     from enas_tf.ops.flops import count_flops, count_params
-    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
+    from enas_tf.train.image import sparse_cross_entropy
+    from enas_tf.train.schedules import EpochCosineRestarts
 
     layers, filters, batch, drop_keep, keep = SIZES[size]
     space, arc = spaces.load_arc("enas_micro_final")

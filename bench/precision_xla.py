@@ -40,7 +40,8 @@ def build(space, arc, config, precision_name: str, jit: bool):
 
     from enas_tf.child.build import build_child
     from enas_tf.runtime import nonfinite, precision
-    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy
+    from enas_tf.train.image import sparse_cross_entropy
+    from enas_tf.train.schedules import EpochCosineRestarts
 
     keras.utils.set_random_seed(0)
     with precision.policy(precision_name):

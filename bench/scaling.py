@@ -59,7 +59,8 @@ def worker(args) -> None:
     from enas_tf.configs.image import ChildConfig  # noqa: PLC0415
     from enas_tf.runtime import nonfinite
     from enas_tf.runtime.distribute import shard_by_data  # noqa: PLC0415
-    from enas_tf.train.image import EpochCosineRestarts, sparse_cross_entropy  # noqa: PLC0415
+    from enas_tf.train.image import sparse_cross_entropy  # noqa: PLC0415
+    from enas_tf.train.schedules import EpochCosineRestarts  # noqa: PLC0415
 
     space, arc = spaces.load_arc("enas_micro_final")
     config = ChildConfig(out_filters=20, num_layers=6, keep_prob=0.9, l2=2e-4)
@@ -88,10 +89,10 @@ def worker(args) -> None:
         .take(steps)
     )
     if args.mode in ("1 worker", "2 workers"):
-        from enas_tf.train.image import _build_compiled  # noqa: PLC0415
+        from enas_tf.runtime.distribute import fix_keras_fit  # noqa: PLC0415
 
         with strategy.scope():
-            _build_compiled(model, data)
+            fix_keras_fit(model, data)
 
     times = []
 

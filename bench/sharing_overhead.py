@@ -93,18 +93,16 @@ def compute_all_supernet_class():
     import tensorflow as tf
 
     from enas_tf.supernet import micro as supernet_micro
+    from enas_tf.supernet import slots
 
     def select(candidates, index):
         # The original ENAS search code's way: stack the nodes, index them.
         return tf.gather(tf.stack(candidates), index)
 
     def slot(inputs, strides, branch, rows, flat_rows, layout, stats, **settings):
-        picked = supernet_micro.unflatten(flat_rows, layout)
+        picked = slots.unflatten(flat_rows, layout)
         outputs = [
-            run()
-            for run in supernet_micro.candidate_ops(
-                inputs, strides, rows, picked, stats, **settings
-            )
+            run() for run in slots.candidate_ops(inputs, strides, rows, picked, stats, **settings)
         ]
         return tf.gather(tf.stack(outputs), branch)
 

@@ -44,13 +44,7 @@ from enas_tf.ops.blocks import (
     factorized_reduction,
     relu,
 )
-from enas_tf.spaces.micro import MICRO_OPS, MicroArch, MicroCell
-
-
-def reduction_positions(num_layers: int) -> tuple[int, int]:
-    """Cell positions of the two reduction cells: (L//3, 2*(L//3) + 1)."""
-    third = num_layers // 3
-    return third, 2 * third + 1
+from enas_tf.spaces.micro import MICRO_OPS, MicroArch, MicroCell, reduction_positions
 
 
 def _spatial(x) -> int:

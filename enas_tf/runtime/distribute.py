@@ -295,3 +295,40 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+def fix_keras_fit(model, dataset: tf.data.Dataset) -> None:
+    """Makes Keras 3's `fit` work under `MultiWorkerMirroredStrategy`.
+
+    Two steps of Keras' TensorFlow trainer fail there: the first `fit`
+    reduces a distributed batch across replicas to build the compiled loss
+    and metrics ("unsupported type PerReplica"), and each step reduces the
+    scalar metrics with `axis=0` ("Invalid reduction dimension 0"). The
+    first is done here from one undistributed batch (under the strategy's
+    scope); the second reduces per-replica values over the replicas
+    (`axis=None`), as Keras does for one machine's replicas.
+    """
+    model._symbolic_build(data_batch=next(iter(dataset)))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    from keras.src.backend.tensorflow import trainer  # noqa: PLC0415
+
+    if getattr(trainer.reduce_per_replica, "enas_tf_fixed", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in (
+            "auto",
+            "mean",
+        ):
+
+            def mean(v):
+                if isinstance(v, tf.distribute.DistributedValues):
+                    return strategy.reduce("MEAN", v, axis=None)
+                return v
+
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.enas_tf_fixed = True
+    trainer.reduce_per_replica = reduce_per_replica

@@ -33,9 +33,10 @@ from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
 from enas_tf.errors import UserError
 from enas_tf.ops import shared as shared_ops
 from enas_tf.runtime import distribute, nonfinite, precision
+from enas_tf.search import steps
 from enas_tf.search.loop import SearchBase
 from enas_tf.supernet.build import build_supernet, recalibrated, weights_checkpoint
-from enas_tf.train.image import EpochCosineRestarts
+from enas_tf.train.schedules import EpochCosineRestarts
 
 SAFE_KEYS = (
     "search.epochs",
@@ -176,135 +177,35 @@ class Search(SearchBase):
         return self.strategy.experimental_distribute_dataset(distribute.shard_by_data(dataset))
 
     def _build_steps(self) -> None:
-        """The child training step and the evaluation step.
-
-        Both take a (distributed) batch and an arc, run on every replica and
-        return sums over the global batch. The child step all-reduces the
-        gradients, clips their global norm (on the global gradient, as on one
-        device) and applies them; the arc is the same tensor on every
-        replica, so one architecture runs per step. Under mixed_float16 the
-        loss is scaled (`precision.LossScale`): a step whose gradients
-        overflow on any replica is skipped on all of them, the scale halved
-        (in the cross-replica context, from the all-reduced flags), and it
-        is not counted as non-finite.
-        """
-        net, space, config, strategy = self.net, self.space, self.config, self.strategy
+        """The child training, evaluation and calibration steps
+        (`enas_tf.search.steps`)."""
+        config = self.config
         # The batch spec: per-replica specs under a multi-device strategy.
         batch = self._distribute(
             eval_dataset(self.splits.valid_images[:2], self.splits.valid_labels[:2], self.splits, 2)
         ).element_spec
-        arc_spec = tf.TensorSpec([space.num_decisions], tf.int32)
-        batch_stats = config.reward_bn == "batch"
-        # Multi-worker: the arc of replica 0 (the controllers of the workers
-        # sample alike, `SearchBase` checks it; this makes it certain).
-        same_arc = _replica0_arc if self.workers.multi else (lambda ctx, arc: arc)
-        replicas = self.replicas
-        loss_scale = self.loss_scale
-
-        def train(images, labels, arc):
-            ctx = tf.distribute.get_replica_context()
-            arc = same_arc(ctx, arc)
-            count = ctx.all_reduce("sum", tf.cast(tf.shape(labels)[0], tf.float32))
-            # Moving statistics before the forward pass updates them.
-            statistics = nonfinite.snapshot(net.non_trainable_variables)
-            with tf.GradientTape() as tape:
-                # Dropout masks from (seed, step, replica): a resumed run
-                # draws the ones an uninterrupted run would.
-                step = tf.cast(self.optimizer.iterations, tf.int64)
-                replica = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-                seed = tf.stack([tf.constant(config.seed, tf.int64), step * replicas + replica])
-                logits = net(images, arc=arc, training=True, dropout_seed=seed)
-                loss_sum = tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-                )
-                total = loss_sum / count
-                if config.l2 > 0:
-                    total += (
-                        config.l2
-                        / replicas
-                        * tf.add_n([tf.reduce_sum(tf.square(v)) for v in net.trainable_variables])
-                    )
-                # float16: scaled so that small gradients do not underflow.
-                scaled = total if loss_scale is None else loss_scale.scale_loss(total)
-            variables = net.trainable_variables
-            grads = tape.gradient(scaled, variables)
-            if loss_scale is not None:
-                grads = loss_scale.unscale(grads)
-            # A NaN or Inf loss or gradient on any replica skips the update
-            # on every replica (the same decision everywhere); with gradient
-            # clipping one all-reduce carries the flag with the gradients.
-            # [loss not finite, a gradient not finite]: apart, since under
-            # loss scaling the second alone is an overflow, not a failure.
-            bad = 1.0 - tf.cast(
-                tf.stack([nonfinite.all_finite(total), nonfinite.all_finite(0.0, grads)]),
-                tf.float32,
-            )
-            if config.grad_bound > 0 and replicas > 1:
-                *grads, bad = ctx.all_reduce("sum", [*grads, bad])
-            elif replicas > 1:
-                bad = ctx.all_reduce("sum", bad)
-            finite = tf.reduce_all(tf.equal(bad, 0.0))  # applied
-            failed, overflow = tf.logical_not(finite), tf.constant(False)
-            if loss_scale is not None:
-                failed, overflow = loss_scale.classify(bad[0], bad[1])
-            if config.grad_bound > 0:
-                grads, _ = tf.clip_by_global_norm(grads, config.grad_bound)
-                if replicas > 1:
-                    # The optimizer sums over replicas again.
-                    grads = [_scale(g, 1.0 / replicas) for g in grads]
-            nonfinite.apply_if_finite(self.optimizer, grads, variables, finite)
-            nonfinite.restore_unless(finite, net.non_trainable_variables, statistics)
-            return (
-                loss_sum,
-                _correct(logits, labels),
-                count,
-                tf.cast(tf.logical_not(failed), tf.float32),
-                tf.cast(overflow, tf.float32),
-            )
-
-        def evaluate(images, labels, arc):
-            arc = same_arc(tf.distribute.get_replica_context(), arc)
-            logits = net(images, arc=arc, batch_stats=batch_stats)
-            return _correct(logits, labels), tf.cast(tf.shape(labels)[0], tf.float32)
-
-        def summed(values):
-            return [strategy.reduce("sum", v, axis=None) for v in values]
-
-        @tf.function(input_signature=[batch, arc_spec], autograph=False)
-        def child_step(batch, arc):
-            """(loss, accuracy, finite): `finite` False when the update was
-            skipped for a NaN or Inf loss or gradient; a float16 overflow
-            skips the update too but is not a failure (`LossScale`)."""
-            loss_sum, correct, count, finite, overflow = summed(
-                strategy.run(train, args=(*batch, arc))
-            )
-            if loss_scale is not None:
-                # The flags are all-reduced: every replica decided the same.
-                overflow = overflow > 0.5
-                loss_scale.update(
-                    overflow, tf.logical_and(finite > replicas - 0.5, tf.logical_not(overflow))
-                )
-            # `count` is the global count on every replica: sum / replicas.
-            count /= replicas
-            return loss_sum / count, correct / count, finite > replicas - 0.5
-
-        @tf.function(input_signature=[batch, arc_spec], autograph=False)
-        def eval_step(batch, arc):
-            """(correct predictions, examples) of `arc` on the batch."""
-            return tuple(summed(strategy.run(evaluate, args=(*batch, arc))))
-
-        def calibrate(images, labels, arc):
-            del labels
-            arc = same_arc(tf.distribute.get_replica_context(), arc)
-            net(images, arc=arc, training=True)  # updates the moving statistics
-
-        @tf.function(input_signature=[batch, arc_spec], autograph=False)
-        def calibrate_step(batch, arc):
-            """One moving-average update of `arc`'s batch-norm statistics."""
-            strategy.run(calibrate, args=(*batch, arc))
-
-        self.child_step, self.eval_step = child_step, eval_step
-        self.calibrate_step = calibrate_step
+        settings = steps.StepSettings(
+            l2=config.l2,
+            grad_bound=config.grad_bound,
+            seed=config.seed,
+            batch_stats=config.reward_bn == "batch",
+            replicas=self.replicas,
+            multi_worker=self.workers.multi,
+        )
+        made = steps.make_steps(
+            self.net,
+            self.optimizer,
+            self.strategy,
+            batch,
+            self.space.num_decisions,
+            settings,
+            loss_scale=self.loss_scale,
+        )
+        self.child_step, self.eval_step, self.calibrate_step = (
+            made.train,
+            made.evaluate,
+            made.calibrate,
+        )
         # Skipped (non-finite) child steps; too many in a row stop the run.
         self.nonfinite = nonfinite.NonFiniteCounter(config.max_nonfinite, "CNN search, child phase")
 
@@ -439,22 +340,3 @@ class Search(SearchBase):
             for batch in data:
                 correct += float(self.eval_step(batch, arc)[0])
         return correct / len(self.splits.valid_images)
-
-
-def _correct(logits, labels):
-    """Correct predictions (float32 scalar)."""
-    predictions = tf.argmax(logits, -1, output_type=tf.int32)
-    return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
-
-
-def _scale(grad, factor):
-    if isinstance(grad, tf.IndexedSlices):
-        return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
-    return grad * factor
-
-
-def _replica0_arc(ctx, arc):
-    """`arc` as replica 0 has it, on every replica (an all-reduce)."""
-    first = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), tf.float32)
-    total = ctx.all_reduce("sum", tf.cast(arc, tf.float32) * first)
-    return tf.cast(tf.round(total), arc.dtype)

@@ -16,11 +16,8 @@
 
 At the end the derive step samples `derive_samples` architectures, scores
 each with the subclass's `score(arc)` on the whole validation split with the
-shared weights, and writes `best_arc.txt` (the original string form),
-`best_arc.json`, `best_arc.png` (a drawing, also in TensorBoard) and
-`candidates.json`. Neither original has a derive step; this is the paper's
-procedure (sec. 5, "Final architecture selection"), scored on the whole
-split rather than one minibatch.
+shared weights, and writes the best (`enas_tf.search.derive`: best_arc.txt,
+best_arc.json, best_arc.png, candidates.json).
 
 Run directory: config.json, checkpoints/, logs/ (TensorBoard),
 search_log.jsonl and the derive outputs. Rerunning with the same directory
@@ -60,22 +57,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import spaces
 from enas_tf.runtime import rundir
 from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.runtime.distribute import Workers
+from enas_tf.search import derive
 from enas_tf.strategies.base import Strategy
-from enas_tf.viz import draw
 
-RUN_FILES = (
-    "checkpoints",
-    "logs",
-    "search_log.jsonl",
-    "best_arc.txt",
-    "best_arc.json",
-    "best_arc.png",
-    "candidates.json",
-)
+RUN_FILES = ("checkpoints", "logs", "search_log.jsonl", *derive.OUTPUT_FILES)
 
 
 def _keep_epochs(path: str, epochs: int) -> None:
@@ -352,44 +340,29 @@ class SearchBase:
         return self.derive()
 
     def derive(self) -> dict[str, Any]:
-        """Samples `derive_samples` architectures, scores them, writes the best."""
-        key, sign = self.SCORE_KEY, -1.0 if self.HIGHER_IS_BETTER else 1.0
+        """Samples `derive_samples` architectures, scores them, writes the best
+        (`enas_tf.search.derive`)."""
+        key = self.SCORE_KEY
         sample = self.sampler.sample(self.config.derive_samples)
         unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in sample.arc.numpy()))
-        candidates = sorted(
-            ({"arc": self.space.format(arc), key: self.score(arc)} for arc in unique),
-            key=lambda c: sign * c[key],
+        ranked = derive.rank(
+            [{"arc": self.space.format(arc), key: self.score(arc)} for arc in unique],
+            key,
+            self.HIGHER_IS_BETTER,
         )
-        best = candidates[0]
-        arc = self.space.parse(best["arc"])
+        best = ranked[0]
         meta = {key: best[key], "epoch": int(self.epoch.numpy()), "seed": self.config.seed}
-        result = {"best_arc": best["arc"], **meta, "candidates": len(candidates)}
+        result = {"best_arc": best["arc"], **meta, "candidates": len(ranked)}
         if not self.workers.is_chief:
             return {**result, "chief": False}  # the chief writes the outputs
-        out = self.output_dir
-        rundir.write_text_atomic(os.path.join(out, "best_arc.txt"), best["arc"] + "\n")
-        rundir.write_text_atomic(
-            os.path.join(out, "best_arc.json"), spaces.json_text(self.space, arc, **meta)
+        derive.write_outputs(
+            self.output_dir,
+            self.space,
+            ranked,
+            key,
+            meta,
+            self.config.derive_samples,
+            self.run_config,
+            self.writer,
         )
-        rundir.write_json_atomic(
-            os.path.join(out, "candidates.json"),
-            {
-                "space": self.space.name,
-                "config": self.space.config(),
-                "epoch": meta["epoch"],
-                "seed": self.config.seed,
-                "samples": self.config.derive_samples,
-                "candidates": candidates,
-                "flags": self.run_config,
-            },
-        )
-        draw.write_drawing(os.path.join(out, "best_arc.png"), self.space, arc, overwrite=True)
-        label = key.replace("_", " ")
-        with self.writer.as_default(step=meta["epoch"]):
-            tf.summary.text(
-                "derived_candidates",
-                "\n\n".join(f"`{c['arc']}` {label} {c[key]:.4f}" for c in candidates[:20]),
-            )
-            tf.summary.image("derived_architecture", draw.draw_arc_array(self.space, arc)[None])
-        self.writer.flush()
         return result

@@ -40,6 +40,12 @@ MICRO_OPS = (
 CELL_TYPES = ("normal", "reduce")
 
 
+def reduction_positions(num_layers: int) -> tuple[int, int]:
+    """Cell positions of the two reduction cells: (L//3, 2*(L//3) + 1)."""
+    third = num_layers // 3
+    return third, 2 * third + 1
+
+
 @dataclasses.dataclass(frozen=True)
 class MicroNode:
     """A computed node: `op_a(node[input_a]) + op_b(node[input_b])`."""

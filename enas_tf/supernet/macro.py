@@ -334,7 +334,7 @@ class MacroSupernet(keras.Model):
 
         `build_child(space, arc, supernet.child_config(), ...)` has exactly
         these layers with weights (reductions nothing reads are pruned, see
-        `reduced_entries`); `supernet_micro.load_child_weights` sets them.
+        `reduced_entries`); `enas_tf.supernet.micro_child.load_child_weights` sets them.
 
         Args:
           arc: an arc of `self.space` (validated).

@@ -90,142 +90,18 @@ scatters of whole stacks per step at the issue's size; the step graph had
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf.child.micro import reduction_positions
 from enas_tf.configs.image import CELL_OUTPUTS, ChildConfig
 from enas_tf.ops import shared as ops
 from enas_tf.ops import table
-from enas_tf.spaces.micro import MICRO_OPS, MicroSpace
+from enas_tf.spaces.micro import MicroSpace, reduction_positions
+from enas_tf.supernet import micro_child
+from enas_tf.supernet.slots import flat_weights, slot_rows, switch_slot
 
 INITIALIZERS = ("uniform", "he_normal")
-
-
-def slot_rows(n: int, slot: int) -> tuple[int, int]:
-    """First rows of node `n`'s slot (0 = a, 1 = b) in a cell's stacks.
-
-    Sep-conv stacks hold one row per input (earlier node) for each slot of
-    each node, in order: node n's slot starts at 2 * (2 + ... + (n - 1)) +
-    slot * n. Reduce stacks (identity on input 0 or 1 of a reduction cell)
-    hold two rows per slot.
-    """
-    return (n - 2) * (n + 1) + slot * n, 2 * (2 * (n - 2) + slot)
-
-
-def candidate_ops(inputs, strides, rows, picked, stats, num_ops, momentum, epsilon, training):
-    """A slot's candidate ops, as callables in branch order.
-
-    Branch b applies op `MICRO_OPS[b % num_ops]` to `inputs[b // num_ops]`
-    with stride `strides[b // num_ops]`. A branch that runs in training
-    updates the moving statistics of the rows it uses.
-
-    Args:
-      inputs: the chosen node, or (in a reduction cell) the chosen still
-        large node and the chosen reduced node.
-      strides: Python ints, one per input.
-      rows: int32 `[2]`: the row of the sep-conv stacks and of the reduce
-        stacks (`slot_rows` plus the input index).
-      picked: the slot's rows of the trainable weights, as tensors:
-        `{op: [(dw, pw, gamma, beta)] * 2}` for the sep convs and, in a
-        reduction cell, `{"identity": [(path1, path2, gamma, beta)]}`.
-      stats: the moving statistics, as `tf.Variable` stacks, in the same
-        structure: `{op: [(mean, var)] * units}`.
-      num_ops, momentum, epsilon, training: as `MicroSupernet` (`training`
-        is a `shared_ops.bn_mode`).
-
-    Returns:
-      `len(inputs) * num_ops` callables without arguments, each returning
-      a float32 `[batch, height, width, channels]` output of the slot.
-    """
-    row = {op: rows[1] if op == "identity" else rows[0] for op in picked}
-    moving = {
-        op: [[tf.gather(s, row[op]) for s in unit] for unit in units] for op, units in stats.items()
-    }
-
-    def norm(x, op, u):
-        x, new = ops.batch_norm(x, *picked[op][u][2:], *moving[op][u], momentum, epsilon, training)
-        if training is True:
-            ops.update_rows(*stats[op][u], row[op], new)
-        return x
-
-    def run(op, x, stride):
-        spec = table.op(op)
-        if spec.kind == "sep_conv":
-            for u, (dw, pw, *_) in enumerate(picked[op]):
-                x = ops.sep_conv(tf.nn.relu(x), dw, pw, stride if u == 0 else 1)
-                x = norm(x, op, u)
-            return x
-        if spec.kind == "pool":
-            return ops.pool(x, spec.pool, stride)
-        if stride == 2:  # identity on a large input: factorized reduction
-            return norm(ops.factorized_reduction(x, *picked[op][0][:2]), op, 0)
-        return tf.identity(x)
-
-    return [
-        functools.partial(run, op, x, stride)
-        for x, stride in zip(inputs, strides)
-        for op in MICRO_OPS[:num_ops]
-    ]
-
-
-def unflatten(flat_rows, layout):
-    """The slot's weights `{op: [(dw, pw, gamma, beta), ...]}` from its rows of
-    a cell's flat stacks (`flat_weights`).
-
-    Args:
-      flat_rows: `{group: [width] tensor}`, one row per flat stack.
-      layout: `{group: ((op, unit, shapes), ...)}`, static: the weights of
-        each row in order, `shapes` the shapes of the unit's weights.
-    """
-    picked = {}
-    for group, units in layout.items():
-        sizes = [int(np.prod(shape)) for _, _, shapes in units for shape in shapes]
-        pieces = iter(tf.split(flat_rows[group], sizes))
-        for op, _, shapes in units:
-            picked.setdefault(op, []).append(
-                tuple(tf.reshape(next(pieces), shape) for shape in shapes)
-            )
-    return picked
-
-
-def switch_slot(inputs, strides, branch, rows, flat_rows, layout, stats, **settings):
-    """The output of candidate `branch` (see `candidate_ops`); only it runs.
-
-    `flat_rows` and `layout` give the slot's trainable weights (`unflatten`).
-    """
-    picked = unflatten(flat_rows, layout)
-    branches = candidate_ops(inputs, strides, rows, picked, stats, **settings)
-    return tf.switch_case(branch, branches)
-
-
-def flat_weights(stacks):
-    """A cell's trainable stacks as one flat stack per group of rows.
-
-    Args:
-      stacks: `{group: [(op, unit, (stack, ...)), ...]}`, stacks of equal
-        row counts within a group (the sep convs' rows; the reduce rows).
-
-    Returns:
-      `(flat, layout)`: `flat[group]` is `[rows, width]`, every stack of
-      the group reshaped to `[rows, -1]` and concatenated, and
-      `layout[group]` the static `((op, unit, shapes), ...)` that
-      `unflatten` reads a row back with. One gather of a flat stack gives a
-      slot all its weights, and its gradient is one `IndexedSlices` row.
-    """
-    flat, layout = {}, {}
-    for group, units in stacks.items():
-        rows = units[0][2][0].shape[0]
-        flat[group] = tf.concat(
-            [tf.reshape(w, [rows, -1]) for _, _, ws in units for w in ws], axis=1
-        )
-        layout[group] = tuple(
-            (op, unit, tuple(tuple(w.shape[1:]) for w in ws)) for op, unit, ws in units
-        )
-    return flat, layout
 
 
 @keras.saving.register_keras_serializable(package="enas_tf")
@@ -595,83 +471,6 @@ class MicroSupernet(keras.Model):
         )
 
     def child_weights(self, arc) -> dict[str, list[np.ndarray]]:
-        """The selected weights of `arc`, keyed by the fixed child's layer names.
-
-        `build_child(space, arc, supernet.child_config(), ...)` has exactly
-        these layers; `load_child_weights` sets them.
-        """
-        arch = self.space.decode(arc)
-        value = lambda name: self.shared[name].numpy()
-        weights = {
-            "stem.conv": [value("stem.conv")],
-            "stem.bn": self.bns["stem.bn"].slice(0),
-        }
-        prev_prev_ends = prev_ends = [0]
-        for p in range(self.num_layers + 2):
-            reduction = p in self.reductions
-            cell = arch.reduce if reduction else arch.normal
-            name = f"cell{p}"
-
-            def blocks(key, rows):
-                w = value(key)[rows]
-                return w.reshape(1, 1, -1, w.shape[-1])
-
-            if p - 1 in self.reductions:
-                for path in ("path1", "path2"):
-                    weights[f"{name}.in.x.{path}"] = [blocks(f"{name}.in.x.{path}", prev_prev_ends)]
-            else:
-                weights[f"{name}.in.x.conv"] = [blocks(f"{name}.in.x.conv", prev_prev_ends)]
-            weights[f"{name}.in.x.bn"] = self.bns[f"{name}.in.x.bn"].slice(0)
-            weights[f"{name}.in.y.conv"] = [blocks(f"{name}.in.y.conv", prev_ends)]
-            weights[f"{name}.in.y.bn"] = self.bns[f"{name}.in.y.bn"].slice(0)
-            for n, node in enumerate(cell.nodes, start=2):
-                for s, index, op_id in ((0, node.input_a, node.op_a), (1, node.input_b, node.op_b)):
-                    op, base = MICRO_OPS[op_id], f"{name}.node{n}.{'ab'[s]}"
-                    row, reduce_row = (r + index for r in slot_rows(n, s))
-                    if table.op(op).kind == "sep_conv":
-                        for u in (1, 2):
-                            src = f"{name}.{op}.sep{u}"
-                            weights[f"{base}.sep{u}.conv"] = [
-                                value(f"{src}.dw")[row],
-                                value(f"{src}.pw")[row],
-                            ]
-                            weights[f"{base}.sep{u}.bn"] = self.bns[f"{src}.bn"].slice(row)
-                    elif op == "identity" and reduction and index < 2:
-                        for path in ("path1", "path2"):
-                            weights[f"{base}.reduce.{path}"] = [
-                                value(f"{name}.reduce.{path}")[reduce_row][None, None]
-                            ]
-                        weights[f"{base}.reduce.bn"] = self.bns[f"{name}.reduce.bn"].slice(
-                            reduce_row
-                        )
-            if self.cell_output == "all":  # rows of nodes 2 ... B + 1
-                prev_prev_ends, prev_ends = prev_ends, list(range(self.num_nodes))
-                continue
-            ends = list(cell.loose_ends)
-            if reduction:
-                for i in (0, 1):
-                    if i in ends:
-                        for path in ("path1", "path2"):
-                            weights[f"{name}.end{i}.{path}"] = [
-                                value(f"{name}.end{i}.{path}")[0][None, None]
-                            ]
-                        weights[f"{name}.end{i}.bn"] = self.bns[f"{name}.end{i}.bn"].slice(0)
-            prev_prev_ends, prev_ends = prev_ends, ends
-        fc = value("logits.fc")[prev_ends]
-        weights["logits.fc"] = [fc.reshape(-1, self.num_classes)]
-        return weights
-
-
-def load_child_weights(child: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
-    """Sets a fixed child's layers from `MicroSupernet.child_weights`.
-
-    Raises:
-      ValueError: when a child layer with weights has no entry, or shapes
-        differ (the child was built with other sizes).
-    """
-    for layer in child.layers:
-        if not layer.weights:
-            continue
-        if layer.name not in weights:
-            raise ValueError(f"No shared weights for child layer {layer.name!r}.")
-        layer.set_weights(weights[layer.name])
+        """The selected weights of `arc`, keyed by the fixed child's layer names
+        (`enas_tf.supernet.micro_child.child_weights`)."""
+        return micro_child.child_weights(self, arc)

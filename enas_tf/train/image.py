@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -50,75 +50,16 @@ from enas_tf.errors import UserError
 from enas_tf.ops.blocks import DropPath
 from enas_tf.ops.flops import count_flops, count_params
 from enas_tf.runtime import distribute, nonfinite, precision, rundir
-from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
+from enas_tf.runtime.checkpoints import Stopped, StopRequest
 from enas_tf.spaces import Arc, SearchSpace
 from enas_tf.supernet.transfer import Inheritance, load_inherited, weights_from_search
+from enas_tf.train.callbacks import EpochCheckpoints, EpochProgbar
+from enas_tf.train.schedules import DropPathSchedule, EpochCosineRestarts
 
 # Outputs of a run directory, removed by `overwrite`.
 RUN_FILES = ("checkpoints", "logs", "history.csv", "model.keras", "summary.json", "inherited.json")
 # Settings that may change when a run is resumed.
 SAFE_KEYS = ("train.epochs", "train.eval_batch_size", "data.data_dir", "verbose")
-
-
-@keras.saving.register_keras_serializable(package="enas_tf")
-class EpochCosineRestarts(keras.optimizers.schedules.LearningRateSchedule):
-    """SGDR cosine restarts evaluated per epoch, as the original does.
-
-    For epoch e in a cycle that started at epoch r with length T_i:
-    lr = lr_min + (lr_max - lr_min) * (1 + cos(pi * (e - r) / T_i)) / 2,
-    T_0 = `t0` epochs, T_{i+1} = t_mul * T_i. The rate is constant within an
-    epoch. Keras' `CosineDecayRestarts` computes the curve; this wrapper
-    feeds it whole epochs.
-    """
-
-    def __init__(self, lr_max, lr_min, t0, t_mul, steps_per_epoch):
-        self.lr_max = float(lr_max)
-        self.lr_min = float(lr_min)
-        self.t0 = int(t0)
-        self.t_mul = float(t_mul)
-        self.steps_per_epoch = int(steps_per_epoch)
-        self._cosine = keras.optimizers.schedules.CosineDecayRestarts(
-            self.lr_max,
-            self.t0,
-            t_mul=self.t_mul,
-            m_mul=1.0,
-            alpha=self.lr_min / self.lr_max if self.lr_max > 0 else 0.0,
-        )
-
-    def __call__(self, step):
-        epoch = keras.ops.floor_divide(keras.ops.cast(step, "float32"), float(self.steps_per_epoch))
-        return self._cosine(epoch)
-
-    def get_config(self):
-        return {
-            "lr_max": self.lr_max,
-            "lr_min": self.lr_min,
-            "t0": self.t0,
-            "t_mul": self.t_mul,
-            "steps_per_epoch": self.steps_per_epoch,
-        }
-
-
-class DropPathSchedule(keras.callbacks.Callback):
-    """Raises every `DropPath` layer's progress linearly to 1 over the run.
-
-    progress = min(1, (step + 1) / total_steps), read from the optimizer's
-    step counter, so it is right after a resume too (ENAS_REFERENCE sec. 0.6).
-    """
-
-    def __init__(self, total_steps: int):
-        super().__init__()
-        self.total_steps = total_steps
-        self._layers: list[DropPath] = []
-
-    def on_train_begin(self, logs=None):
-        self._layers = [layer for layer in self.model.layers if isinstance(layer, DropPath)]
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        progress = min(1.0, (step + 1) / self.total_steps)
-        for layer in self._layers:
-            layer.progress.assign(progress)
 
 
 def sparse_cross_entropy(label_smoothing: float, num_classes: int):
@@ -154,131 +95,6 @@ def _history(path: str) -> list[dict[str, float]]:
             # Keras' CSVLogger writes NA for val_* columns without validation.
             rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if v and v != "NA"}
     return [rows[e] for e in sorted(rows)]
-
-
-class _Progbar(keras.callbacks.ProgbarLogger):
-    """Keras' progress bar, numbering epochs out of the whole run (`fit`
-    runs one epoch at a time)."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        self._total = epochs
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.epochs = self._total
-
-
-class EpochCheckpoints(keras.callbacks.Callback):
-    """Checkpoints after every epoch, and on SIGINT/SIGTERM after the step.
-
-    The checkpoint (`tf.train.CheckpointManager`, written atomically, last 3
-    kept; `enas_tf.runtime.checkpoints`) holds every variable of the model including
-    the dropout seed states, the optimizer's variables (its step counter
-    drives the learning rate and drop path), the finished epochs and the
-    batches done in the current one. With the epoch's batches a function of
-    (seed, epoch) (`train_child`), a resumed run computes what an
-    uninterrupted one does.
-
-    Args:
-      model: the compiled training model (optimizer built).
-      directory: the checkpoint directory.
-      stop: the run's `StopRequest`.
-      workers: the run's `enas_tf.runtime.distribute.Workers`: in a multi-worker run
-        every worker restores from `directory` and saves (the chief there,
-        the others to a private directory), and all stop after the same
-        step when any of them receives a signal.
-    """
-
-    def __init__(
-        self,
-        model: keras.Model,
-        directory: str,
-        stop: StopRequest,
-        workers: distribute.Workers | None = None,
-    ):
-        super().__init__()
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            model=[v.value for v in model.variables],
-            optimizer=[v.value for v in model.optimizer.variables],
-            epoch=self.epoch,
-            done=self.done,
-        )
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=3)
-        self.workers = workers or distribute.Workers(tf.distribute.get_strategy())
-        self.saver = self.manager
-        if not self.workers.is_chief:
-            self.saver = tf.train.CheckpointManager(
-                self.checkpoint, self.workers.checkpoint_dir(directory), max_to_keep=1
-            )
-        self.stop, self.stopped, self._batches = stop, None, 0
-
-    def restore(self) -> None:
-        """Restores the newest readable checkpoint, if any."""
-        restore_newest(self.checkpoint, self.manager)
-        self.workers.check_same(
-            "the restored position (epoch, batches done)", [self.epoch.numpy(), self.done.numpy()]
-        )
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._batches = int(self.done.numpy())
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._batches += 1
-        if self.workers.any_stop(self.stop.requested is not None):
-            self.model.stop_training = True
-            self.stop.requested = self.stop.requested or signal.SIGTERM
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.model.stop_training and self.stop.requested is not None:
-            self.done.assign(self._batches)  # stopped inside the epoch
-            path = self.saver.save()
-            self.stopped = Stopped(
-                self.stop.requested, path if self.workers.is_chief else self.manager.directory
-            )
-            return
-        self.epoch.assign(epoch + 1)
-        self.done.assign(0)
-        self.saver.save()
-
-
-def _build_compiled(model: keras.Model, dataset: tf.data.Dataset) -> None:
-    """Makes Keras 3's `fit` work under `MultiWorkerMirroredStrategy`.
-
-    Two steps of Keras' TensorFlow trainer fail there: the first `fit`
-    reduces a distributed batch across replicas to build the compiled loss
-    and metrics ("unsupported type PerReplica"), and each step reduces the
-    scalar metrics with `axis=0` ("Invalid reduction dimension 0"). The
-    first is done here from one undistributed batch (under the strategy's
-    scope); the second reduces per-replica values over the replicas
-    (`axis=None`), as Keras does for one machine's replicas.
-    """
-    model._symbolic_build(data_batch=next(iter(dataset)))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    from keras.src.backend.tensorflow import trainer  # noqa: PLC0415
-
-    if getattr(trainer.reduce_per_replica, "enas_tf_fixed", False):
-        return
-    original = trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and reduction in (
-            "auto",
-            "mean",
-        ):
-
-            def mean(v):
-                if isinstance(v, tf.distribute.DistributedValues):
-                    return strategy.reduce("MEAN", v, axis=None)
-                return v
-
-            return tf.nest.map_structure(mean, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.enas_tf_fixed = True
-    trainer.reduce_per_replica = reduce_per_replica
 
 
 def run_config(
@@ -396,9 +212,7 @@ def train_child(
 
     # Read before anything is written, so an unusable search run leaves no
     # run directory behind; not read when the run resumes from its checkpoint.
-    inherited = None
-    if init_from_search and not started():
-        inherited = shared_weights()
+    inherited = shared_weights() if init_from_search and not started() else None
     strategy = strategy or tf.distribute.get_strategy()
     # Multi-worker: the chief writes the run directory, the others wait.
     workers = distribute.Workers(strategy)
@@ -410,6 +224,7 @@ def train_child(
     if not workers.is_chief:
         resumed = started()
     keras.utils.set_random_seed(train.seed)
+    steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
     # Model, optimizer and checkpoint variables live on the strategy's devices.
     with strategy.scope():
         # In `train.precision` (logits float32); the inference twin saved
@@ -425,110 +240,41 @@ def train_child(
             _inherit(
                 model, init_from_search, inherited, output_dir, verbose, write=workers.is_chief
             )
-        steps_per_epoch = math.ceil(len(splits.train_images) / train.batch_size)
-        loss = sparse_cross_entropy(train.label_smoothing, splits.num_classes)
         aux = len(model.outputs) == 2
-        model.compile(
-            # Steps with a NaN or Inf gradient are skipped (NonFiniteCallback).
-            # float16: loss scaling, whose overflow steps are skipped but
-            # not counted as non-finite (`nonfinite.guard`).
-            optimizer=nonfinite.guard(
-                precision.loss_scaled(
-                    train.precision,
-                    keras.optimizers.SGD(
-                        learning_rate=EpochCosineRestarts(
-                            train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
-                        ),
-                        momentum=train.momentum,
-                        nesterov=True,
-                        global_clipnorm=train.grad_bound or None,
-                    ),
-                )
-            ),
-            loss=[loss, loss] if aux else loss,
-            loss_weights=[1.0, child.aux_weight] if aux else None,
-            metrics=[["accuracy"], []] if aux else ["accuracy"],
-            jit_compile=train.jit_compile,
-        )
-        model.optimizer.build(model.trainable_variables)
-
-        def epoch_data(epoch: int, skip: int) -> tf.data.Dataset:
-            """The batches of `epoch`: a function of (seed, epoch) only."""
-            data = train_dataset(
-                splits,
-                train.batch_size,
-                cutout_size=train.cutout_size,
-                pad=train.pad,
-                flip=train.flip,
-                seed=train.seed + epoch,
-            ).skip(skip)
-            data = distribute.shard_by_data(data)
-            return data.map(lambda x, y: (x, (y, y))) if aux else data
-
-        valid_data = None
-        if len(splits.valid_images):
-            valid_data = distribute.shard_by_data(
-                eval_dataset(
-                    splits.valid_images, splits.valid_labels, splits, train.eval_batch_size
-                )
-            )
-            if aux:
-                valid_data = valid_data.map(lambda x, y: (x, (y, y)))
-        history_path = os.path.join(output_dir, "history.csv")
+        _compile(model, child, train, splits.num_classes, steps_per_epoch, aux)
+        epoch_data = functools.partial(_epoch_data, splits, train, aux)
+        valid_data = _valid_data(splits, train, aux)
         stop = StopRequest()
         checkpoints = EpochCheckpoints(model, checkpoint_dir, stop, workers)
         checkpoints.restore()
         if workers.multi:
-            _build_compiled(model, epoch_data(0, 0))
+            distribute.fix_keras_fit(model, epoch_data(0, 0))
+    history_path = os.path.join(output_dir, "history.csv")
     callbacks = [checkpoints]
     if workers.is_chief:  # the only writer of a multi-worker run
         callbacks += [
             keras.callbacks.CSVLogger(history_path, append=True),
             keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
         ]
-    callbacks += [
-        _Progbar(train.epochs),
-        skipped := nonfinite.NonFiniteCallback(model.optimizer, train.max_nonfinite),
-    ]
+    skipped = nonfinite.NonFiniteCallback(model.optimizer, train.max_nonfinite)
+    callbacks += [EpochProgbar(train.epochs), skipped]
     if any(isinstance(layer, DropPath) for layer in model.layers):
         callbacks.append(DropPathSchedule(train.epochs * steps_per_epoch))
     start = time.time()
-    with stop:
-        # One `fit` per epoch, each on that epoch's batches (skipping those a
-        # stopped run trained on), so that a resumed run sees what an
-        # uninterrupted one does.
-        while (epoch := int(checkpoints.epoch.numpy())) < train.epochs:
-            model.fit(
-                epoch_data(epoch, int(checkpoints.done.numpy())),
-                initial_epoch=epoch,
-                epochs=epoch + 1,
-                validation_data=valid_data,
-                callbacks=callbacks,
-                shuffle=False,  # the pipeline shuffles, seeded
-                verbose=verbose,
-            )
-            if checkpoints.stopped is not None:
-                raise checkpoints.stopped
-            if stop.requested is not None:  # arrived after the last step
-                raise Stopped(stop.requested, checkpoints.manager.latest_checkpoint)
+    _fit_epochs(model, checkpoints, stop, epoch_data, valid_data, callbacks, train.epochs, verbose)
     wall_time = time.time() - start
+    twin = inference_model(space, arc, child, model)
+    test_data = eval_dataset(splits.test_images, splits.test_labels, splits, train.eval_batch_size)
     if not workers.is_chief:
-        twin = inference_model(space, arc, child, model)
-        test_data = eval_dataset(
-            splits.test_images, splits.test_labels, splits, train.eval_batch_size
-        )
         return {
             "chief": False,
             "epochs": int(checkpoints.epoch.numpy()),
             "test_accuracy": _accuracy(twin, test_data),
         }
-
-    twin = inference_model(space, arc, child, model)
     model_path = os.path.join(output_dir, "model.keras")
     tmp_path = os.path.join(output_dir, ".tmp-model.keras")
     twin.save(tmp_path)
     os.replace(tmp_path, model_path)
-    test_data = eval_dataset(splits.test_images, splits.test_labels, splits, train.eval_batch_size)
     history = _history(history_path)
     valid_key = "val_accuracy" if not aux else "val_logits_accuracy"
     train_key = "accuracy" if not aux else "logits_accuracy"
@@ -557,6 +303,75 @@ def train_child(
     }
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+def _compile(model, child: ChildConfig, train: TrainConfig, num_classes, steps_per_epoch, aux):
+    """ENAS's optimiser and losses on `model` (under the strategy's scope)."""
+    loss = sparse_cross_entropy(train.label_smoothing, num_classes)
+    schedule = EpochCosineRestarts(
+        train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
+    )
+    sgd = keras.optimizers.SGD(
+        learning_rate=schedule,
+        momentum=train.momentum,
+        nesterov=True,
+        global_clipnorm=train.grad_bound or None,
+    )
+    model.compile(
+        # Steps with a NaN or Inf gradient are skipped (NonFiniteCallback).
+        # float16: loss scaling, whose overflow steps are skipped but not
+        # counted as non-finite (`nonfinite.guard`).
+        optimizer=nonfinite.guard(precision.loss_scaled(train.precision, sgd)),
+        loss=[loss, loss] if aux else loss,
+        loss_weights=[1.0, child.aux_weight] if aux else None,
+        metrics=[["accuracy"], []] if aux else ["accuracy"],
+        jit_compile=train.jit_compile,
+    )
+    model.optimizer.build(model.trainable_variables)
+
+
+def _epoch_data(splits: ImageSplits, train: TrainConfig, aux: bool, epoch: int, skip: int):
+    """The batches of `epoch` after the first `skip`: a function of (seed,
+    epoch) only, so a resumed run sees what an uninterrupted one does."""
+    data = train_dataset(
+        splits,
+        train.batch_size,
+        cutout_size=train.cutout_size,
+        pad=train.pad,
+        flip=train.flip,
+        seed=train.seed + epoch,
+    ).skip(skip)
+    data = distribute.shard_by_data(data)
+    return data.map(lambda x, y: (x, (y, y))) if aux else data
+
+
+def _valid_data(splits: ImageSplits, train: TrainConfig, aux: bool):
+    if not len(splits.valid_images):
+        return None
+    data = distribute.shard_by_data(
+        eval_dataset(splits.valid_images, splits.valid_labels, splits, train.eval_batch_size)
+    )
+    return data.map(lambda x, y: (x, (y, y))) if aux else data
+
+
+def _fit_epochs(model, checkpoints, stop, epoch_data, valid_data, callbacks, epochs, verbose):
+    """One `fit` per epoch, each on that epoch's batches (skipping those a
+    stopped run trained on); raises `Stopped` on SIGINT/SIGTERM."""
+    with stop:
+        while (epoch := int(checkpoints.epoch.numpy())) < epochs:
+            model.fit(
+                epoch_data(epoch, int(checkpoints.done.numpy())),
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                validation_data=valid_data,
+                callbacks=callbacks,
+                shuffle=False,  # the pipeline shuffles, seeded
+                verbose=verbose,
+            )
+            if checkpoints.stopped is not None:
+                raise checkpoints.stopped
+            if stop.requested is not None:  # arrived after the last step
+                raise Stopped(stop.requested, checkpoints.manager.latest_checkpoint)
 
 
 def _read_json(path: str) -> Any:

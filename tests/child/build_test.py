@@ -7,13 +7,12 @@ import tensorflow as tf
 
 from enas_tf import spaces
 from enas_tf.child.build import build_child, inference_model
-from enas_tf.child.micro import reduction_positions
 from enas_tf.configs.image import ChildConfig
 from enas_tf.errors import UserError
 from enas_tf.ops.blocks import DropPath
 from enas_tf.ops.flops import count_params
 from enas_tf.spaces.macro import MACRO_OPS, pool_layers
-from enas_tf.spaces.micro import MICRO_OPS
+from enas_tf.spaces.micro import MICRO_OPS, reduction_positions
 
 # ----- parameter counts by hand, from the structure in ENAS_REFERENCE -------
 

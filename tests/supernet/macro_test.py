@@ -9,7 +9,7 @@ from enas_tf.child.build import build_child
 from enas_tf.errors import ArcError
 from enas_tf.spaces.macro import MacroSpace, pool_layers
 from enas_tf.supernet.macro import MacroSupernet, reduced_entries
-from enas_tf.supernet.micro import load_child_weights
+from enas_tf.supernet.micro_child import load_child_weights
 
 SHAPE = (8, 8, 3)
 CLASSES = 5

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from enas_tf.child.build import build_child
-from enas_tf.supernet.micro import MicroSupernet, load_child_weights
+from enas_tf.supernet.micro import MicroSupernet
+from enas_tf.supernet.micro_child import load_child_weights
 
 SHAPE = (8, 8, 3)
 

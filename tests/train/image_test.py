@@ -12,7 +12,8 @@ from enas_tf import data, spaces
 from enas_tf.configs.image import ChildConfig, TrainConfig
 from enas_tf.errors import UserError
 from enas_tf.ops.blocks import DropPath
-from enas_tf.train.image import DropPathSchedule, EpochCosineRestarts, train_child
+from enas_tf.train.image import train_child
+from enas_tf.train.schedules import DropPathSchedule, EpochCosineRestarts
 
 
 def sgdr(epoch, lr_max=0.05, lr_min=5e-4, t0=10, t_mul=2):
