@@ -241,3 +241,32 @@ def test_setup_lists_every_package():
         for path in (ROOT / "enas_tf").rglob("__init__.py")
     }
     assert set(listed["packages"]) - {"enas_tf.tools"} == packages
+
+
+def _readme_layout():
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    entries, current = {}, None
+    for line in block.splitlines():
+        name = line[:22].strip()
+        if name:
+            current = name
+        entries[current] = entries.get(current, "") + " " + line[22:]
+    return entries
+
+
+def test_readme_layout_matches_the_tree():
+    entries = _readme_layout()
+    packages = sorted(p for p in (ROOT / "enas_tf").iterdir() if (p / "__init__.py").exists())
+    for package in packages:
+        entry = entries.get(f"{package.name}/")
+        assert entry is not None, f"README Layout: no entry for enas_tf/{package.name}/"
+        for module in sorted(package.glob("*.py")):
+            if module.name != "__init__.py":
+                assert module.name in entry, f"README Layout: {package.name}/ lacks {module.name}"
+    for module in sorted((ROOT / "enas_tf").glob("*.py")):
+        assert module.name == "__init__.py" or module.name in entries, module
+    listed = {name.rstrip("/") for name in entries if name.endswith("/")}
+    assert listed >= {p.name for p in packages}
+    stale = listed - {p.name for p in packages} - {"enas_tf", "tools", "bench", "flags", "tests"}
+    assert not stale, f"README Layout lists {sorted(stale)}, which do not exist"
