@@ -308,42 +308,7 @@ def main(argv: list[str]) -> None:
         raise UserError(
             f"enas-train trains CNN architectures (macro or micro); --arc is a {space.name} cell."
         )
-    child = ChildConfig(
-        out_filters=FLAGS.out_filters,
-        num_layers=FLAGS.num_layers,
-        keep_prob=FLAGS.keep_prob,
-        drop_path_keep_prob=FLAGS.drop_path_keep_prob,
-        aux_weight=FLAGS.aux_weight,
-        separable=FLAGS.separable,
-        layer_base=FLAGS.layer_base,
-        cell_output=FLAGS.cell_output
-        or (
-            search.config.cell_output
-            if search is not None and search.config.space == "micro"
-            else "loose_ends"
-        ),
-        l2=FLAGS.l2,
-    )
-    flip = FLAGS.flip if FLAGS.flip is not None else FLAGS.dataset not in NO_FLIP
-    train = TrainConfig(
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        eval_batch_size=FLAGS.eval_batch_size,
-        lr_max=FLAGS.lr_max,
-        lr_min=FLAGS.lr_min,
-        lr_t0=FLAGS.lr_t0,
-        lr_t_mul=FLAGS.lr_t_mul,
-        momentum=FLAGS.momentum,
-        grad_bound=FLAGS.grad_bound,
-        label_smoothing=FLAGS.label_smoothing,
-        cutout_size=FLAGS.cutout_size,
-        pad=FLAGS.pad,
-        flip=flip,
-        seed=FLAGS.seed,
-        jit_compile=FLAGS.jit_compile,
-        max_nonfinite=FLAGS.max_nonfinite,
-        precision=FLAGS.precision,
-    )
+    child, train = _cnn_configs(search)
     child.check(space)
     train.check()
     cli.check_cutout(train.cutout_size, FLAGS.dataset)
@@ -396,6 +361,53 @@ def main(argv: list[str]) -> None:
         init_from_search=FLAGS.init_from_search,
         strategy=strategy,
     )
+    _print_summary(summary)
+
+
+def _cnn_configs(search) -> tuple[ChildConfig, TrainConfig]:
+    """The child network and training settings from the flags (the cell
+    output of a micro search run by default, with --init_from_search)."""
+    child = ChildConfig(
+        out_filters=FLAGS.out_filters,
+        num_layers=FLAGS.num_layers,
+        keep_prob=FLAGS.keep_prob,
+        drop_path_keep_prob=FLAGS.drop_path_keep_prob,
+        aux_weight=FLAGS.aux_weight,
+        separable=FLAGS.separable,
+        layer_base=FLAGS.layer_base,
+        cell_output=FLAGS.cell_output
+        or (
+            search.config.cell_output
+            if search is not None and search.config.space == "micro"
+            else "loose_ends"
+        ),
+        l2=FLAGS.l2,
+    )
+    flip = FLAGS.flip if FLAGS.flip is not None else FLAGS.dataset not in NO_FLIP
+    train = TrainConfig(
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
+        lr_max=FLAGS.lr_max,
+        lr_min=FLAGS.lr_min,
+        lr_t0=FLAGS.lr_t0,
+        lr_t_mul=FLAGS.lr_t_mul,
+        momentum=FLAGS.momentum,
+        grad_bound=FLAGS.grad_bound,
+        label_smoothing=FLAGS.label_smoothing,
+        cutout_size=FLAGS.cutout_size,
+        pad=FLAGS.pad,
+        flip=flip,
+        seed=FLAGS.seed,
+        jit_compile=FLAGS.jit_compile,
+        max_nonfinite=FLAGS.max_nonfinite,
+        precision=FLAGS.precision,
+    )
+    return child, train
+
+
+def _print_summary(summary) -> None:
+    """Prints where a finished CNN run's outputs are and its accuracies."""
     out = FLAGS.output_dir
     if not summary.get("chief", True):
         print(f"test accuracy {summary['test_accuracy']:.4f}; the chief wrote {out}")

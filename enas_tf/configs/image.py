@@ -285,9 +285,25 @@ class SearchConfig:
         if self.cutout_size < 0 or self.pad < 0:
             raise UserError("cutout_size and pad must be >= 0.")
         _check_max_nonfinite(self)
+        self._check_controller_shaping()
         # The supernet's own checks (sizes, out_filters), before anything is
         # loaded or written.
         self.child_config().check(self.search_space())
+
+    def _check_controller_shaping(self) -> None:
+        """The controller's settings, checked here so that a bad value is a
+        UserError before anything is written (not a ValueError later)."""
+        if not self.controller_lr > 0:
+            raise UserError(f"controller_lr must be > 0; received {self.controller_lr}.")
+        if self.tanh_constant < 0 or self.temperature < 0 or self.skip_weight < 0:
+            raise UserError(
+                "tanh_constant, temperature and skip_weight must be >= 0 (0: none); received "
+                f"{self.tanh_constant}, {self.temperature}, {self.skip_weight}."
+            )
+        if not self.op_tanh_reduce > 0:
+            raise UserError(f"op_tanh_reduce must be > 0; received {self.op_tanh_reduce}.")
+        if self.space == "macro" and not 0 < self.skip_target < 1:
+            raise UserError(f"skip_target must be in (0, 1); received {self.skip_target}.")
 
     def search_space(self) -> SearchSpace:
         """The space searched."""
