@@ -273,36 +273,10 @@ def train_lm(
     with StopRequest() as stop:
         while int(epoch.numpy()) < config.epochs:
             e = int(epoch.numpy())
-            began = time.time()
-            result = lm_loop.train_epoch(
-                train_step,
-                rows,
-                model.initial_state(config.batch_size),
-                np.random.default_rng([config.seed, e]),
-                start=int(position.numpy()),
-                bptt=config.bptt,
-                random_bptt=config.random_bptt,
-                max_steps=config.max_steps_per_epoch,
-                after_step=averager.update if averager.is_active else None,
-                verbose=verbose,
-                nonfinite=skipped,
-            )
-            position.assign(result.position)
-            valid_ppl = validate()
-            earlier = [float(v) for v in valid_history.numpy()]
-            if not averager.is_active and averaging_due(earlier, valid_ppl, config.average_after):
-                averager.start()
-            valid_history.assign(np.asarray(earlier + [valid_ppl], np.float64))
-            row = {
-                "epoch": e + 1,
-                "steps": int(optimizer.iterations.numpy()),
-                "train_perplexity": round(result.metrics["perplexity"], 4),
-                "valid_perplexity": round(valid_ppl, 4),
-                "averaging": int(averager.is_active),
-                "grad_norm": round(result.metrics["grad_norm"], 5),
-                "seconds": round(time.time() - began, 2),
-                "nonfinite_steps": int(result.metrics["nonfinite_steps"]),
-            }
+            row, result = _train_epoch(
+                model, optimizer, train_step, rows, config, e, position, averager, validate,
+                valid_history, verbose, skipped,
+            )  # fmt: skip
             # history.csv first: a resumed run drops rows of epochs after its
             # checkpoint, so a kill between the two loses nothing.
             history.append(row)
@@ -317,7 +291,7 @@ def train_lm(
             if verbose:
                 print(
                     f"epoch {e + 1}/{config.epochs}: {result.steps} steps, train ppl "
-                    f"{row['train_perplexity']:.2f}, valid ppl {valid_ppl:.2f}"
+                    f"{row['train_perplexity']:.2f}, valid ppl {row['valid_perplexity']:.2f}"
                     f"{' (averaged weights)' if averager.is_active else ''}"
                 )
             if stop.requested is not None:  # saved above: stop cleanly
@@ -366,6 +340,49 @@ def train_lm(
     }
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+def _train_epoch(
+    model, optimizer, train_step, rows, config, e, position, averager, validate, valid_history,
+    verbose, skipped,
+):  # fmt: skip
+    """Trains epoch `e` from `position`, validates, starts iterate averaging
+    when due (`averaging_due`).
+
+    Returns:
+      (the epoch's history row, `lm_loop.train_epoch`'s result).
+    """
+    began = time.time()
+    result = lm_loop.train_epoch(
+        train_step,
+        rows,
+        model.initial_state(config.batch_size),
+        np.random.default_rng([config.seed, e]),
+        start=int(position.numpy()),
+        bptt=config.bptt,
+        random_bptt=config.random_bptt,
+        max_steps=config.max_steps_per_epoch,
+        after_step=averager.update if averager.is_active else None,
+        verbose=verbose,
+        nonfinite=skipped,
+    )
+    position.assign(result.position)
+    valid_ppl = validate()
+    earlier = [float(v) for v in valid_history.numpy()]
+    if not averager.is_active and averaging_due(earlier, valid_ppl, config.average_after):
+        averager.start()
+    valid_history.assign(np.asarray(earlier + [valid_ppl], np.float64))
+    row = {
+        "epoch": e + 1,
+        "steps": int(optimizer.iterations.numpy()),
+        "train_perplexity": round(result.metrics["perplexity"], 4),
+        "valid_perplexity": round(valid_ppl, 4),
+        "averaging": int(averager.is_active),
+        "grad_norm": round(result.metrics["grad_norm"], 5),
+        "seconds": round(time.time() - began, 2),
+        "nonfinite_steps": int(result.metrics["nonfinite_steps"]),
+    }
+    return row, result
 
 
 __all__ = [
