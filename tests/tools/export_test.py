@@ -85,7 +85,7 @@ def test_export_refuse_then_overwrite(run_dir, tmp_path):
 def test_check_beyond_tolerance_exits_1_and_keeps_files(run_dir, tmp_path):
     # A tolerance no quantized model can meet stands in for a broken export.
     code = (
-        "import sys; sys.argv[0] = 'export.py'; from enas_tf import export; "
+        "import sys; sys.argv[0] = 'export.py'; from enas_tf.export import image as export; "
         "export.TOLERANCES['tflite_dynamic_range'] = export.Tolerance(0.0, 1.0); "
         "from tools import export as tool; tool.run()"
     )
