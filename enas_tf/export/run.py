@@ -82,7 +82,11 @@ def read_summary_json(run_dir: _PathLike) -> dict[str, Any]:
             f"{path} is not valid JSON ({e.msg} at line {e.lineno}); it is corrupt "
             f"or truncated. Restore it, or {hint}."
         ) from None
-    return summary if isinstance(summary, dict) else {}
+    if not isinstance(summary, dict):
+        raise UserError(
+            f"{path} is not a run summary (a JSON object); it is corrupt. Restore it, or {hint}."
+        )
+    return summary
 
 
 def read_summary(run_dir: _PathLike) -> dict[str, Any]:
