@@ -275,19 +275,20 @@ def train_child(
     tmp_path = os.path.join(output_dir, ".tmp-model.keras")
     twin.save(tmp_path)
     os.replace(tmp_path, model_path)
-    summary = _summary(space, arc, splits, twin, output_dir, aux, wall_time, config)
-    summary.update(
-        test_accuracy=_accuracy(twin, test_data),
-        nonfinite_steps=skipped.total,  # skipped by this process
-        resumed=resumed,
-    )
+    measured = {
+        "test_accuracy": _accuracy(twin, test_data),
+        "wall_time_s": round(wall_time, 2),
+        "nonfinite_steps": skipped.total,  # skipped by this process
+        "resumed": resumed,
+    }
+    summary = _summary(space, arc, splits, twin, output_dir, aux, measured, config)
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
     return summary
 
 
-def _summary(space, arc, splits, twin, output_dir, aux, wall_time, config) -> dict[str, Any]:
-    """summary.json of a finished run, but for what the caller adds (test
-    accuracy, skipped steps, resumed); the keys in their final order."""
+def _summary(space, arc, splits, twin, output_dir, aux, measured, config) -> dict[str, Any]:
+    """summary.json of a finished run; `measured` holds the test accuracy,
+    wall time, skipped steps and whether the run resumed."""
     history_path = os.path.join(output_dir, "history.csv")
     history = _history(history_path)
     valid_key = "val_accuracy" if not aux else "val_logits_accuracy"
@@ -308,10 +309,7 @@ def _summary(space, arc, splits, twin, output_dir, aux, wall_time, config) -> di
         "final_train_accuracy": history[-1].get(train_key) if history else None,
         "best_valid_accuracy": max(valid_curve) if valid_curve else None,
         "final_valid_accuracy": valid_curve[-1] if valid_curve else None,
-        "test_accuracy": None,
-        "wall_time_s": round(wall_time, 2),
-        "nonfinite_steps": None,
-        "resumed": None,
+        **measured,
         "inherited": _read_json(os.path.join(output_dir, "inherited.json")),
         "config": config,
     }
