@@ -39,7 +39,7 @@ def main(argv=None) -> None:
 
     from enas_tf import spaces
     from enas_tf.controllers.build import controller_for
-    from enas_tf.strategies.reinforce import Reinforce
+    from enas_tf.strategies.reinforce.trainer import Reinforce
 
     controllers = {
         "macro": controller_for(spaces.MacroSpace(num_layers=12, num_ops=6), seed=0),

@@ -70,7 +70,7 @@ def measure(dataset: str, epochs: int, data_dir) -> dict:
     splits = data.load_images(
         dataset, data_dir=data_dir, valid_size=360 if dataset == "digits" else 5000
     )
-    config = SearchConfig(**QUICKSTART, epochs=epochs)
+    config = SearchConfig.from_flat(**QUICKSTART, epochs=epochs)
     times = {"child": [], "controller": [], "first_step": None, "steps": []}
     with tempfile.TemporaryDirectory() as out:
         search = Search(config, splits, out, verbose=0)

@@ -25,7 +25,6 @@ Usage:
 """
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
@@ -164,14 +163,14 @@ def main(argv=None) -> None:
     from enas_tf.search.image import Search
 
     splits = data.load_images("digits", valid_size=360)
-    config = SearchConfig(**MICRO)
+    config = SearchConfig.from_flat(**MICRO)
     with tempfile.TemporaryDirectory() as out:
         if args.mode == "child_steps":
             search = Search(config, splits, out, verbose=0)
             readings = run_child_steps(search, splits, config, args)
         else:
             per_epoch = math.ceil(len(splits.train_labels) / config.batch_size)
-            config = dataclasses.replace(config, epochs=math.ceil(args.steps / per_epoch))
+            config = config.replace(epochs=math.ceil(args.steps / per_epoch))
             readings = Readings(args.warmup)
 
             class MeasuredSearch(Search):

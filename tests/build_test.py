@@ -261,9 +261,12 @@ def test_readme_layout_matches_the_tree():
     for package in packages:
         entry = entries.get(f"{package.name}/")
         assert entry is not None, f"README Layout: no entry for enas_tf/{package.name}/"
-        for module in sorted(package.glob("*.py")):
+        for module in sorted(package.rglob("*.py")):
             if module.name != "__init__.py":
                 assert module.name in entry, f"README Layout: {package.name}/ lacks {module.name}"
+            if module.parent != package:  # a subpackage, e.g. strategies/reinforce/
+                sub = f"{module.parent.name}/"
+                assert sub in entry, f"README Layout: {package.name}/ lacks {sub}"
     for module in sorted((ROOT / "enas_tf").glob("*.py")):
         assert module.name == "__init__.py" or module.name in entries, module
     listed = {name.rstrip("/") for name in entries if name.endswith("/")}

@@ -46,8 +46,22 @@ from enas_tf.runtime.checkpoints import enable_determinism
 
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
 DEFAULTS, LM_DEFAULTS = SearchConfig(), LmSearchConfig()
-CNN_FIELDS = [f.name for f in dataclasses.fields(SearchConfig)]
-LM_FIELDS = [f.name for f in dataclasses.fields(LmSearchConfig)]
+
+
+def _strategy_settings() -> dict[str, dict[str, dataclasses.Field]]:
+    """Flag name -> {algorithm: its settings field} over every strategy's
+    `Config` (strategies may share a name)."""
+    found: dict[str, dict[str, dataclasses.Field]] = {}
+    for name in strategies.names():
+        for field in dataclasses.fields(strategies.config_class(name)):
+            found.setdefault(field.name, {})[name] = field
+    return found
+
+
+# Each strategy's own settings are flags too; they apply to its algorithm.
+STRATEGY_FLAGS = _strategy_settings()
+CNN_FIELDS = [n for n in DEFAULTS.flat() if n not in STRATEGY_FLAGS]
+LM_FIELDS = [n for n in LM_DEFAULTS.flat() if n not in STRATEGY_FLAGS]
 # Flags of one kind of search only; giving them to the other is an error.
 CNN_ONLY = [n for n in CNN_FIELDS if n not in LM_FIELDS] + [
     "valid_size",
@@ -77,17 +91,9 @@ HELP = {
     "grad_bound": "Global-norm gradient clipping of the child (0: none).",
     "algorithm": "Search strategy: "
     + "; ".join(f"{name}: {text}" for name, text in strategies.describe().items())
-    + " (--controller is an alias).",
-    "controller_lr": "Controller Adam learning rate.",
-    "controller_steps": "Controller updates per epoch.",
-    "num_aggregate": "Sampled architectures averaged per controller update.",
-    "entropy_weight": "Entropy bonus added to the reward.",
-    "baseline_decay": "Decay of the reward baseline's moving average.",
-    "tanh_constant": "Controller logits are c * tanh(logits / T) (0: no tanh).",
-    "op_tanh_reduce": "Micro: op logits use c / op_tanh_reduce.",
-    "temperature": "Controller temperature T (0: none).",
-    "skip_target": "Macro: target skip probability of the skip penalty.",
-    "skip_weight": "Macro: weight of the skip penalty.",
+    + " (--controller is an alias). Its own settings are the flags marked with its name.",
+    "controller_steps": "Strategy (controller) updates per epoch.",
+    "num_aggregate": "Sampled architectures rewarded per update.",
     "cell_output": "Micro: the supernet's cell output: all (every computed node "
     "concatenated; the shared weights learn far better) or loose_ends (the paper's "
     "final cell). enas-train --init_from_search takes the search's.",
@@ -108,29 +114,50 @@ HELP = {
     "precision": "Supernet compute dtype: float32, mixed_bfloat16 (CPU, TPU) or "
     "mixed_float16 (GPU; dynamic loss scaling); the controller stays float32.",
 }
-for name in CNN_FIELDS + LM_ONLY:
-    default = getattr(DEFAULTS if name in CNN_FIELDS else LM_DEFAULTS, name)
-    text = HELP.get(name) or config_lm.HELP[name]
-    lm_default = getattr(LM_DEFAULTS, name, default)
-    if name in CNN_FIELDS and name in LM_FIELDS and lm_default != default:
-        text = text.rstrip(".") + (f" (rnn: {lm_default:g})." if name != "space" else ".")
+CHOICES = {
+    "space": ["micro", "macro", "rnn"],
+    "algorithm": list(strategies.names()),
+    "reward_bn": list(REWARD_BN),
+    "cell_output": list(CELL_OUTPUTS),
+    "precision": list(precision.PRECISIONS),
+}
+
+
+def _define(name: str, default, text: str) -> None:
+    """A flag of the type of `default` (an enum for CHOICES)."""
     if name == "flip":
         flags.DEFINE_bool("flip", None, text)
-    elif name in ("space", "algorithm", "reward_bn", "precision", "cell_output"):
-        choices = {
-            "space": ["micro", "macro", "rnn"],
-            "algorithm": list(strategies.names()),
-            "reward_bn": list(REWARD_BN),
-            "cell_output": list(CELL_OUTPUTS),
-            "precision": list(precision.PRECISIONS),
-        }[name]
-        flags.DEFINE_enum(name, default, choices, text)
+    elif name in CHOICES:
+        flags.DEFINE_enum(name, default, CHOICES[name], text)
     elif isinstance(default, bool):
         flags.DEFINE_bool(name, default, text)
     elif isinstance(default, int):
         flags.DEFINE_integer(name, default, text)
     else:
         flags.DEFINE_float(name, default, text)
+
+
+def _rnn_note(text: str, default, lm_default) -> str:
+    """`text` with the enas_lm default when it differs."""
+    if lm_default == default:
+        return text
+    return text.rstrip(".") + f" (rnn: {lm_default:g})."
+
+
+for name in CNN_FIELDS + LM_ONLY:
+    cnn, lm = DEFAULTS.flat(), LM_DEFAULTS.flat()
+    default = cnn[name] if name in cnn else lm[name]
+    text = HELP.get(name) or config_lm.HELP[name]
+    if name in cnn and name in lm and name != "space":
+        text = _rnn_note(text, default, lm[name])
+    _define(name, default, text)
+for name, owners in STRATEGY_FLAGS.items():
+    algorithm, field = next(iter(owners.items()))
+    default = getattr(strategies.default_config(algorithm, "image"), name)
+    text = field.metadata.get("help", name).rstrip(".")
+    text += f" [--algorithm={'|'.join(owners)}]."
+    lm_default = getattr(strategies.default_config(algorithm, "lm"), name)
+    _define(name, default, _rnn_note(text, default, lm_default))
 # The flag's name before strategies other than ENAS's controller existed.
 flags.DEFINE_alias("controller", "algorithm")
 flags.DEFINE_enum(
@@ -191,10 +218,10 @@ def main(argv: list[str]) -> None:
     if FLAGS.space == "rnn" or FLAGS.dataset == "ptb":
         return _search_lm()
     _refuse(LM_ONLY, "language-model searches (--space=rnn)")
-    values = {f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(SearchConfig)}
+    values = {name: getattr(FLAGS, name) for name in CNN_FIELDS}
     if values["flip"] is None:
         values["flip"] = FLAGS.dataset not in NO_FLIP
-    config = SearchConfig(**values)
+    config = SearchConfig.from_flat({**values, **_strategy_values()})
     config.check()
     cli.check_cutout(config.cutout_size, FLAGS.dataset)
     rundir.check_output_dir(FLAGS.output_dir)
@@ -243,6 +270,22 @@ def _refuse(names: list[str], what: str) -> None:
         )
 
 
+def _strategy_values() -> dict:
+    """The settings flags given for --algorithm's strategy (the others take
+    its defaults for the kind of search); flags of other strategies are
+    ignored with a warning, so one flag file serves every algorithm."""
+    given = [name for name in STRATEGY_FLAGS if FLAGS[name].present]
+    ignored = [f"--{n}" for n in given if FLAGS.algorithm not in STRATEGY_FLAGS[n]]
+    if ignored:
+        logging.warning(
+            "%s %s not apply to --algorithm=%s; ignored.",
+            ", ".join(ignored),
+            "do" if len(ignored) > 1 else "does",
+            FLAGS.algorithm,
+        )
+    return {n: FLAGS[n].value for n in given if FLAGS.algorithm in STRATEGY_FLAGS[n]}
+
+
 def _search_lm() -> None:
     dataset = FLAGS.dataset if FLAGS["dataset"].present else "ptb"
     if FLAGS.space != "rnn":
@@ -256,8 +299,9 @@ def _search_lm() -> None:
             f"--dataset=ptb; --dataset={dataset} is an image dataset."
         )
     _refuse(CNN_ONLY, "image searches (--space=micro or macro)")
-    values = {n: getattr(FLAGS if FLAGS[n].present else LM_DEFAULTS, n) for n in LM_FIELDS}
-    config = LmSearchConfig(**values)
+    lm_defaults = LM_DEFAULTS.flat()
+    values = {n: FLAGS[n].value if FLAGS[n].present else lm_defaults[n] for n in LM_FIELDS}
+    config = LmSearchConfig.from_flat({**values, **_strategy_values()})
     config.check()
     if not FLAGS.data_dir:
         raise UserError(

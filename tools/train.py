@@ -377,8 +377,8 @@ def _cnn_configs(search) -> tuple[ChildConfig, TrainConfig]:
         layer_base=FLAGS.layer_base,
         cell_output=FLAGS.cell_output
         or (
-            search.config.cell_output
-            if search is not None and search.config.space == "micro"
+            search.config.supernet.cell_output
+            if search is not None and search.config.space.name == "micro"
             else "loose_ends"
         ),
         l2=FLAGS.l2,

@@ -1,14 +1,19 @@
-"""Configuration of child networks and their final training (no TensorFlow).
+"""Configuration of CNN searches, child networks and their final training
+(no TensorFlow).
 
 Frozen dataclasses that the tools fill from flags and check before anything
 heavy is imported or written; `check` raises `UserError` with the fix.
+`SearchConfig` is made of sections (`enas_tf.configs.nested`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+from typing import Any, ClassVar
 
 from enas_tf import strategies
+from enas_tf.configs.nested import Nested
 from enas_tf.errors import UserError
 from enas_tf.runtime.precision import check_precision
 from enas_tf.spaces import MacroSpace, MicroSpace, SearchSpace
@@ -157,40 +162,88 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """Settings of an ENAS search (defaults: the micro search script).
+class SpaceConfig:
+    """The searched space (section `space` of `SearchConfig`).
 
     Attributes:
-      space: "micro" or "macro".
+      name: "micro" or "macro" (flat name and flag: `space`).
       num_nodes: micro: computed nodes per cell (B).
-      num_layers: micro: normal cells L of the supernet; macro: layers.
+      num_layers: micro: normal cells L of the supernet (not part of the
+        arc); macro: layers.
       num_ops: candidate ops (5 micro, 6 macro).
-      out_filters: C0 (micro) or C (macro) of the supernet.
+    """
+
+    FLAT_NAMES: ClassVar[dict[str, str]] = {"name": "space"}
+
+    name: str = "micro"
+    num_nodes: int = 5
+    num_layers: int = 6
+    num_ops: int = 5
+
+    def build(self) -> SearchSpace:
+        """The space searched."""
+        if self.name == "micro":
+            return MicroSpace(num_nodes=self.num_nodes, num_ops=self.num_ops)
+        return MacroSpace(num_layers=self.num_layers, num_ops=self.num_ops)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupernetConfig:
+    """The shared-weight network (section `supernet` of `SearchConfig`).
+
+    Attributes:
+      out_filters: C0 (micro) or C (macro).
       keep_prob: dropout keep probability before the classifier.
-      epochs: search epochs (a child phase, then a controller phase, each).
-      batch_size: child batch size (also the reward minibatch size).
-      eval_batch_size: batch size when scoring on the whole validation split.
-      lr_max, lr_min, lr_t0, lr_t_mul, momentum, l2, grad_bound: child
-        optimisation, as in final training.
+      cell_output: micro: how the cells form their output: "all" (every
+        computed node concatenated, a fixed width; the default, as in NNI's
+        and DARTS's one-shot supernets: the shared weights learn far better,
+        see `enas_tf.supernet.micro`) or "loose_ends" (the paper's final
+        cell, the supernet then computing exactly the published networks).
+    """
+
+    out_filters: int = 20
+    keep_prob: float = 0.9
+    cell_output: str = "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """SGD of the shared weights (section `optimizer` of `SearchConfig`):
+    Nesterov momentum, cosine learning rate with warm restarts (`lr_max`,
+    `lr_min`, `lr_t0` epochs, cycles `lr_t_mul` times longer), L2 weight
+    `l2` and global-norm clipping `grad_bound` (0: none), as in final
+    training."""
+
+    lr_max: float = 0.05
+    lr_min: float = 5e-4
+    lr_t0: int = 10
+    lr_t_mul: float = 2.0
+    momentum: float = 0.9
+    l2: float = 1e-4
+    grad_bound: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig(Nested):
+    """Settings of a CNN search (defaults: the micro search script).
+
+    Sections (`enas_tf.configs.nested`: every leaf also has a flat name, the
+    `enas-search` flag; `SearchConfig.from_flat(space="macro", ...)`):
+    `space` (`SpaceConfig`), `supernet` (`SupernetConfig`), `optimizer`
+    (`OptimizerConfig`) and `strategy`, the settings of the strategy
+    `algorithm` (its `Config` in `enas_tf.strategies`; None: its defaults).
+
+    Attributes:
       algorithm: the search strategy, a name in `enas_tf.strategies`:
         "reinforce" (ENAS: the LSTM controller trained with REINFORCE) or
         "random" (uniform sampling with the same loop: Random-WS). Run
         directories written before the name changed recorded it as
-        `controller` (`SearchBase.RENAMED_KEYS`).
-      controller_lr: Adam learning rate of the controller.
-      controller_steps: controller updates per epoch.
-      num_aggregate: sampled arcs whose gradients one update averages.
-      entropy_weight: entropy bonus added to the reward.
-      baseline_decay: decay of the moving-average reward baseline.
-      tanh_constant, op_tanh_reduce, temperature: controller logit shaping
-        (temperature 0: none).
-      skip_target, skip_weight: macro skip penalty.
-      cell_output: micro: how the supernet's cells form their output: "all"
-        (every computed node concatenated, a fixed width; the default, as
-        in NNI's and DARTS's one-shot supernets: the shared weights learn
-        far better, see `enas_tf.supernet.micro`) or "loose_ends" (the
-        paper's final cell, the supernet then computing exactly the
-        published networks).
+        `controller` (`nested.RENAMED`).
+      epochs: search epochs (a child phase, then a controller phase, each).
+      batch_size: child batch size (also the reward minibatch size).
+      eval_batch_size: batch size when scoring on the whole validation split.
+      controller_steps: strategy updates per epoch.
+      num_aggregate: sampled arcs whose rewards one update takes.
       reward_bn: how batch norm scores rewards and candidates: "batch"
         (the batch's statistics, as the original search; the default),
         "recalibrate" (the architecture's moving statistics re-estimated
@@ -210,34 +263,18 @@ class SearchConfig:
         computes in float32 (`enas_tf.runtime.precision`).
     """
 
-    space: str = "micro"
-    num_nodes: int = 5
-    num_layers: int = 6
-    num_ops: int = 5
-    out_filters: int = 20
-    keep_prob: float = 0.9
+    KIND: ClassVar[str] = "image"
+
+    space: SpaceConfig = dataclasses.field(default_factory=SpaceConfig)
+    supernet: SupernetConfig = dataclasses.field(default_factory=SupernetConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    algorithm: str = "reinforce"
+    strategy: Any = None
     epochs: int = 150
     batch_size: int = 160
     eval_batch_size: int = 100
-    lr_max: float = 0.05
-    lr_min: float = 5e-4
-    lr_t0: int = 10
-    lr_t_mul: float = 2.0
-    momentum: float = 0.9
-    l2: float = 1e-4
-    grad_bound: float = 5.0
-    algorithm: str = "reinforce"
-    controller_lr: float = 3.5e-3
     controller_steps: int = 30
     num_aggregate: int = 10
-    entropy_weight: float = 1e-4
-    baseline_decay: float = 0.99
-    tanh_constant: float = 1.10
-    op_tanh_reduce: float = 2.5
-    temperature: float = 0.0
-    skip_target: float = 0.4
-    skip_weight: float = 0.8
-    cell_output: str = "all"
     reward_bn: str = "batch"
     recalibrate_batches: int = 4
     log_arcs: int = 10
@@ -251,21 +288,22 @@ class SearchConfig:
 
     def check(self) -> None:
         """Raises UserError for out-of-range or contradictory settings."""
-        if self.space not in ("micro", "macro"):
-            raise UserError(f"space must be micro or macro; received {self.space!r}.")
+        if self.space.name not in ("micro", "macro"):
+            raise UserError(f"space must be micro or macro; received {self.space.name!r}.")
         check_precision(self.precision)
-        check_controller(self)
+        check_strategy(self, self.space.name)
         if self.reward_bn not in REWARD_BN:
             raise UserError(
                 f"reward_bn must be one of {', '.join(REWARD_BN)}; received {self.reward_bn!r}."
             )
-        if self.cell_output not in CELL_OUTPUTS:
+        if self.supernet.cell_output not in CELL_OUTPUTS:
             raise UserError(
                 f"cell_output must be one of {', '.join(CELL_OUTPUTS)}; received "
-                f"{self.cell_output!r}."
+                f"{self.supernet.cell_output!r}."
             )
+        leaves = types.SimpleNamespace(**self.flat())
         check_positive(
-            self,
+            leaves,
             (
                 "epochs",
                 "batch_size",
@@ -277,47 +315,29 @@ class SearchConfig:
                 "recalibrate_batches",
             ),
         )
-        _check_lr_range(self)
-        if not 0 < self.keep_prob <= 1:
-            raise UserError(f"keep_prob must be in (0, 1]; received {self.keep_prob}.")
-        if self.log_arcs < 0 or self.l2 < 0 or self.grad_bound < 0:
+        _check_lr_range(self.optimizer)
+        if not 0 < self.supernet.keep_prob <= 1:
+            raise UserError(f"keep_prob must be in (0, 1]; received {self.supernet.keep_prob}.")
+        if self.log_arcs < 0 or self.optimizer.l2 < 0 or self.optimizer.grad_bound < 0:
             raise UserError("log_arcs, l2 and grad_bound must be >= 0.")
         if self.cutout_size < 0 or self.pad < 0:
             raise UserError("cutout_size and pad must be >= 0.")
         _check_max_nonfinite(self)
-        self._check_controller_shaping()
         # The supernet's own checks (sizes, out_filters), before anything is
         # loaded or written.
         self.child_config().check(self.search_space())
 
-    def _check_controller_shaping(self) -> None:
-        """The controller's settings, checked here so that a bad value is a
-        UserError before anything is written (not a ValueError later)."""
-        if not self.controller_lr > 0:
-            raise UserError(f"controller_lr must be > 0; received {self.controller_lr}.")
-        if self.tanh_constant < 0 or self.temperature < 0 or self.skip_weight < 0:
-            raise UserError(
-                "tanh_constant, temperature and skip_weight must be >= 0 (0: none); received "
-                f"{self.tanh_constant}, {self.temperature}, {self.skip_weight}."
-            )
-        if not self.op_tanh_reduce > 0:
-            raise UserError(f"op_tanh_reduce must be > 0; received {self.op_tanh_reduce}.")
-        if self.space == "macro" and not 0 < self.skip_target < 1:
-            raise UserError(f"skip_target must be in (0, 1); received {self.skip_target}.")
-
     def search_space(self) -> SearchSpace:
         """The space searched."""
-        if self.space == "micro":
-            return MicroSpace(num_nodes=self.num_nodes, num_ops=self.num_ops)
-        return MacroSpace(num_layers=self.num_layers, num_ops=self.num_ops)
+        return self.space.build()
 
     def child_config(self) -> ChildConfig:
         """The fixed networks the supernet computes (search sizes)."""
         return ChildConfig(
-            out_filters=self.out_filters,
-            num_layers=self.num_layers,
-            keep_prob=self.keep_prob,
-            cell_output=self.cell_output if self.space == "micro" else "loose_ends",
+            out_filters=self.supernet.out_filters,
+            num_layers=self.space.num_layers,
+            keep_prob=self.supernet.keep_prob,
+            cell_output=self.supernet.cell_output if self.space.name == "micro" else "loose_ends",
         )
 
 
@@ -342,9 +362,14 @@ def _check_lr_range(config) -> None:
         )
 
 
-def check_controller(config) -> None:
-    """Checks the strategy settings any search config shares (`algorithm`,
-    `baseline_decay`); raises UserError."""
+def check_strategy(config: Nested, space: str) -> None:
+    """Checks a search config's `algorithm` and its strategy's settings for
+    the space named `space`; raises UserError."""
     strategies.check_name(config.algorithm)
-    if not 0 <= config.baseline_decay < 1:
-        raise UserError(f"baseline_decay must be in [0, 1); received {config.baseline_decay}.")
+    expected = strategies.config_class(config.algorithm)
+    if not isinstance(config.strategy, expected):
+        raise UserError(
+            f"The settings of algorithm {config.algorithm} are a "
+            f"{expected.__module__}.{expected.__name__}; received {config.strategy!r}."
+        )
+    config.strategy.check(space)

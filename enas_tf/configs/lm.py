@@ -10,8 +10,11 @@ before TensorFlow is imported or anything is written; `check` raises
 from __future__ import annotations
 
 import dataclasses
+import types
+from typing import Any, ClassVar
 
-from enas_tf.configs.image import check_controller, check_positive
+from enas_tf.configs.image import check_positive, check_strategy
+from enas_tf.configs.nested import Nested
 from enas_tf.errors import UserError
 from enas_tf.spaces import RnnSpace
 
@@ -51,32 +54,23 @@ HELP = {
 
 
 @dataclasses.dataclass(frozen=True)
-class LmSearchConfig:
-    """Settings of an enas_lm search (defaults: ENAS_LM_REFERENCE sec. 7.1).
+class LmSpaceConfig:
+    """The searched space (section `space` of `LmSearchConfig`): "rnn" (flat
+    name and flag: `space`) with `num_nodes` searched nodes L."""
 
-    Attributes:
-      space: "rnn" (the only language-model space).
-      num_nodes: L, searched nodes (9).
-      hidden_size, init_range, drop_e .. drop_o: the shared model.
-      alpha, beta, weight_decay: regularisers (the penalty is the search's
-        `1/2 sum w^4`, spec sec. 2.4).
-      learning_rate, grad_bound: plain SGD (scaled by T / bptt) and the
-        global-norm clip.
-      epochs: search epochs (a child phase, then a controller phase, each).
-      batch_size: child batch size, also of the reward windows.
-      bptt: mean training window, and the reward window length.
-      max_steps_per_epoch: cap on the child steps of an epoch (0: a pass).
-      eval_batch_size: batch size when scoring candidates on the whole
-        validation split (state carried across windows).
-      algorithm, controller_lr, controller_steps, num_aggregate,
-        entropy_weight, baseline_decay, tanh_constant, temperature: the
-        search strategy and its controller, as in `SearchConfig`.
-      reward_constant: the reward is `reward_constant / perplexity`.
-      log_arcs, derive_samples, seed, max_nonfinite: as in `SearchConfig`.
-    """
+    FLAT_NAMES: ClassVar[dict[str, str]] = {"name": "space"}
 
-    space: str = "rnn"
+    name: str = "rnn"
     num_nodes: int = 9
+
+
+@dataclasses.dataclass(frozen=True)
+class LmSupernetConfig:
+    """The shared language model (section `supernet` of `LmSearchConfig`):
+    `hidden_size`, `init_range`, the dropouts `drop_e` .. `drop_o`, and the
+    regularisers `alpha` (AR), `beta` (TAR) and `weight_decay` (the search's
+    `1/2 sum w^4` over the selected cell matrices, spec sec. 2.4)."""
+
     hidden_size: int = 200
     init_range: float = 0.04
     drop_e: float = 0.1
@@ -87,21 +81,53 @@ class LmSearchConfig:
     alpha: float = 0.0
     beta: float = 1.0
     weight_decay: float = 8e-7
+
+
+@dataclasses.dataclass(frozen=True)
+class LmOptimizerConfig:
+    """Plain SGD of the shared weights (section `optimizer`): the learning
+    rate (scaled per step by T / bptt) and the global-norm clip."""
+
     learning_rate: float = 20.0
     grad_bound: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class LmSearchConfig(Nested):
+    """Settings of an enas_lm search (defaults: ENAS_LM_REFERENCE sec. 7.1).
+
+    Sections as in `SearchConfig` (`enas_tf.configs.nested`): `space`
+    (`LmSpaceConfig`), `supernet` (`LmSupernetConfig`), `optimizer`
+    (`LmOptimizerConfig`) and `strategy` (the settings of `algorithm`, with
+    the strategy's "lm" defaults: enas_lm's controller for reinforce).
+
+    Attributes:
+      algorithm: the search strategy, as in `SearchConfig`.
+      epochs: search epochs (a child phase, then a controller phase, each).
+      batch_size: child batch size, also of the reward windows.
+      bptt: mean training window, and the reward window length.
+      max_steps_per_epoch: cap on the child steps of an epoch (0: a pass).
+      eval_batch_size: batch size when scoring candidates on the whole
+        validation split (state carried across windows).
+      controller_steps, num_aggregate: as in `SearchConfig`.
+      reward_constant: the reward is `reward_constant / perplexity`.
+      log_arcs, derive_samples, seed, max_nonfinite: as in `SearchConfig`.
+    """
+
+    KIND: ClassVar[str] = "lm"
+
+    space: LmSpaceConfig = dataclasses.field(default_factory=LmSpaceConfig)
+    supernet: LmSupernetConfig = dataclasses.field(default_factory=LmSupernetConfig)
+    optimizer: LmOptimizerConfig = dataclasses.field(default_factory=LmOptimizerConfig)
+    algorithm: str = "reinforce"
+    strategy: Any = None
     epochs: int = 600
     batch_size: int = 128
     bptt: int = 35
     max_steps_per_epoch: int = 0
     eval_batch_size: int = 64
-    algorithm: str = "reinforce"
-    controller_lr: float = 5e-5
     controller_steps: int = 25
     num_aggregate: int = 10
-    entropy_weight: float = 1e-5
-    baseline_decay: float = 0.999
-    tanh_constant: float = 2.25
-    temperature: float = 5.0
     reward_constant: float = 80.0
     log_arcs: int = 10
     derive_samples: int = 100
@@ -110,11 +136,14 @@ class LmSearchConfig:
 
     def check(self) -> None:
         """Raises UserError for out-of-range or contradictory settings."""
-        if self.space != "rnn":
-            raise UserError(f"The language-model search space is rnn; received {self.space!r}.")
-        check_controller(self)
+        if self.space.name != "rnn":
+            raise UserError(
+                f"The language-model search space is rnn; received {self.space.name!r}."
+            )
+        check_strategy(self, "rnn")
+        leaves = types.SimpleNamespace(**self.flat())
         check_positive(
-            self,
+            leaves,
             (
                 "num_nodes",
                 "hidden_size",
@@ -127,19 +156,19 @@ class LmSearchConfig:
                 "derive_samples",
             ),
         )
-        _check_model(self)
-        if not self.controller_lr > 0 or not self.reward_constant > 0:
-            raise UserError("controller_lr and reward_constant must be > 0.")
-        if self.log_arcs < 0 or self.tanh_constant < 0 or self.temperature < 0:
-            raise UserError("log_arcs, tanh_constant and temperature must be >= 0.")
+        _check_model(leaves)
+        if not self.reward_constant > 0:
+            raise UserError(f"reward_constant must be > 0; received {self.reward_constant}.")
+        if self.log_arcs < 0:
+            raise UserError(f"log_arcs must be >= 0; received {self.log_arcs}.")
 
     def search_space(self) -> RnnSpace:
         """The space searched."""
-        return RnnSpace(num_nodes=self.num_nodes)
+        return RnnSpace(num_nodes=self.space.num_nodes)
 
     def model_kwargs(self) -> dict:
         """`SharedRnnLM` arguments besides the vocabulary size."""
-        return _model_kwargs(self, num_nodes=self.num_nodes, seed=self.seed)
+        return _model_kwargs(self.supernet, num_nodes=self.space.num_nodes, seed=self.seed)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from absl import logging
@@ -163,7 +163,7 @@ def prepare(
     overwrite: bool,
     safe_keys: Iterable[str] = (),
     run_files: Iterable[str] = (),
-    renamed_keys: Mapping[str, str] | None = None,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> bool:
     """Makes `output_dir` ready for a run with `config`.
 
@@ -174,9 +174,9 @@ def prepare(
       safe_keys: dotted config keys that may change on resume.
       run_files: names (files or folders) of the run's outputs inside
         `output_dir`; `overwrite` removes only these and `config.json`.
-      renamed_keys: dotted config keys renamed since older runs were
-        written, old -> new: an older config.json is compared under the new
-        names (and rewritten with them when resumed).
+      upgrade: maps the config.json of an older run to the form `config`
+        has (renamed or regrouped settings) before they are compared; a
+        resumed run's config.json is rewritten in the new form.
 
     Returns:
       True when an earlier compatible run is resumed, False for a new run.
@@ -188,7 +188,8 @@ def prepare(
     path = os.path.join(output_dir, CONFIG_FILE)
     old = _read_run_config(output_dir)
     if old is not None:
-        old = {(renamed_keys or {}).get(k, k): v for k, v in _flatten(old).items()}
+        if upgrade is not None:
+            old = upgrade(old)
         diff = differences(old, config)
         unsafe = {k: v for k, v in diff.items() if k not in set(safe_keys)}
         if not unsafe:

@@ -19,14 +19,12 @@ the sampler RNG and the epoch. The language-model search is
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import spaces, strategies
 from enas_tf.configs.image import SearchConfig
 from enas_tf.data.images import ImageSplits
 from enas_tf.data.pipeline import eval_dataset, normalize, train_dataset
@@ -45,25 +43,6 @@ SAFE_KEYS = (
     "search.eval_batch_size",
     "data.data_dir",
 )
-
-
-def build_sampler(config: SearchConfig, space: spaces.SearchSpace):
-    """The search strategy `config.algorithm` (`enas_tf.strategies`) with the
-    CNN controllers' logit shaping and skip penalty."""
-    kwargs = dict(
-        tanh_constant=config.tanh_constant or None, temperature=config.temperature or None
-    )
-    if config.space == "micro":
-        kwargs["op_tanh_reduce"] = config.op_tanh_reduce
-    else:
-        kwargs["skip_target"] = config.skip_target
-    return strategies.build(
-        config.algorithm,
-        config,
-        space,
-        controller_kwargs=kwargs,
-        trainer_kwargs={"skip_weight": config.skip_weight},
-    )
 
 
 class Search(SearchBase):
@@ -109,7 +88,7 @@ class Search(SearchBase):
         self.splits = splits
         run = {
             "tool": "enas-search",
-            "search": dataclasses.asdict(config),
+            "search": config.to_json(),
             "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
         }
         super().__init__(
@@ -144,19 +123,17 @@ class Search(SearchBase):
             precision.LossScale() if precision.uses_loss_scale(config.precision) else None
         )
         # Clipping is done on the all-reduced gradient (`_build_steps`).
+        sgd = config.optimizer
         self.optimizer = keras.optimizers.SGD(
             EpochCosineRestarts(
-                config.lr_max, config.lr_min, config.lr_t0, config.lr_t_mul, self.steps_per_epoch
+                sgd.lr_max, sgd.lr_min, sgd.lr_t0, sgd.lr_t_mul, self.steps_per_epoch
             ),
-            momentum=config.momentum,
+            momentum=sgd.momentum,
             nesterov=True,
         )
         self.optimizer.build(self.net.trainable_variables)
         # Reward minibatches drawn so far (`_reward_batch`).
         self.reward_index = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-    def _build_sampler(self):
-        return build_sampler(self.config, self.space)
 
     def _checkpointed(self) -> dict:
         saved = {
@@ -185,8 +162,8 @@ class Search(SearchBase):
             eval_dataset(self.splits.valid_images[:2], self.splits.valid_labels[:2], self.splits, 2)
         ).element_spec
         settings = steps.StepSettings(
-            l2=config.l2,
-            grad_bound=config.grad_bound,
+            l2=config.optimizer.l2,
+            grad_bound=config.optimizer.grad_bound,
             seed=config.seed,
             batch_stats=config.reward_bn == "batch",
             replicas=self.replicas,

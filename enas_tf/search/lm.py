@@ -39,13 +39,10 @@ window index; window lengths are drawn from a generator seeded by
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from enas_tf import strategies
 from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.data.ptb import PtbCorpus
 from enas_tf.errors import UserError
@@ -113,7 +110,7 @@ class LmSearch(SearchBase):
         )
         run = {
             "tool": "enas-search",
-            "search": dataclasses.asdict(config),
+            "search": config.to_json(),
             "data": data or {"dataset": "ptb", "vocab_size": corpus.vocab_size},
         }
         super().__init__(config, output_dir, run, overwrite=overwrite, verbose=verbose)
@@ -125,25 +122,10 @@ class LmSearch(SearchBase):
     def _build_model(self) -> None:
         config = self.config
         self.model = SharedRnnLM(vocab_size=self.corpus.vocab_size, **config.model_kwargs())
-        self.optimizer = keras.optimizers.SGD(config.learning_rate)
+        self.optimizer = keras.optimizers.SGD(config.optimizer.learning_rate)
         self.optimizer.build(self.model.trainable_variables)
         self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
         self.reward_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="reward_index")
-
-    def _build_sampler(self):
-        config = self.config
-        shaping = {
-            "tanh_constant": config.tanh_constant or None,
-            "temperature": config.temperature or None,
-        }
-        # Adam with the TF defaults (spec sec. 3.3), not the CNN scripts'.
-        return strategies.build(
-            config.algorithm,
-            config,
-            self.space,
-            controller_kwargs=shaping,
-            trainer_kwargs={"beta_1": 0.9, "epsilon": 1e-8},
-        )
 
     def _checkpointed(self) -> dict:
         return {
@@ -157,13 +139,13 @@ class LmSearch(SearchBase):
     def _build_steps(self) -> None:
         config = self.config
         regularizers = lm_training.Regularizers(
-            alpha=config.alpha,
-            beta=config.beta,
-            weight_decay=config.weight_decay,
+            alpha=config.supernet.alpha,
+            beta=config.supernet.beta,
+            weight_decay=config.supernet.weight_decay,
             weight_penalty="quartic",
         )
         self.train_step = lm_training.make_train_step(
-            self.model, self.optimizer, regularizers, config.grad_bound or None
+            self.model, self.optimizer, regularizers, config.optimizer.grad_bound or None
         )
         self.eval_step = lm_training.make_eval_step(self.model)
         # Skipped (non-finite) child steps; too many in a row stop the run.
@@ -191,7 +173,10 @@ class LmSearch(SearchBase):
         self.position.assign(result.position)
         metrics = {f"child/{key}": value for key, value in result.metrics.items()}
         metrics.update(
-            {"child/steps": float(result.steps), "child/learning_rate": config.learning_rate}
+            {
+                "child/steps": float(result.steps),
+                "child/learning_rate": config.optimizer.learning_rate,
+            }
         )
         return metrics
 

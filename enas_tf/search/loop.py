@@ -57,6 +57,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from enas_tf import strategies
 from enas_tf.runtime import rundir
 from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.runtime.distribute import Workers
@@ -104,9 +105,6 @@ class SearchBase:
 
     # Dotted config.json keys that may change when a run is resumed.
     SAFE_KEYS: tuple[str, ...] = ()
-    # Dotted config.json keys renamed since older runs were written, old ->
-    # new (`rundir.prepare`): such runs resume.
-    RENAMED_KEYS = {"search.controller": "search.algorithm"}
     # The derive step's score: candidates.json key, and whether higher wins.
     SCORE_KEY = "valid_score"
     HIGHER_IS_BETTER = True
@@ -140,7 +138,7 @@ class SearchBase:
                 overwrite=overwrite,
                 safe_keys=self.SAFE_KEYS,
                 run_files=RUN_FILES,
-                renamed_keys=self.RENAMED_KEYS,
+                upgrade=self._upgrade_recorded,
             )
         self.workers.barrier()
         if not self.workers.is_chief:
@@ -188,6 +186,15 @@ class SearchBase:
             else tf.summary.create_noop_writer()
         )
 
+    def _upgrade_recorded(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """An older run's config.json in today's form (`rundir.prepare`):
+        runs written before the search configs nested recorded a flat
+        `search` section (`enas_tf.configs.nested`)."""
+        search = recorded.get("search")
+        if isinstance(search, dict) and not isinstance(search.get("space"), dict):
+            return {**recorded, "search": self.config.upgrade_flat(search)}
+        return recorded
+
     # ----- what a subclass provides -----------------------------------------
 
     def _check_replicas(self) -> None:
@@ -197,9 +204,20 @@ class SearchBase:
         raise NotImplementedError
 
     def _build_sampler(self) -> Strategy:
-        """The search strategy (`enas_tf.strategies.build(config.algorithm,
-        ...)` with the space's settings)."""
-        raise NotImplementedError
+        """The search strategy (by default `_strategy_from_config`)."""
+        return self._strategy_from_config()
+
+    def _strategy_from_config(self) -> Strategy:
+        """The strategy `config.algorithm` with the settings `config.strategy`
+        (`enas_tf.strategies.build`)."""
+        config = self.config
+        return strategies.build(
+            config.algorithm,
+            config.strategy,
+            self.space,
+            seed=config.seed,
+            num_aggregate=config.num_aggregate,
+        )
 
     def _checkpointed(self) -> dict[str, Any]:
         """Objects the checkpoint saves besides the sampler and the epoch."""

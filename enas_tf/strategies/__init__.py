@@ -8,30 +8,38 @@ and asks it, per controller step:
     rewards = [evaluate(arc) for arc in sample.arc.numpy()]
     metrics = strategy.update(sample.arc, rewards)
 
-The protocol is `enas_tf.strategies.base.Strategy`. Every module of this
-package (in any folder of its `__path__`) other than `base` is a strategy,
-named after its module (the `enas-search --algorithm` value), and defines
+The protocol is `enas_tf.strategies.base.Strategy`. Every module or package
+of this package (in any folder of its `__path__`) other than `base` is a
+strategy, named after it (the `enas-search --algorithm` value). Its top
+level (the module, or the package's `__init__.py`) defines
 
-    def build(config, space, *, controller_kwargs, trainer_kwargs):
+    @dataclasses.dataclass(frozen=True)
+    class Config:              # its own settings, each an enas-search flag
+        population: int = dataclasses.field(default=20, metadata={"help": "..."})
+        def check(self, space: str) -> None: ...   # raises UserError
+    DEFAULTS = {"lm": Config(...)}    # optional: defaults per kind of search
+    def build(config, space, *, seed, num_aggregate):
         ...  # -> a Strategy
 
-with `config` the search settings (`SearchConfig` or `LmSearchConfig`),
-`space` the searched `SearchSpace`, `controller_kwargs` the space's
-controller logit shaping and `trainer_kwargs` the search's settings for a
-controller trainer (e.g. the skip-penalty weight, Adam's constants).
-Adding a strategy is adding such a module (and its test); nothing else
+`Config` may be left out (no settings). The search configs hold the chosen
+strategy's `Config` as their `strategy` section (`enas_tf.configs`); the
+first line of the module's docstring is its `--algorithm` help. Adding a
+strategy is adding such a module or package (and its test); nothing else
 names the strategies.
 
-This module imports no TensorFlow: tools list and check the names before
-their slow imports; `build` imports the strategy's module.
+This module imports no TensorFlow, nor should a strategy's top level (the
+tools read the settings before their slow imports): the built-in
+strategies keep their TensorFlow code in a submodule that `build` imports.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import os
 import pkgutil
+from types import ModuleType
 from typing import Any
 
 from enas_tf.errors import UserError
@@ -40,12 +48,15 @@ _NOT_STRATEGIES = ("base",)
 
 
 def _modules() -> dict[str, str]:
-    """Strategy name -> its source file, for the modules of this package
+    """Strategy name -> its top-level source file (the module, or the
+    package's `__init__.py`), for the modules and packages of this package
     (every folder of its `__path__`), without importing them."""
     found = {}
     for info in pkgutil.iter_modules(__path__):
-        if not info.ispkg and info.name not in _NOT_STRATEGIES:
-            found.setdefault(info.name, os.path.join(info.module_finder.path, f"{info.name}.py"))
+        if info.name in _NOT_STRATEGIES:
+            continue
+        top = os.path.join(info.name, "__init__.py") if info.ispkg else f"{info.name}.py"
+        found.setdefault(info.name, os.path.join(info.module_finder.path, top))
     return found
 
 
@@ -71,24 +82,54 @@ def check_name(name: str) -> None:
         raise UserError(f"algorithm must be one of {', '.join(names())}; received {name!r}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class NoSettings:
+    """The settings of a strategy that defines no `Config`."""
+
+    def check(self, space: str) -> None:
+        del space
+
+
+def _module(name: str) -> ModuleType:
+    check_name(name)
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def config_class(name: str) -> type:
+    """The settings dataclass of strategy `name` (`NoSettings` if none).
+
+    Raises:
+      UserError: for an unknown name.
+    """
+    return getattr(_module(name), "Config", NoSettings)
+
+
+def default_config(name: str, kind: str = "image") -> Any:
+    """Strategy `name`'s default settings for a `kind` of search ("image"
+    or "lm"): its `DEFAULTS[kind]`, else `Config()`.
+
+    Raises:
+      UserError: for an unknown name.
+    """
+    defaults = getattr(_module(name), "DEFAULTS", {})
+    return defaults[kind] if kind in defaults else config_class(name)()
+
+
 def build(
     name: str,
     config: Any,
     space: Any,
     *,
-    controller_kwargs: dict[str, Any] | None = None,
-    trainer_kwargs: dict[str, Any] | None = None,
+    seed: int | None = None,
+    num_aggregate: int = 1,
 ) -> Any:
-    """The strategy `name` for `config` and `space` (module docstring).
+    """The strategy `name` with settings `config` (its `Config`; None: its
+    image defaults) for `space` (module docstring).
 
     Raises:
       UserError: for an unknown name.
     """
-    check_name(name)
-    module = importlib.import_module(f"{__name__}.{name}")
-    return module.build(
-        config,
-        space,
-        controller_kwargs=dict(controller_kwargs or {}),
-        trainer_kwargs=dict(trainer_kwargs or {}),
-    )
+    module = _module(name)
+    if config is None:
+        config = default_config(name)
+    return module.build(config, space, seed=seed, num_aggregate=num_aggregate)

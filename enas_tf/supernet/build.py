@@ -26,27 +26,29 @@ from enas_tf.configs.image import SearchConfig
 
 def build_supernet(config: SearchConfig, image_shape, num_classes) -> keras.Model:
     """The supernet of `config.space` at the search sizes."""
-    if config.space == "micro":
+    space, supernet = config.space, config.supernet
+    if space.name == "micro":
         from enas_tf.supernet.micro import MicroSupernet
 
         return MicroSupernet(
-            num_nodes=config.num_nodes,
-            num_ops=config.num_ops,
-            num_layers=config.num_layers,
-            out_filters=config.out_filters,
+            num_nodes=space.num_nodes,
+            num_ops=space.num_ops,
+            num_layers=space.num_layers,
+            out_filters=supernet.out_filters,
             num_classes=num_classes,
             image_shape=image_shape,
-            keep_prob=config.keep_prob,
+            keep_prob=supernet.keep_prob,
+            cell_output=supernet.cell_output,
         )
     from enas_tf.supernet.macro import MacroSupernet
 
     return MacroSupernet(
-        num_layers=config.num_layers,
-        num_ops=config.num_ops,
-        out_filters=config.out_filters,
+        num_layers=space.num_layers,
+        num_ops=space.num_ops,
+        out_filters=supernet.out_filters,
         num_classes=num_classes,
         image_shape=image_shape,
-        keep_prob=config.keep_prob,
+        keep_prob=supernet.keep_prob,
     )
 
 

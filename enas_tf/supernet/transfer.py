@@ -130,12 +130,13 @@ def open_search_run(run_dir: str) -> SearchRun:
             f"{run_dir} is a run directory of {tool or 'an unknown tool'}, not "
             f"of {SEARCH_TOOL}; --init_from_search takes a search run."
         )
-    fields = {f.name for f in dataclasses.fields(SearchConfig)}
     try:
-        values = {k: v for k, v in run["search"].items() if k in fields}
-        # Runs written before cell_output existed searched loose-end cells.
-        values.setdefault("cell_output", "loose_ends")
-        config = SearchConfig(**values)
+        values = dict(run["search"])
+        if not isinstance(values.get("space"), dict):
+            # Runs written before cell_output existed searched loose-end cells
+            # (and recorded a flat config, `enas_tf.configs.nested`).
+            values.setdefault("cell_output", "loose_ends")
+        config = SearchConfig.from_json(values, ignore_unknown=True)
         config.check()
         dataset = run["data"]["dataset"]
     except (KeyError, TypeError, AttributeError, UserError) as e:

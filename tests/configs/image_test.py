@@ -12,7 +12,9 @@ from enas_tf.spaces import MacroSpace, MicroSpace, RnnSpace
 
 def test_defaults_pass():
     SearchConfig().check()
-    SearchConfig(space="macro", num_ops=6).check()  # cell_output "all" only applies to micro
+    SearchConfig.from_flat(
+        space="macro", num_ops=6
+    ).check()  # cell_output "all" only applies to micro
     TrainConfig().check()
     ChildConfig().check(MicroSpace())
     ChildConfig().check(MacroSpace())
@@ -52,7 +54,7 @@ def test_defaults_pass():
     ],
 )
 def test_search_settings_out_of_range(changes, message):
-    config = dataclasses.replace(SearchConfig(), **changes)
+    config = SearchConfig().replace(**changes)
     with pytest.raises(UserError, match=message):
         config.check()
 
@@ -102,7 +104,7 @@ def test_macro_child_ignores_the_micro_only_num_layers():
 
 
 def test_micro_search_space_and_child_config():
-    config = SearchConfig(
+    config = SearchConfig.from_flat(
         num_nodes=3, num_ops=4, num_layers=4, out_filters=8, keep_prob=0.8, cell_output="loose_ends"
     )
     config.check()
@@ -115,7 +117,9 @@ def test_micro_search_space_and_child_config():
 
 
 def test_macro_search_space_and_child_config():
-    config = SearchConfig(space="macro", num_layers=4, num_ops=6, out_filters=12, keep_prob=0.7)
+    config = SearchConfig.from_flat(
+        space="macro", num_layers=4, num_ops=6, out_filters=12, keep_prob=0.7
+    )
     config.check()
     space = config.search_space()
     assert space == MacroSpace(num_layers=4, num_ops=6)
@@ -131,6 +135,6 @@ def test_an_unknown_algorithm_is_refused_naming_the_known_ones():
     known = ", ".join(strategies.names())
     assert known == "random, reinforce"
     with pytest.raises(UserError, match=f"algorithm must be one of {known}; received 'evolution'"):
-        SearchConfig(algorithm="evolution").check()
+        SearchConfig.from_flat(algorithm="evolution").check()
     for name in strategies.names():
-        SearchConfig(algorithm=name).check()
+        SearchConfig.from_flat(algorithm=name).check()

@@ -31,14 +31,15 @@ def test_defaults_pass():
         ({"beta": -1.0}, "beta must be >= 0; received -1.0"),
         ({"max_steps_per_epoch": -1}, "max_steps_per_epoch must be >= 0"),
         ({"max_nonfinite": -1}, "max_nonfinite must be >= 0"),
-        ({"controller_lr": 0.0}, "controller_lr and reward_constant must be > 0"),
-        ({"reward_constant": -80.0}, "controller_lr and reward_constant must be > 0"),
-        ({"temperature": -5.0}, "log_arcs, tanh_constant and temperature must be >= 0"),
+        ({"controller_lr": 0.0}, "controller_lr must be > 0; received 0.0"),
+        ({"reward_constant": -80.0}, "reward_constant must be > 0; received -80.0"),
+        ({"temperature": -5.0}, "tanh_constant, temperature and skip_weight must be >= 0"),
+        ({"log_arcs": -1}, "log_arcs must be >= 0; received -1"),
         ({"baseline_decay": 1.5}, r"baseline_decay must be in \[0, 1\)"),
     ],
 )
 def test_search_settings_out_of_range(changes, message):
-    config = dataclasses.replace(LmSearchConfig(), **changes)
+    config = LmSearchConfig().replace(**changes)
     with pytest.raises(UserError, match=message):
         config.check()
 
@@ -62,7 +63,7 @@ def test_train_settings_out_of_range(changes, message):
 
 
 def test_search_space_and_model():
-    config = LmSearchConfig(num_nodes=3, hidden_size=16, seed=7)
+    config = LmSearchConfig.from_flat(num_nodes=3, hidden_size=16, seed=7)
     config.check()
     space = config.search_space()
     assert space == RnnSpace(num_nodes=3)
@@ -94,7 +95,7 @@ def test_train_model_kwargs():
 
 
 def test_help_names_only_fields():
-    fields = {f.name for f in dataclasses.fields(LmSearchConfig)}
+    fields = set(LmSearchConfig().flat())
     fields |= {f.name for f in dataclasses.fields(LmTrainConfig)}
     assert set(lm.HELP) <= fields
 
@@ -102,6 +103,6 @@ def test_help_names_only_fields():
 def test_an_unknown_algorithm_is_refused_naming_the_known_ones():
     known = ", ".join(strategies.names())
     with pytest.raises(UserError, match=f"algorithm must be one of {known}; received 'evolution'"):
-        LmSearchConfig(algorithm="evolution").check()
+        LmSearchConfig.from_flat(algorithm="evolution").check()
     for name in strategies.names():
-        LmSearchConfig(algorithm=name).check()
+        LmSearchConfig.from_flat(algorithm=name).check()

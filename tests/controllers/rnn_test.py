@@ -10,7 +10,7 @@ from absl.testing import parameterized
 from enas_tf.controllers.build import RnnController, Sample, controller_for
 from enas_tf.controllers.rnn import pointer_prior
 from enas_tf.spaces import RnnSpace
-from enas_tf.strategies.reinforce import Reinforce
+from enas_tf.strategies.reinforce.trainer import Reinforce
 
 SMALL = {"lstm_size": 16}
 

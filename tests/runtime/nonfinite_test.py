@@ -20,10 +20,10 @@ from enas_tf.lm.model import SharedRnnLM
 from enas_tf.runtime import nonfinite
 from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.search.image import Search
-from enas_tf.strategies.reinforce import Reinforce
+from enas_tf.strategies.reinforce.trainer import Reinforce
 
 # A two-layer macro supernet: the same child step as micro, traced fast.
-TINY = SearchConfig(
+TINY = SearchConfig.from_flat(
     space="macro",
     num_layers=2,
     num_ops=6,
@@ -150,7 +150,7 @@ def test_search_child_step_skips_a_nan_batch(digits, tmp_path):
 def test_mirrored_replicas_skip_together(digits, tmp_path):
     """Only replica 0's half of the batch has a NaN: both replicas skip."""
     strategy = mirrored_strategy(["/cpu:0", "/cpu:1"])
-    config = dataclasses.replace(TINY, grad_bound=0.0)  # no all-reduce before
+    config = TINY.replace(grad_bound=0.0)  # no all-reduce before
     search = Search(config, digits, str(tmp_path / "run"), verbose=0, strategy=strategy)
     arc = tf.constant(search.space.random_arc(1), tf.int32)
     before = [
@@ -183,7 +183,7 @@ def test_search_stops_after_max_nonfinite_and_keeps_the_checkpoint(digits, tmp_p
     files = sorted(f for f in os.listdir(os.path.join(out, "checkpoints")))
     stamp = {f: os.path.getmtime(os.path.join(out, "checkpoints", f)) for f in files}
 
-    longer = dataclasses.replace(TINY, epochs=2)
+    longer = TINY.replace(epochs=2)
     bad = Search(longer, poisoned(digits), out, verbose=0)
     assert int(bad.epoch.numpy()) == 1
     weights = values(bad.net.variables)

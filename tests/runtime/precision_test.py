@@ -20,7 +20,7 @@ from enas_tf.train.image import train_child
 
 # Tiny searches without dropout (losses are compared): a micro one, and a
 # macro one, whose child step traces several times faster.
-TINY = SearchConfig(
+TINY = SearchConfig.from_flat(
     num_nodes=1,
     num_layers=3,
     out_filters=4,
@@ -36,7 +36,7 @@ TINY = SearchConfig(
     keep_prob=1.0,
     l2=0.0,
 )
-TINY_MACRO = dataclasses.replace(TINY, space="macro", num_layers=2, num_ops=6)
+TINY_MACRO = TINY.replace(space="macro", num_layers=2, num_ops=6)
 MIXED = ("mixed_float16", "mixed_bfloat16")
 # Relative loss tolerance of 16-bit compute against float32 (bfloat16 has a
 # 8-bit mantissa: ~0.4% per rounding, a few roundings deep).
@@ -65,7 +65,7 @@ def test_check_precision_and_policy_scope():
     with pytest.raises(UserError, match="precision must be one of"):
         TrainConfig(precision="half").check()
     with pytest.raises(UserError, match="precision must be one of"):
-        dataclasses.replace(TINY, precision="bfloat16").check()
+        TINY.replace(precision="bfloat16").check()
     assert keras.config.dtype_policy().name == "float32"
     with pytest.raises(RuntimeError):
         with precision.policy("mixed_bfloat16"):
@@ -166,7 +166,7 @@ def test_search_child_step(digits, tmp_path, name, strategy):
     float16 an overflow (forced by a huge scale) skips the update, halves
     the scale and is not a non-finite step; the scale is checkpointed. Under
     MirroredStrategy the two replicas decide alike."""
-    config = dataclasses.replace(TINY_MACRO, precision=name, l2=1e-4)
+    config = TINY_MACRO.replace(precision=name, l2=1e-4)
     kwargs = {}
     if strategy:
         kwargs["strategy"] = mirrored_strategy(["/cpu:0", "/cpu:1"])

@@ -159,17 +159,23 @@ def test_prepare_refuses_a_directory_of_something_else(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["data.bin"]
 
 
-def test_renamed_keys_resume_an_older_run(tmp_path):
+def test_an_upgraded_older_run_resumes(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     old = {"search": {"controller": "reinforce", "epochs": 3}}
     (out / rundir.CONFIG_FILE).write_text(json.dumps(old))
     new = {"search": {"algorithm": "reinforce", "epochs": 3}}
-    renamed = {"search.controller": "search.algorithm"}
-    # Without the renaming the two keys differ.
+
+    def renamed(config):
+        search = dict(config["search"])
+        if "controller" in search:
+            search["algorithm"] = search.pop("controller")
+        return {**config, "search": search}
+
+    # Without the upgrade the two keys differ.
     with pytest.raises(UserError, match="search.controller"):
         rundir.prepare(str(out), new, overwrite=False)
-    assert rundir.prepare(str(out), new, overwrite=False, renamed_keys=renamed) is True
+    assert rundir.prepare(str(out), new, overwrite=False, upgrade=renamed) is True
     written = _config(out)
     assert written == new and "controller" not in json.dumps(written)
     # A different value under the new name is still a different run.
@@ -178,5 +184,5 @@ def test_renamed_keys_resume_an_older_run(tmp_path):
             str(out),
             {"search": {"algorithm": "random", "epochs": 3}},
             overwrite=False,
-            renamed_keys=renamed,
+            upgrade=renamed,
         )

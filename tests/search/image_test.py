@@ -1,6 +1,5 @@
 """Tests of the search loop on a tiny supernet (digits)."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -15,7 +14,7 @@ from enas_tf.ops import shared as shared_ops
 from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.search.image import Search
 
-TINY = SearchConfig(
+TINY = SearchConfig.from_flat(
     num_nodes=2,
     num_layers=3,
     out_filters=4,
@@ -48,7 +47,7 @@ def test_search_derives_and_resumes(digits, tmp_path):
     scores = [c["valid_accuracy"] for c in candidates["candidates"]]
     assert scores == sorted(scores, reverse=True) and 1 <= len(scores) <= 4
     assert candidates["candidates"][0]["arc"] == best
-    assert candidates["flags"]["search"]["num_nodes"] == 2
+    assert candidates["flags"]["search"]["space"]["num_nodes"] == 2
     assert (tmp_path / "run" / "best_arc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # One trace of the child step for every sampled architecture.
     assert search.child_step.experimental_get_tracing_count() == 1
@@ -70,22 +69,26 @@ def test_search_derives_and_resumes(digits, tmp_path):
 
 
 def test_random_search_and_refusals(digits, tmp_path):
-    random = TINY.__class__(**{**TINY.__dict__, "algorithm": "random"})
+    random = TINY.replace(algorithm="random")
     result = Search(random, digits, str(tmp_path / "r"), verbose=0).run()
     assert len(result["best_arc"].split()) == 16
     with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
         Search(TINY, digits, str(tmp_path / "r"), verbose=0)
-    # A run written when the setting was called `controller` resumes (its
-    # config.json is rewritten with the new name) and is still checked.
+    # A run written before the configs nested (a flat `search`, with every
+    # controller setting, the algorithm called `controller`) resumes (its
+    # config.json is rewritten in the new form) and is still checked.
     path = tmp_path / "r" / "config.json"
     run = json.loads(path.read_text())
-    run["search"]["controller"] = run["search"].pop("algorithm")
+    flat = TINY.flat()
+    flat["controller"] = flat.pop("algorithm")
+    flat["controller"] = "random"
+    run["search"] = flat
     path.write_text(json.dumps(run))
     with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
         Search(TINY, digits, str(tmp_path / "r"), verbose=0)
     resumed = Search(random, digits, str(tmp_path / "r"), verbose=0)
     assert resumed.resumed and int(resumed.epoch.numpy()) == random.epochs
-    assert json.loads(path.read_text())["search"]["algorithm"] == "random"
+    assert json.loads(path.read_text())["search"] == random.to_json()
     with pytest.raises(UserError, match="validation split"):
         Search(TINY, data.load_images("digits", valid_size=0), str(tmp_path / "v"))
 
@@ -133,8 +136,9 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
                 )
                 / 64
             )
-            total = loss + TINY.l2 * tf.add_n([tf.reduce_sum(v * v) for v in variables])
-        grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables), TINY.grad_bound)
+            total = loss + TINY.optimizer.l2 * tf.add_n([tf.reduce_sum(v * v) for v in variables])
+        bound = TINY.optimizer.grad_bound
+        grads, _ = tf.clip_by_global_norm(tape.gradient(total, variables), bound)
         one.optimizer.apply(grads, variables)
         return loss
 
@@ -157,7 +161,7 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
 
 
 def test_reward_bn_batch_updates_no_statistics(digits, tmp_path):
-    config = dataclasses.replace(TINY, reward_bn="batch")
+    config = TINY.replace(reward_bn="batch")
     search = Search(config, digits, str(tmp_path / "b"), verbose=0)
     before = [v.numpy() for v in search.net.non_trainable_variables]
     arc = tf.constant(search.space.random_arc(1), tf.int32)
@@ -167,14 +171,14 @@ def test_reward_bn_batch_updates_no_statistics(digits, tmp_path):
 
 
 def test_reward_bn_recalibrate_scores_with_fresh_statistics_and_restores(digits, tmp_path):
-    config = dataclasses.replace(TINY, reward_bn="recalibrate", recalibrate_batches=2)
+    config = TINY.replace(reward_bn="recalibrate", recalibrate_batches=2)
     search = Search(config, digits, str(tmp_path / "r"), verbose=0)
     net = search.net
     images = tf.constant(np.random.default_rng(0).normal(size=(8, 8, 8, 1)), tf.float32)
     arc = tf.constant(search.space.random_arc(1), tf.int32)
     net(images, arc=arc, training=True)  # moving statistics of one batch
     before = [v.numpy() for v in net.non_trainable_variables]
-    moving = dataclasses.replace(config, reward_bn="moving")
+    moving = config.replace(reward_bn="moving")
     stale = Search(moving, digits, str(tmp_path / "m"), verbose=0)
     for target, value in zip(stale.net.variables, net.variables):
         target.assign(value)

@@ -1,6 +1,5 @@
 """Tests of the language-model search on tiny generated text (and PTB)."""
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -17,7 +16,7 @@ from enas_tf.search.lm import LmSearch
 from enas_tf.testing import write_tiny_ptb
 
 PTB_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ptb"
-TINY = LmSearchConfig(
+TINY = LmSearchConfig.from_flat(
     num_nodes=3,
     hidden_size=8,
     batch_size=4,
@@ -62,7 +61,7 @@ def test_search_derives_and_resumes(corpus, tmp_path):
     assert int(search.position.numpy()) > 0  # 6 windows into the text
 
     # Resume: one more epoch continues from the checkpoint and the pointer.
-    more = LmSearch(dataclasses.replace(TINY, epochs=2), corpus, str(out), verbose=0)
+    more = LmSearch(TINY.replace(epochs=2), corpus, str(out), verbose=0)
     assert more.resumed and int(more.epoch.numpy()) == 1
     assert int(more.position.numpy()) == int(search.position.numpy())
     for a, b in zip(search.model.weights, more.model.weights):
@@ -89,24 +88,23 @@ def test_reward_is_the_constant_over_minibatch_perplexity(corpus, tmp_path):
 
 
 def test_random_search_and_refusals(corpus, tmp_path):
-    random = dataclasses.replace(TINY, algorithm="random")
+    random = TINY.replace(algorithm="random")
     result = LmSearch(random, corpus, str(tmp_path / "r"), verbose=0).run()
     assert len(result["best_arc"].split()) == 6
     with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
         LmSearch(TINY, corpus, str(tmp_path / "r"), verbose=0)
     # Splits too short for the sizes: refused before anything is written.
     with pytest.raises(UserError, match="--eval_batch_size=200"):
-        LmSearch(dataclasses.replace(TINY, eval_batch_size=200), corpus, str(tmp_path / "short"))
+        LmSearch(TINY.replace(eval_batch_size=200), corpus, str(tmp_path / "short"))
     with pytest.raises(UserError, match="--batch_size=1000"):
-        LmSearch(dataclasses.replace(TINY, batch_size=1000), corpus, str(tmp_path / "short"))
+        LmSearch(TINY.replace(batch_size=1000), corpus, str(tmp_path / "short"))
     assert not (tmp_path / "short").exists()
 
 
 @pytest.mark.skipif(not PTB_DIR.is_dir(), reason="no PTB copy in ../shared/data/ptb")
 def test_search_on_real_ptb(tmp_path):
     ptb = data.load_ptb(PTB_DIR)
-    config = dataclasses.replace(
-        TINY,
+    config = TINY.replace(
         hidden_size=16,
         batch_size=32,
         bptt=35,

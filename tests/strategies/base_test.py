@@ -5,7 +5,6 @@ import pytest
 import tensorflow as tf
 
 from enas_tf import strategies
-from enas_tf.configs.image import SearchConfig
 from enas_tf.spaces import MacroSpace, MicroSpace
 from enas_tf.strategies.base import Strategy, as_batch
 from enas_tf.strategies.random import RandomSearch
@@ -47,15 +46,9 @@ def test_as_batch_refuses_shapes_that_do_not_fit(arcs, rewards, message):
     "name,cls",
     [("random", RandomSearch), ("reinforce", Reinforce)],
 )
-@pytest.mark.parametrize(
-    "config,space",
-    [
-        (SearchConfig(num_nodes=2, num_aggregate=2), MicroSpace(num_nodes=2)),
-        (SearchConfig(space="macro", num_layers=3, num_aggregate=2), MacroSpace(num_layers=3)),
-    ],
-)
-def test_built_strategies_are_strategies(name, cls, config, space):
-    strategy = strategies.build(name, config, space)
+@pytest.mark.parametrize("space", [MicroSpace(num_nodes=2), MacroSpace(num_layers=3)])
+def test_built_strategies_are_strategies(name, cls, space):
+    strategy = strategies.build(name, None, space, seed=0, num_aggregate=2)
     assert type(strategy) is cls
     assert isinstance(strategy, Strategy)
     assert isinstance(strategy, tf.Module)  # checkpointable

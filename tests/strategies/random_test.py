@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf.spaces import MacroSpace, MicroSpace
-from enas_tf.strategies.random import RandomSearch
+from enas_tf.strategies.random.sampler import RandomSearch
 
 
 class RandomSearchTest(tf.test.TestCase):

@@ -1,5 +1,6 @@
 """Tests of the strategy registry (`enas_tf.strategies`)."""
 
+import subprocess
 import sys
 import textwrap
 
@@ -13,33 +14,46 @@ from enas_tf.errors import UserError
 from enas_tf.spaces import MacroSpace, MicroSpace, RnnSpace
 from enas_tf.strategies.base import Strategy
 
-# A strategy written as a user would add one: a module and nothing else.
+# A strategy written as a user would add one: a module and nothing else (its
+# TensorFlow imported inside `build`, so the tools' flags stay fast).
 FIRST_CHOICE = '''
 """Always the first choice of every decision: a strategy in one module."""
 
-import tensorflow as tf
+import dataclasses
 
-from enas_tf.controllers.build import Sample
-
-
-class FirstChoice(tf.Module):
-    def __init__(self, space, num_aggregate):
-        super().__init__()
-        self.space, self.num_aggregate = space, num_aggregate
-        self.updates = tf.Variable(0, trainable=False)
-
-    def sample(self, batch_size=1):
-        zero = tf.zeros([batch_size])
-        arc = tf.zeros([batch_size, self.space.num_decisions], tf.int32)
-        return Sample(arc, zero, zero, zero, zero)
-
-    def update(self, arcs, rewards):
-        self.updates.assign_add(1)
-        return {"reward": float(tf.reduce_mean(rewards)), "skipped": 0.0}
+from enas_tf.errors import UserError
 
 
-def build(config, space, *, controller_kwargs, trainer_kwargs):
-    return FirstChoice(space, config.num_aggregate)
+@dataclasses.dataclass(frozen=True)
+class Config:
+    choice: int = dataclasses.field(default=0, metadata={"help": "The choice."})
+
+    def check(self, space):
+        if self.choice != 0:
+            raise UserError("only choice 0")
+
+
+def build(config, space, *, seed, num_aggregate):
+    import tensorflow as tf
+
+    from enas_tf.controllers.build import Sample
+
+    class FirstChoice(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.space, self.num_aggregate = space, num_aggregate
+            self.updates = tf.Variable(0, trainable=False)
+
+        def sample(self, batch_size=1):
+            zero = tf.zeros([batch_size])
+            arc = tf.zeros([batch_size, self.space.num_decisions], tf.int32)
+            return Sample(arc, zero, zero, zero, zero)
+
+        def update(self, arcs, rewards):
+            self.updates.assign_add(1)
+            return {"reward": float(tf.reduce_mean(rewards)), "skipped": 0.0}
+
+    return FirstChoice()
 '''
 
 
@@ -51,6 +65,35 @@ def first_choice(tmp_path, monkeypatch):
     monkeypatch.setattr(strategies, "__path__", [*strategies.__path__, str(tmp_path)])
     yield "first_choice"
     sys.modules.pop("enas_tf.strategies.first_choice", None)
+
+
+def test_the_strategies_settings_load_without_tensorflow():
+    """The tools read every strategy's `Config` before importing TensorFlow."""
+    code = (
+        "import sys\n"
+        "from enas_tf import strategies\n"
+        "for name in strategies.names():\n"
+        "    strategies.default_config(name, 'lm')\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_strategy_without_settings(tmp_path, monkeypatch):
+    (tmp_path / "nothing.py").write_text(
+        '"""No settings."""\n\n\ndef build(config, space, *, seed, num_aggregate):\n'
+        "    return config\n"
+    )
+    monkeypatch.setattr(strategies, "__path__", [*strategies.__path__, str(tmp_path)])
+    try:
+        assert strategies.config_class("nothing") is strategies.NoSettings
+        config = SearchConfig.from_flat(algorithm="nothing")
+        config.check()
+        assert config.to_json()["strategy"] == {}
+        assert strategies.build("nothing", config.strategy, MicroSpace()) == config.strategy
+    finally:
+        sys.modules.pop("enas_tf.strategies.nothing", None)
 
 
 def test_names_and_descriptions():
@@ -65,24 +108,21 @@ def test_unknown_names_are_refused_with_the_choices():
     with pytest.raises(UserError, match="one of random, reinforce; received 'evolution'"):
         strategies.check_name("evolution")
     with pytest.raises(UserError, match="algorithm must be one of"):
-        SearchConfig(algorithm="evolution").check()
+        SearchConfig.from_flat(algorithm="evolution").check()
     with pytest.raises(UserError, match="algorithm must be one of"):
-        LmSearchConfig(algorithm="evolution").check()
+        LmSearchConfig.from_flat(algorithm="evolution").check()
     with pytest.raises(UserError, match="received 'evolution'"):
         strategies.build("evolution", SearchConfig(), MicroSpace())
 
 
 @pytest.mark.parametrize("name", ["random", "reinforce"])
 @pytest.mark.parametrize(
-    "space,config",
-    [
-        (MicroSpace(num_nodes=2), SearchConfig(num_aggregate=3)),
-        (MacroSpace(num_layers=3), SearchConfig(space="macro", num_aggregate=3)),
-        (RnnSpace(num_nodes=3), LmSearchConfig(num_aggregate=3)),
-    ],
+    "space,kind",
+    [(MicroSpace(num_nodes=2), "image"), (MacroSpace(num_layers=3), "image"), (RnnSpace(3), "lm")],
 )
-def test_every_strategy_follows_the_protocol(name, space, config):
-    strategy = strategies.build(name, config, space)
+def test_every_strategy_follows_the_protocol(name, space, kind):
+    config = strategies.default_config(name, kind)
+    strategy = strategies.build(name, config, space, seed=1, num_aggregate=3)
     assert isinstance(strategy, Strategy)
     assert strategy.space == space and strategy.num_aggregate == 3
     sample = strategy.sample(3)
@@ -98,8 +138,10 @@ def test_every_strategy_follows_the_protocol(name, space, config):
 def test_a_new_module_is_a_new_strategy(first_choice):
     assert strategies.names() == ("first_choice", "random", "reinforce")
     assert strategies.describe()[first_choice].startswith("Always the first choice")
-    SearchConfig(algorithm=first_choice).check()
-    strategy = strategies.build(first_choice, SearchConfig(num_aggregate=2), MicroSpace())
+    config = SearchConfig.from_flat(algorithm=first_choice, choice=0)
+    config.check()
+    assert config.flat()["choice"] == 0 and config.to_json()["strategy"] == {"choice": 0}
+    strategy = strategies.build(first_choice, config.strategy, MicroSpace(), num_aggregate=2)
     assert isinstance(strategy, Strategy)
     assert not strategy.sample(2).arc.numpy().any()
 
@@ -108,7 +150,7 @@ def test_a_new_strategy_runs_a_search(first_choice, tmp_path):
     from enas_tf import data
     from enas_tf.search.image import Search
 
-    config = SearchConfig(
+    config = SearchConfig.from_flat(
         num_nodes=2,
         num_layers=3,
         out_filters=4,

@@ -12,8 +12,8 @@ from enas_tf.supernet.macro import MacroSupernet
 from enas_tf.supernet.micro import MicroSupernet
 
 SHAPE = (8, 8, 3)
-MICRO = SearchConfig(num_nodes=2, num_layers=3, out_filters=4, keep_prob=0.8)
-MACRO = SearchConfig(space="macro", num_layers=2, num_ops=6, out_filters=4, keep_prob=0.7)
+MICRO = SearchConfig.from_flat(num_nodes=2, num_layers=3, out_filters=4, keep_prob=0.8)
+MACRO = SearchConfig.from_flat(space="macro", num_layers=2, num_ops=6, out_filters=4, keep_prob=0.7)
 
 
 def test_micro_supernet_has_the_config_sizes():
@@ -28,6 +28,16 @@ def test_micro_supernet_has_the_config_sizes():
     assert net.shared["stem.conv"].shape == (3, 3, 3, 12)
     assert "cell4.in.y.conv" in net.shared and "cell5.in.y.conv" not in net.shared
     assert net.shared["logits.fc"].shape[-1] == 5
+
+
+def test_the_search_cell_output_reaches_the_supernet():
+    """`--cell_output=loose_ends` searches the paper's cells (the setting was
+    recorded but not passed on before)."""
+    net = build_supernet(MICRO.replace(cell_output="loose_ends"), SHAPE, 5)
+    assert net.cell_output == "loose_ends"
+    # Loose ends: the reduction cells calibrate their two inputs' ends.
+    assert any(".end0" in k for k in net.shared)
+    assert not any(".end0" in k for k in build_supernet(MICRO, SHAPE, 5).shared)
 
 
 def test_macro_supernet_has_the_config_sizes():

@@ -23,8 +23,8 @@ from enas_tf.train import image as child_training
 
 COMMON = {"out_filters": 4, "batch_size": 256, "flip": False, "pad": 1}
 SEARCHES = {
-    "micro": SearchConfig(space="micro", num_nodes=2, num_layers=3, **COMMON),
-    "macro": SearchConfig(space="macro", num_layers=4, num_ops=6, **COMMON),
+    "micro": SearchConfig.from_flat(space="micro", num_nodes=2, num_layers=3, **COMMON),
+    "macro": SearchConfig.from_flat(space="macro", num_layers=4, num_ops=6, **COMMON),
 }
 # The search's structure; drop path and the auxiliary head have no shared
 # weights and may differ.
@@ -187,7 +187,10 @@ def test_runs_written_before_cell_output_read_as_loose_ends(runs, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
     config = json.loads((old / "config.json").read_text())
-    assert config["search"].pop("cell_output") == "all"
+    # What runs wrote before configs nested and before cell_output existed.
+    flat = SearchConfig.from_json(config["search"]).flat()
+    assert flat.pop("cell_output") == "all"
+    config["search"] = flat
     (old / "config.json").write_text(json.dumps(config))
-    assert open_search_run(str(old)).config.cell_output == "loose_ends"
-    assert open_search_run(run_dir).config.cell_output == "all"
+    assert open_search_run(str(old)).config.supernet.cell_output == "loose_ends"
+    assert open_search_run(run_dir).config.supernet.cell_output == "all"

@@ -43,6 +43,8 @@ BAD_INPUT = [
     # The flag's old name is an alias.
     (["--output_dir=x", "--controller=evolution"], ["--algorithm=evolution"]),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
+    # A strategy's own setting is checked with the others.
+    (["--output_dir=x", "--controller_lr=0"], ["controller_lr must be > 0"]),
     (
         ["--output_dir=x", "--strategy=mirrored", "--devices=/gpu:7"],
         ["Unknown device(s) /gpu:7", "/cpu:0"],
@@ -67,6 +69,14 @@ def quick_runs(tmp_path_factory):
             ],
             cwd,
         )
+    # One flag file serves every algorithm: random search ignores the
+    # controller's settings of the macro flag file.
+    cwd = tmp_path_factory.mktemp("random")
+    commands["random"] = (
+        [*commands[CIFAR_FLAG_FILES[1]][0][:2], f"--flagfile={ROOT / CIFAR_FLAG_FILES[1]}"]
+        + ["--algorithm=random", f"--output_dir={cwd / 'x'}", f"--data_dir={cwd}"],
+        cwd,
+    )
     for args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
@@ -80,6 +90,16 @@ def test_cifar_flag_files_parse_and_need_the_data(quick_runs, flagfile):
     commands, results = quick_runs
     assert_user_error(results[flagfile], "cifar10", "not available offline")
     assert not (commands[flagfile][1] / "x").exists()
+
+
+def test_other_strategies_flags_are_ignored_with_a_warning(quick_runs):
+    commands, results = quick_runs
+    result = results["random"]
+    assert_user_error(result, "cifar10", "not available offline")
+    warning = next(line for line in result.stderr.splitlines() if "ignored" in line)
+    for name in ("controller_lr", "tanh_constant", "skip_weight", "baseline_decay"):
+        assert f"--{name}" in warning
+    assert "do not apply to --algorithm=random" in warning
 
 
 @pytest.mark.parametrize("args, fragments", BAD_INPUT)
@@ -104,10 +124,16 @@ def test_macro_search_then_inherited_training_and_export(tmp_path):
         "--num_aggregate=3",
         "--log_arcs=2",
         "--derive_samples=5",
+        "--controller_lr=2e-3",
         "--verbose=0",
         f"--output_dir={search}",
     )
     assert result.returncode == 0, result.stderr
+    # config.json records the settings in sections, the strategy's its own.
+    recorded = json.loads((search / "config.json").read_text())["search"]
+    assert recorded["space"] == {"name": "macro", "num_nodes": 5, "num_layers": 4, "num_ops": 6}
+    assert recorded["algorithm"] == "reinforce"
+    assert recorded["strategy"]["controller_lr"] == 2e-3
     assert "best architecture" in result.stdout
     for name in ("best_arc.txt", "best_arc.json", "best_arc.png", "candidates.json"):
         assert (search / name).is_file(), name

@@ -149,7 +149,7 @@ def test_flag_files_build_the_published_networks(dry_runs, flagfile):
 def search_dir(tmp_path_factory):
     """A micro search run (2 nodes, 3 cells, 4 filters) on digits."""
     out = tmp_path_factory.mktemp("search") / "run"
-    config = SearchConfig(num_nodes=2, num_layers=3, out_filters=4, flip=False, pad=1)
+    config = SearchConfig.from_flat(num_nodes=2, num_layers=3, out_filters=4, flip=False, pad=1)
     search_run(str(out), config, data.load_images("digits", valid_size=100))
     return out
 

@@ -1,9 +1,5 @@
-"""Random search with weight sharing: uniform samples, nothing learned.
-
-The baseline of Li & Talwalkar (2019), "Random search and reproducibility for
-NAS": the same loop and supernet as ENAS, architectures drawn uniformly
-(`enas-search --algorithm=random`, Random-WS).
-"""
+"""`RandomSearch`: uniform, seeded samples of a space; nothing learned
+(the strategy `enas_tf.strategies.random`)."""
 
 from __future__ import annotations
 
@@ -15,19 +11,6 @@ import tensorflow as tf
 from enas_tf.controllers.build import Sample
 from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
-
-
-def build(
-    config: Any,
-    space: SearchSpace,
-    *,
-    controller_kwargs: dict[str, Any],
-    trainer_kwargs: dict[str, Any],
-) -> RandomSearch:
-    """Uniform sampling of `space`, seeded with `config.seed`; the controller
-    and trainer settings do not apply."""
-    del controller_kwargs, trainer_kwargs
-    return RandomSearch(space, seed=config.seed, num_aggregate=config.num_aggregate)
 
 
 class RandomSearch(tf.Module):

@@ -1,11 +1,10 @@
-"""REINFORCE: the ENAS controller trained on the rewards of its samples.
+"""The REINFORCE trainer of an ENAS controller (spec sec. 4 "Common trainer").
 
-`Reinforce` is the common controller trainer of spec sec. 4: the reward gets an
-entropy bonus, a moving-average baseline is updated on every sample, and the
-gradients of `num_aggregate` samples are averaged into one Adam step (what the
-original's SyncReplicasOptimizer did with one replica). `build` makes the
-space's LSTM controller (`enas_tf.controllers.build.controller_for`) and its trainer
-from the search settings (`enas-search --algorithm=reinforce`, the default).
+`Reinforce`: the reward gets an entropy bonus, a moving-average baseline is
+updated on every sample, and the gradients of `num_aggregate` samples are
+averaged into one Adam step (what the original's SyncReplicasOptimizer did
+with one replica). The strategy's settings and `build` are in the package
+(`enas_tf.strategies.reinforce`).
 """
 
 from __future__ import annotations
@@ -15,36 +14,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from enas_tf.controllers.build import Controller, Sample, controller_for
+from enas_tf.controllers.build import Controller, Sample
 from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
-
-
-def build(
-    config: Any,
-    space: SearchSpace,
-    *,
-    controller_kwargs: dict[str, Any],
-    trainer_kwargs: dict[str, Any],
-) -> Reinforce:
-    """The controller of `space` and its REINFORCE trainer.
-
-    Args:
-      config: search settings (`seed`, `controller_lr`, `entropy_weight`,
-        `baseline_decay`, `num_aggregate`).
-      space: the searched space.
-      controller_kwargs: more `controller_for` arguments (logit shaping).
-      trainer_kwargs: more `Reinforce` arguments (skip weight, Adam).
-    """
-    controller = controller_for(space, seed=config.seed, **controller_kwargs)
-    return Reinforce(
-        controller,
-        learning_rate=config.controller_lr,
-        entropy_weight=config.entropy_weight,
-        baseline_decay=config.baseline_decay,
-        num_aggregate=config.num_aggregate,
-        **trainer_kwargs,
-    )
 
 
 class Reinforce(tf.Module):
