@@ -19,8 +19,6 @@ import time
 if __package__ in (None, ""):  # `python tools/data.py` from a clone
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags
 
 from enas_tf import data

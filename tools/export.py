@@ -38,8 +38,6 @@ if __package__ in (None, ""):  # `python tools/export.py` from a clone
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Before TensorFlow is imported, so that its C++ logs stay out of the table.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags, logging
 
 from enas_tf import data

@@ -32,8 +32,6 @@ import sys
 if __package__ in (None, ""):  # `python tools/search.py` from a clone
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags, logging
 
 from enas_tf import data, strategies
@@ -206,6 +204,33 @@ flags.DEFINE_bool(
 FLAGS = flags.FLAGS
 
 
+def _help_groups() -> dict[str, list[str]]:
+    """--help's groups: the search configs' sections, each strategy's
+    settings, the data and the run."""
+    cnn, lm = DEFAULTS.paths(), LM_DEFAULTS.paths()
+
+    def section(name):
+        found = [n for n, path in {**cnn, **lm}.items() if path[0] == name and len(path) == 2]
+        return list(dict.fromkeys(found))
+
+    data = ["dataset", "data_dir", "download", "valid_size", "train_size"]
+    augment = ["flip", "pad", "cutout_size"]
+    groups = {
+        "Data": data + augment,
+        "Search space": section("space"),
+        "Supernet (shared weights)": section("supernet") + ["precision"],
+        "Optimiser of the shared weights": section("optimizer"),
+        "Search loop": ["algorithm", "controller"]
+        + [n for n, p in {**cnn, **lm}.items() if len(p) == 1 and n not in data + augment],
+    }
+    for name in strategies.names():
+        settings = [n for n, owners in STRATEGY_FLAGS.items() if name in owners]
+        groups[f"Strategy {name} (--algorithm={name})"] = settings
+    groups["Run"] = ["output_dir", "overwrite", "verbose", "deterministic", "jit_compile"]
+    groups["Devices"] = ["strategy", "devices"]
+    return groups
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}.")
@@ -213,8 +238,6 @@ def main(argv: list[str]) -> None:
         precision.refuse_search_jit_compile()
     if not FLAGS.output_dir:
         raise UserError("Give the run directory with --output_dir.")
-    if not FLAGS["verbosity"].present:  # TF logs every checkpoint write at INFO
-        logging.set_verbosity(logging.WARNING)
     if FLAGS.space == "rnn" or FLAGS.dataset == "ptb":
         return _search_lm()
     _refuse(LM_ONLY, "language-model searches (--space=rnn)")
@@ -346,7 +369,7 @@ def _report(result: dict, score: str) -> None:
 
 def run() -> None:
     """Console-script entry point (`enas-search`)."""
-    cli.run(main)
+    cli.run(main, _help_groups())
 
 
 if __name__ == "__main__":

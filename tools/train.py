@@ -47,8 +47,6 @@ import sys
 if __package__ in (None, ""):  # `python tools/train.py` from a clone
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app, flags
 
 from enas_tf import data, spaces
@@ -266,6 +264,43 @@ CNN_ONLY = (
     "strategy",
     "devices",
 )
+HELP_GROUPS = {
+    "Architecture": ["arc", "space", "init_from_search"],
+    "Data": ["dataset", "data_dir", "download", "valid_size", "train_size"],
+    "Image network": [
+        "out_filters",
+        "num_layers",
+        "keep_prob",
+        "drop_path_keep_prob",
+        "aux_weight",
+        "separable",
+        "layer_base",
+        "cell_output",
+        "l2",
+    ],
+    "Training (image and rnn)": [
+        "epochs",
+        "batch_size",
+        "eval_batch_size",
+        "lr_max",
+        "lr_min",
+        "lr_t0",
+        "lr_t_mul",
+        "momentum",
+        "grad_bound",
+        "label_smoothing",
+        "cutout_size",
+        "pad",
+        "flip",
+        "seed",
+        "max_nonfinite",
+        "precision",
+        "jit_compile",
+    ],
+    "Language model (rnn cells on --dataset=ptb)": LM_ONLY,
+    "Run": ["output_dir", "overwrite", "dry_run", "verbose", "deterministic"],
+    "Devices": ["strategy", "devices"],
+}
 
 FLAGS = flags.FLAGS
 
@@ -494,7 +529,7 @@ def _train_lm(space, arc) -> None:
 
 def run() -> None:
     """Console-script entry point (`enas-train`)."""
-    cli.run(main)
+    cli.run(main, HELP_GROUPS)
 
 
 if __name__ == "__main__":

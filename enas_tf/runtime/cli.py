@@ -1,7 +1,13 @@
 """Shared plumbing of the command-line tools (`tools/*.py`).
 
-Tools call `run(main)` instead of `absl.app.run(main)`. User errors, bad flags
-and extra arguments then print one clear paragraph on stderr and exit with
+Tools call `run(main, groups=...)` instead of `absl.app.run(main)`. `--help`
+(`-h`, `--helpshort`) then prints the tool's module docstring and its own
+flags in `groups`, with defaults, and `--helpfull` adds absl's, exiting with
+status 0, however the tool was started (`python tools/x.py` or the `enas-x`
+console script, whose `__main__` is not the tool); TensorFlow's start-up
+chatter is filtered from stderr (`enas_tf.runtime.quiet`) and absl logging
+shows warnings and errors unless `--verbosity` is given. User errors, bad
+flags and extra arguments print one clear paragraph on stderr and exit with
 status 2, without a traceback; a run stopped by SIGINT/SIGTERM after saving
 (`enas_tf.runtime.checkpoints.Stopped`) exits with 128 + the signal number; a
 multi-worker run whose other worker died exits with status 1 and says to
@@ -13,11 +19,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from enas_tf.errors import UserError
+from enas_tf.runtime import quiet
 from enas_tf.runtime.checkpoints import Stopped
 
 USAGE_ERROR = 2
@@ -90,18 +98,102 @@ def _peer_died(error: BaseException) -> bool:
     return distribute.peer_failure(error)
 
 
-def _parse_flags(argv: Sequence[str]) -> list[str]:
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(f"{str(e).rstrip('.')}. Run with --helpfull to list the flags.")
-        raise  # not reached
+HELP_ARGS = {"--help": False, "-h": False, "-?": False, "--helpshort": False, "--helpfull": True}
+WIDTH = 80
 
 
-def run(main: Callable[[list[str]], int | None]) -> None:
-    """Runs `main` like `absl.app.run`, turning user errors into exit code 2."""
+def _tool_flags(main: Callable) -> dict[str, flags.Flag]:
+    """The flags the tool's module (and this module, for it) defined."""
+    module = getattr(main, "__module__", None) or "__main__"
+    by_module = flags.FLAGS.flags_by_module_dict()
+    keys = [sys.argv[0] if module == "__main__" else module, __name__, "__main__"]
+    found = {}
+    for key in keys:
+        for flag in by_module.get(key, []):
+            found.setdefault(flag.name, flag)
+    return found
+
+
+def describe_flag(flag: flags.Flag) -> str:
+    """One flag's help entry: name, help text and default, wrapped."""
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    text = f"{name}: {flag.help}"
+    if flag.default is not None and flag.default != []:
+        default = flag.default_as_str.strip("'") if flag.default_as_str else flag.default
+        text += f" (default: {default})"
+    return textwrap.fill(text, WIDTH, initial_indent="  ", subsequent_indent="      ")
+
+
+def help_text(
+    main: Callable, groups: Mapping[str, Sequence[str]] | None = None, *, full: bool = False
+) -> str:
+    """The tool's help: its module docstring, then its flags under the
+    titles of `groups` (names not in any group last), then with `full`
+    the flags of absl and the libraries."""
+    module = sys.modules.get(getattr(main, "__module__", None) or "__main__")
+    doc = (getattr(module, "__doc__", None) or f"{program_name()} [flags]").strip()
+    parts = [doc.replace("%s", program_name())]
+    own = _tool_flags(main)
+    left = dict(own)
+    for title, names in (groups or {}).items():
+        entries = [describe_flag(left.pop(n)) for n in names if n in left]
+        if entries:
+            parts.append(f"{title}:\n" + "\n".join(entries))
+    if left:
+        title = "Other flags" if groups else "Flags"
+        parts.append(f"{title}:\n" + "\n".join(describe_flag(left[n]) for n in sorted(left)))
+    if full:
+        shown = set(own)
+        for module, listed in sorted(flags.FLAGS.flags_by_module_dict().items()):
+            entries = [describe_flag(f) for f in listed if f.name not in shown]
+            shown.update(f.name for f in listed)
+            if entries:
+                parts.append(f"Flags of {module}:\n" + "\n".join(sorted(entries)))
+        parts.append(
+            "Special flags:\n  --flagfile=FILE: read flags from FILE (one per line).\n"
+            "  --undefok=NAMES: names of flags that may be given without being defined."
+        )
+    else:
+        parts.append("--helpfull also lists absl's flags (--flagfile, --verbosity, ...).")
+    return "\n\n".join(parts) + "\n"
+
+
+def _help_request(argv: Sequence[str]) -> bool | None:
+    """None, or whether the help asked for is the full one."""
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        if arg in HELP_ARGS:
+            return HELP_ARGS[arg]
+    return None
+
+
+def _flags_parser(main: Callable, groups: Mapping[str, Sequence[str]] | None):
+    def parse(argv: Sequence[str]) -> list[str]:
+        full = _help_request(argv)
+        if full is not None:
+            sys.stdout.write(help_text(main, groups, full=full))
+            sys.exit(0)
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            fail(f"{str(e).rstrip('.')}. Run with --help to list the flags.")
+            raise  # not reached
+
+    return parse
+
+
+def run(
+    main: Callable[[list[str]], int | None],
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Runs `main` like `absl.app.run`, turning user errors into exit code 2
+    (module docstring); `groups` titles the tool's flags in `--help`."""
+    quiet.filter_stderr()
 
     def wrapped(argv: list[str]) -> int | None:
+        if not flags.FLAGS["verbosity"].present:  # TF logs e.g. checkpoint writes at INFO
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except UserError as e:
@@ -125,4 +217,4 @@ def run(main: Callable[[list[str]], int | None]) -> None:
             sys.exit(PEER_FAILED)
         return None
 
-    app.run(wrapped, flags_parser=_parse_flags)
+    app.run(wrapped, flags_parser=_flags_parser(main, groups))

@@ -135,7 +135,7 @@ def test_run_refuses_an_unknown_flag_in_one_line(absl_state, capsys):
     code, err = run_main(called.append, capsys, "--no_such_flag=1")
     assert code == 2 and not called
     assert err.startswith("enas-test: error: ")
-    assert "no_such_flag" in err and err.endswith("Run with --helpfull to list the flags.\n")
+    assert "no_such_flag" in err and err.endswith("Run with --help to list the flags.\n")
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
@@ -202,3 +202,48 @@ def test_strategy_flags_are_an_enum(absl_state):
     with pytest.raises(flags.IllegalFlagValueError):
         absl_state(["enas-test", "--strategy=fastest"])
     assert cli.STRATEGIES == ("default", "mirrored", "multi_worker")
+
+
+def test_help_prints_the_doc_and_grouped_flags_then_exits_0(absl_state, capsys):
+    flags.DEFINE_integer("cli_test_epochs", 3, "Epochs.")
+    flags.DEFINE_bool("cli_test_fast", False, "Go fast.")
+    flags.DEFINE_string("cli_test_name", None, "A name.")
+    try:
+        called = []
+
+        def main(argv):
+            called.append(argv)
+
+        sys.argv = ["enas-test", "--cli_test_epochs=x", "--help"]
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(main, {"Training": ["cli_test_epochs", "no_such_flag"]})
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 0 and not called and err == ""
+        # This module's docstring is the usage text (whatever __main__ is).
+        assert out.startswith(sys.modules[__name__].__doc__.strip()[:40])
+        training = out.index("Training:\n  --cli_test_epochs: Epochs. (default: 3)")
+        other = out.index("Other flags:\n")
+        assert training < other < out.index("--[no]cli_test_fast: Go fast. (default: false)")
+        assert "--cli_test_name: A name.\n" in out  # no default shown for None
+        assert "--strategy: <default|mirrored|multi_worker>" in out  # the cli's own
+        assert "--flagfile:" not in out and out.rstrip().endswith("(--flagfile, --verbosity, ...).")
+        sys.argv = ["enas-test", "--helpfull"]
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(main)
+        out = capsys.readouterr().out
+        assert exit_info.value.code == 0 and not called
+        assert out.index("Flags:\n") < out.index("--cli_test_epochs") < out.index("--verbosity:")
+        assert "--flagfile=FILE" in out
+    finally:
+        for name in ("cli_test_epochs", "cli_test_fast", "cli_test_name"):
+            delattr(FLAGS, name)
+
+
+def test_describe_flag_wraps_long_help():
+    flag = flags.FlagValues()
+    flags.DEFINE_float("rate", 0.5, "word " * 40, flag_values=flag)
+    text = cli.describe_flag(flag["rate"])
+    lines = text.splitlines()
+    assert lines[0].startswith("  --rate: word") and text.endswith("(default: 0.5)")
+    assert all(len(line) <= cli.WIDTH for line in lines)
+    assert all(line.startswith("      ") for line in lines[1:])
