@@ -221,3 +221,24 @@ def tflite_probs(interpreter: tf.lite.Interpreter, images: np.ndarray) -> np.nda
     interpreter.set_tensor(inp["index"], images)
     interpreter.invoke()
     return interpreter.get_tensor(out["index"])
+
+
+def read_events(log_dir: str | Path) -> dict:
+    """The summaries of the events files directly in `log_dir`: tag ->
+    [(step, value)], values as numpy scalars or arrays (HParams plugin
+    summaries: their serialized plugin content, bytes), and "files" -> the
+    events files' count."""
+    from tensorboard.compat.proto import event_pb2
+
+    found: dict = {"files": 0}
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        found["files"] += 1
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    item = value.metadata.plugin_data.content
+                else:
+                    item = tf.make_ndarray(value.tensor)
+                found.setdefault(value.tag, []).append((event.step, item))
+    return found

@@ -25,6 +25,7 @@ PIP_NAMES = {
     "sklearn": "scikit-learn",
     "tensorflow": "tensorflow",
     "tensorflow_datasets": "tensorflow-datasets",
+    "tensorboard": "tensorboard",
 }
 PROJECT_ROOTS = ("enas_tf", "tools", "tests", "bench")
 MACROS = ("enas_library", "enas_tests", "enas_binaries")

@@ -58,7 +58,7 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf import strategies
-from enas_tf.runtime import rundir
+from enas_tf.runtime import rundir, summaries
 from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.runtime.distribute import Workers
 from enas_tf.search import derive
@@ -185,6 +185,8 @@ class SearchBase:
             if self.workers.is_chief
             else tf.summary.create_noop_writer()
         )
+        if self.workers.is_chief and not self.resumed:
+            summaries.write_hparams(self.writer, run)
 
     def _upgrade_recorded(self, recorded: dict[str, Any]) -> dict[str, Any]:
         """An older run's config.json in today's form (`rundir.prepare`):
@@ -382,5 +384,8 @@ class SearchBase:
             self.config.derive_samples,
             self.run_config,
             self.writer,
+        )
+        summaries.write_final(
+            self.writer, {key: best[key], "candidates": len(ranked)}, meta["epoch"]
         )
         return result

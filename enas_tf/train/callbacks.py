@@ -1,8 +1,9 @@
-"""Keras callbacks of final training: exact-resume checkpoints and the
-progress bar of a run that `fit`s one epoch at a time."""
+"""Keras callbacks of final training: exact-resume checkpoints, the progress
+bar and the TensorBoard scalars of a run that `fit`s one epoch at a time."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import keras
@@ -85,6 +86,52 @@ class EpochCheckpoints(keras.callbacks.Callback):
         self.epoch.assign(epoch + 1)
         self.done.assign(0)
         self.saver.save()
+
+
+class EpochSummaries(keras.callbacks.Callback):
+    """Each epoch's metrics as TensorBoard scalars, laid out as
+    `keras.callbacks.TensorBoard` lays them out (`log_dir/train` and
+    `log_dir/validation`, tags `epoch_NAME`, the learning rate as
+    `epoch_learning_rate`), through writers kept open for the whole run:
+    one events file per writer per run, where Keras's callback opens new
+    ones at every `fit` (every epoch here). `writer(".")` is `log_dir`'s
+    own writer (HParams, final metrics); `close` closes them all."""
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writers: dict[str, tf.summary.SummaryWriter] = {}
+
+    def writer(self, name: str) -> tf.summary.SummaryWriter:
+        """The writer of `log_dir/name`, opened on first use."""
+        if name not in self._writers:
+            path = os.path.normpath(os.path.join(self.log_dir, name))
+            self._writers[name] = tf.summary.create_file_writer(path)
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        scalars = {"train": {}, "validation": {}}
+        for key, value in (logs or {}).items():
+            if key.startswith("val_"):
+                scalars["validation"][key[len("val_") :]] = value
+            else:
+                scalars["train"][key] = value
+        rate = getattr(self.model.optimizer, "learning_rate", None)
+        if rate is not None and "learning_rate" not in scalars["train"]:
+            scalars["train"]["learning_rate"] = rate
+        for name, values in scalars.items():
+            if not values:
+                continue
+            writer = self.writer(name)
+            with writer.as_default(step=epoch):
+                for key, value in values.items():
+                    tf.summary.scalar(f"epoch_{key}", float(value))
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
 
 
 class EpochProgbar(keras.callbacks.ProgbarLogger):

@@ -49,11 +49,11 @@ from enas_tf.data.pipeline import eval_dataset, train_dataset
 from enas_tf.errors import UserError
 from enas_tf.ops.blocks import DropPath
 from enas_tf.ops.flops import count_flops, count_params
-from enas_tf.runtime import distribute, nonfinite, precision, rundir
+from enas_tf.runtime import distribute, nonfinite, precision, rundir, summaries
 from enas_tf.runtime.checkpoints import Stopped, StopRequest
 from enas_tf.spaces import Arc, SearchSpace
 from enas_tf.supernet.transfer import Inheritance, load_inherited, weights_from_search
-from enas_tf.train.callbacks import EpochCheckpoints, EpochProgbar
+from enas_tf.train.callbacks import EpochCheckpoints, EpochProgbar, EpochSummaries
 from enas_tf.train.schedules import DropPathSchedule, EpochCosineRestarts
 
 # Outputs of a run directory, removed by `overwrite`.
@@ -251,11 +251,11 @@ def train_child(
             distribute.fix_keras_fit(model, epoch_data(0, 0))
     history_path = os.path.join(output_dir, "history.csv")
     callbacks = [checkpoints]
+    tensorboard = EpochSummaries(os.path.join(output_dir, "logs"))
     if workers.is_chief:  # the only writer of a multi-worker run
-        callbacks += [
-            keras.callbacks.CSVLogger(history_path, append=True),
-            keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), write_graph=False),
-        ]
+        if not resumed:
+            summaries.write_hparams(tensorboard.writer("."), config)
+        callbacks += [keras.callbacks.CSVLogger(history_path, append=True), tensorboard]
     skipped = nonfinite.NonFiniteCallback(model.optimizer, train.max_nonfinite)
     callbacks += [EpochProgbar(train.epochs), skipped]
     if any(isinstance(layer, DropPath) for layer in model.layers):
@@ -283,6 +283,11 @@ def train_child(
     }
     summary = _summary(space, arc, splits, twin, output_dir, aux, measured, config)
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
+    final = ("test_accuracy", "best_valid_accuracy", "final_valid_accuracy", "params", "flops")
+    summaries.write_final(
+        tensorboard.writer("."), {k: summary[k] for k in final}, step=summary["epochs"]
+    )
+    tensorboard.close()
     return summary
 
 

@@ -50,7 +50,7 @@ from enas_tf.errors import UserError
 from enas_tf.lm import loop as lm_loop
 from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import FixedRnnLM
-from enas_tf.runtime import nonfinite, rundir
+from enas_tf.runtime import nonfinite, rundir, summaries
 from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.spaces import Arc, RnnSpace
 
@@ -267,6 +267,8 @@ def train_lm(
     history_path = os.path.join(output_dir, "history.csv")
     history = _history(history_path, int(epoch.numpy()))
     writer = tf.summary.create_file_writer(os.path.join(output_dir, "logs"))
+    if not resumed:
+        summaries.write_hparams(writer, run)
     start = time.time()
     # SIGINT / SIGTERM stop at the end of the epoch (the hidden state carried
     # through an epoch is not checkpointed).
@@ -339,6 +341,9 @@ def train_lm(
         "config": run,
     }
     rundir.write_json_atomic(os.path.join(output_dir, "summary.json"), summary)
+    final = ("valid_perplexity", "best_valid_perplexity", "test_perplexity", "params")
+    summaries.write_final(writer, {k: summary[k] for k in final}, step=summary["epochs"])
+    writer.close()
     return summary
 
 

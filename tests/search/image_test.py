@@ -13,6 +13,7 @@ from enas_tf.errors import UserError
 from enas_tf.ops import shared as shared_ops
 from enas_tf.runtime.distribute import mirrored_strategy
 from enas_tf.search.image import Search
+from enas_tf.testing import read_events
 
 TINY = SearchConfig.from_flat(
     num_nodes=2,
@@ -66,6 +67,12 @@ def test_search_derives_and_resumes(digits, tmp_path):
     more.run()
     log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").open()]
     assert [row["epoch"] for row in log] == [1, 2]
+    # TensorBoard: one HParams session (written when the run started), the
+    # derived architecture's score after each run's derive step.
+    events = read_events(tmp_path / "run" / "logs")
+    assert events["files"] == 2 and len(events["_hparams_/session_start_info"]) == 1
+    assert [step for step, _ in events["final/valid_accuracy"]] == [1, 2]
+    assert [step for step, _ in events["child/loss"]] == [1, 2]
 
 
 def test_random_search_and_refusals(digits, tmp_path):

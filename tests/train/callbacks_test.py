@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from enas_tf.runtime.checkpoints import Stopped, StopRequest
-from enas_tf.train.callbacks import EpochCheckpoints, EpochProgbar
+from enas_tf.testing import read_events
+from enas_tf.train.callbacks import EpochCheckpoints, EpochProgbar, EpochSummaries
 
 SAMPLES, BATCH = 12, 4  # 3 batches per epoch
 
@@ -157,3 +158,29 @@ def test_batches_count_from_the_restored_position(tmp_path, batches):
     checkpoints.done.assign(batches)  # as if restored inside epoch 1
     fit_epoch(model, 0, [StopAfter(stop, 0), checkpoints], skip_batches=batches)
     assert position(checkpoints) == (0, batches + 1)
+
+
+def test_summaries_keep_one_events_file_per_writer_over_many_fits(tmp_path):
+    model = tiny_model()
+    x, y = data()
+    tensorboard = EpochSummaries(str(tmp_path / "logs"))
+    history = []
+    for epoch in range(3):  # one `fit` per epoch, as train_child does
+        fitted = model.fit(
+            x, y, batch_size=BATCH, initial_epoch=epoch, epochs=epoch + 1,
+            validation_data=(x, y), callbacks=[tensorboard], verbose=0,
+        )  # fmt: skip
+        history.append(fitted.history)
+    tensorboard.close()
+    train = read_events(tmp_path / "logs" / "train")
+    valid = read_events(tmp_path / "logs" / "validation")
+    assert train["files"] == 1 and valid["files"] == 1  # Keras's callback: 3 each
+    assert [step for step, _ in train["epoch_loss"]] == [0, 1, 2]
+    np.testing.assert_allclose(
+        [value for _, value in train["epoch_loss"]], [h["loss"][0] for h in history], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        [value for _, value in valid["epoch_loss"]], [h["val_loss"][0] for h in history], rtol=1e-6
+    )
+    assert [float(v) for _, v in train["epoch_learning_rate"]] == pytest.approx([0.1] * 3)
+    assert "epoch_learning_rate" not in valid

@@ -10,6 +10,7 @@ import pytest
 from enas_tf import data, spaces
 from enas_tf.configs.image import ChildConfig, TrainConfig
 from enas_tf.errors import UserError
+from enas_tf.testing import read_events
 from enas_tf.train.image import train_child
 
 
@@ -61,6 +62,16 @@ def test_train_resume_and_refusals(digits, one_epoch, tmp_path):
     assert second["resumed"] and second["epochs"] == 2
     rows = (tmp_path / "run" / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    # TensorBoard: the settings once (an HParams session), the epochs' scalars
+    # through one events file per writer per run, the final metrics per run.
+    logs = tmp_path / "run" / "logs"
+    root, train = read_events(logs), read_events(logs / "train")
+    assert root["files"] == 2 and len(root["_hparams_/session_start_info"]) == 1
+    assert [v for _, v in root["final/test_accuracy"]] == pytest.approx(
+        [first["test_accuracy"], second["test_accuracy"]]
+    )
+    assert train["files"] == 2 and [step for step, _ in train["epoch_loss"]] == [0, 1]
+    assert read_events(logs / "validation")["files"] == 2
 
     # A different architecture or learning rate is refused; nothing changes.
     before = (tmp_path / "run" / "summary.json").read_text()

@@ -16,7 +16,7 @@ from enas_tf.lm import loop as lm_loop
 from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import FixedRnnLM
 from enas_tf.spaces import RnnSpace
-from enas_tf.testing import write_tiny_ptb
+from enas_tf.testing import read_events, write_tiny_ptb
 from enas_tf.train.lm import IterateAverage, averaging_due, describe, train_lm
 
 SPACE = RnnSpace(num_nodes=3)
@@ -53,6 +53,12 @@ def test_trains_evaluates_saves_and_resumes(corpus, tmp_path):
     more = train_lm(SPACE, ARC, dataclasses.replace(TINY, epochs=3), corpus, str(out), verbose=0)
     assert more["resumed"] and more["epochs"] == 3 and more["steps"] == 15
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
+    events = read_events(out / "logs")
+    assert events["files"] == 2 and len(events["_hparams_/session_start_info"]) == 1
+    assert [step for step, _ in events["valid_perplexity"]] == [1, 2, 3]
+    finals = events["final/test_perplexity"]
+    assert [step for step, _ in finals] == [2, 3]
+    assert float(finals[-1][1]) == pytest.approx(more["test_perplexity"], rel=1e-6)
     # Another architecture in the same directory is refused.
     with pytest.raises(UserError, match="holds a different run"):
         train_lm(SPACE, SPACE.parse("0 0 0 0 0 0"), TINY, corpus, str(out), verbose=0)
