@@ -158,12 +158,7 @@ for name, owners in STRATEGY_FLAGS.items():
     _define(name, default, _rnn_note(text, default, lm_default))
 # The flag's name before strategies other than ENAS's controller existed.
 flags.DEFINE_alias("controller", "algorithm")
-flags.DEFINE_enum(
-    "dataset",
-    "digits",
-    [*data.IMAGE_DATASETS, "ptb"],
-    "Dataset (default: digits; ptb with --space=rnn).",
-)
+cli.define_dataset_flag("Dataset (default: digits; ptb with --space=rnn).")
 flags.DEFINE_string(
     "data_dir",
     None,
@@ -258,6 +253,7 @@ def main(argv: list[str]) -> None:
         download=FLAGS.download,
         train_size=FLAGS.train_size,
     )
+    cli.check_cutout(config.cutout_size, FLAGS.dataset, splits.image_shape)
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
     from enas_tf.search.image import Search
@@ -277,6 +273,7 @@ def main(argv: list[str]) -> None:
             "valid_size": len(splits.valid_images),
             "data_dir": FLAGS.data_dir,
             **({"train_size": FLAGS.train_size} if FLAGS.train_size else {}),
+            **cli.custom_data_record(FLAGS.dataset, splits),
         },
     )
     result = search.run()

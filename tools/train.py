@@ -82,12 +82,7 @@ flags.DEFINE_string(
     "directory is only read.",
 )
 # Data.
-flags.DEFINE_enum(
-    "dataset",
-    "digits",
-    [*data.IMAGE_DATASETS, "ptb"],
-    "Dataset (default: digits; ptb for rnn cells).",
-)
+cli.define_dataset_flag("Dataset (default: digits; ptb for rnn cells).")
 flags.DEFINE_string("data_dir", None, "Directory with the official dataset files (see enas-data).")
 flags.DEFINE_bool("download", False, "Let tensorflow-datasets download the data.")
 flags.DEFINE_integer(
@@ -305,12 +300,27 @@ HELP_GROUPS = {
 FLAGS = flags.FLAGS
 
 
-def _dry_run(space, arc, child) -> None:
+def _load_splits():
+    return data.load_images(
+        FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        valid_size=FLAGS.valid_size,
+        download=FLAGS.download,
+        train_size=FLAGS.train_size,
+    )
+
+
+def _check_data(train, search, space, child, shape, classes) -> None:
+    """The settings that depend on the images: cutout, inheritance."""
+    cli.check_cutout(train.cutout_size, FLAGS.dataset, shape)
+    if search:
+        inherit.check_compatible(search, space, child, shape, classes)
+
+
+def _dry_run(space, arc, child, shape, classes) -> None:
     from enas_tf.child.build import build_child, inference_model
     from enas_tf.ops.flops import count_flops, count_params
 
-    shape = data.images.IMAGE_SHAPES[FLAGS.dataset]
-    classes = data.images.NUM_CLASSES[FLAGS.dataset]
     model = build_child(space, arc, child, image_shape=shape, num_classes=classes)
     twin = inference_model(space, arc, child, model)
     print(f"{space.describe()}: {space.format(arc)}")
@@ -346,30 +356,26 @@ def main(argv: list[str]) -> None:
     child, train = _cnn_configs(search)
     child.check(space)
     train.check()
-    cli.check_cutout(train.cutout_size, FLAGS.dataset)
-    if search:
-        # Before loading data: a mismatch is reported at once.
-        inherit.check_compatible(
-            search,
-            space,
-            child,
-            data.images.IMAGE_SHAPES[FLAGS.dataset],
-            data.images.NUM_CLASSES[FLAGS.dataset],
-        )
+    # A standard dataset's shape is known before loading, so mismatches are
+    # reported at once; users' own data is checked once loaded.
+    known = data.images.IMAGE_SHAPES.get(FLAGS.dataset)
+    if known:
+        _check_data(train, search, space, child, known, data.images.NUM_CLASSES[FLAGS.dataset])
     if FLAGS.dry_run:
-        _dry_run(space, arc, child)
+        if known:
+            _dry_run(space, arc, child, known, data.images.NUM_CLASSES[FLAGS.dataset])
+        else:
+            splits = _load_splits()
+            _check_data(train, search, space, child, splits.image_shape, splits.num_classes)
+            _dry_run(space, arc, child, splits.image_shape, splits.num_classes)
         return
     rundir.check_output_dir(FLAGS.output_dir)
     # Before any other TensorFlow work (a multi-worker strategy connects to
     # the other workers here).
     strategy = cli.strategy_from_flags()
-    splits = data.load_images(
-        FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        valid_size=FLAGS.valid_size,
-        download=FLAGS.download,
-        train_size=FLAGS.train_size,
-    )
+    splits = _load_splits()
+    if not known:
+        _check_data(train, search, space, child, splits.image_shape, splits.num_classes)
     # Imported only now: bad flags, architectures and data files are
     # reported without waiting for TensorFlow.
     from enas_tf.train.image import train_child
@@ -390,6 +396,7 @@ def main(argv: list[str]) -> None:
             "valid_size": FLAGS.valid_size,
             "data_dir": FLAGS.data_dir,
             **({"train_size": FLAGS.train_size} if FLAGS.train_size else {}),
+            **cli.custom_data_record(FLAGS.dataset, splits),
         },
         overwrite=FLAGS.overwrite,
         verbose=FLAGS.verbose,

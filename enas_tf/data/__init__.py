@@ -12,9 +12,12 @@ import importlib
 from typing import Any
 
 from enas_tf.data.images import (
+    CUSTOM_DATASETS,
     DEFAULT_VALID_SIZE,
     IMAGE_DATASETS,
     ImageSplits,
+    check_dataset_name,
+    from_arrays,
     load_images,
 )
 from enas_tf.data.ptb import (
@@ -30,12 +33,15 @@ from enas_tf.data.ptb import (
 _PIPELINE = ("train_dataset", "eval_dataset", "normalize")
 
 __all__ = [
+    "CUSTOM_DATASETS",
     "DEFAULT_VALID_SIZE",
     "IMAGE_DATASETS",
     "ImageSplits",
     "PtbCorpus",
     "batchify",
+    "check_dataset_name",
     "eval_dataset",
+    "from_arrays",
     "load_images",
     "load_ptb",
     "normalize",

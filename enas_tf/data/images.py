@@ -18,15 +18,25 @@ Where each dataset comes from:
 When no local copy is found, a prepared tensorflow-datasets copy is used, and
 only with `download=True` may tensorflow-datasets fetch one from the network.
 Every missing, truncated or malformed file raises `DataError` naming the file.
+
+Users' own data (`enas_tf.data.custom`): `folder` (`data_dir` with one
+subfolder of images per class, or train/ and test/ folders of them), any
+tensorflow-datasets image classification dataset with a prepared copy as
+`tfds:NAME` (its train and test splits), and in Python `from_arrays` (numpy
+arrays or tf.data datasets). Their image shape and classes come from the
+data; their validation split defaults to a tenth of the training images.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from enas_tf.data.custom import as_arrays, read_folder, to_labels, to_uint8
 from enas_tf.data.image_files import (
     CIFAR,
     Arrays,
@@ -46,6 +56,21 @@ IMAGE_SHAPES = {
     "cifar100": (32, 32, 3),
 }
 NUM_CLASSES = {**dict.fromkeys(IMAGE_DATASETS[:4], 10), "cifar100": 100}
+# Users' own data: a folder of class subfolders, or a TFDS dataset by name.
+CUSTOM_DATASETS = ("folder", "tfds:NAME")
+_TFDS_NAME = re.compile(r"^tfds:([a-z0-9_]+(/[\w.-]+)?(:[\w.]+)?)$")
+
+
+def check_dataset_name(name: str) -> None:
+    """Raises DataError unless `name` is a standard dataset, `folder` or
+    `tfds:NAME` (a tensorflow-datasets name, optionally `/config:version`)."""
+    if name in IMAGE_DATASETS or name == "folder" or _TFDS_NAME.match(name):
+        return
+    raise DataError(
+        f"Unknown image dataset {name!r}; choose one of: {', '.join(IMAGE_DATASETS)}, "
+        f"folder (your images, one subfolder per class, in --data_dir) or tfds:NAME "
+        f"(a prepared tensorflow-datasets copy, e.g. tfds:svhn_cropped)."
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -63,6 +88,8 @@ class ImageSplits:
       num_classes: number of classes.
       mean: float32 [C], per-channel mean of `train_images / 255`.
       std: float32 [C], per-channel standard deviation of `train_images / 255`.
+      class_names: the classes' names where the data has them (a folder
+        dataset's subfolders), else None.
     """
 
     name: str
@@ -75,6 +102,7 @@ class ImageSplits:
     num_classes: int
     mean: np.ndarray
     std: np.ndarray
+    class_names: tuple[str, ...] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -104,10 +132,12 @@ def load_images(
     """Loads an image dataset and carves the validation split off its end.
 
     Args:
-      name: one of `IMAGE_DATASETS`.
-      data_dir: directory holding the official files (ignored for `digits`).
+      name: one of `IMAGE_DATASETS`, "folder" or "tfds:NAME" (module docstring).
+      data_dir: directory holding the official files (ignored for `digits`),
+        or the folder of a "folder" dataset.
       valid_size: images taken from the end of the official training set for
-        validation; 0 for none. Defaults to `DEFAULT_VALID_SIZE[name]`.
+        validation; 0 for none. Defaults to `DEFAULT_VALID_SIZE[name]` (a
+        tenth of the training images for users' own data).
       download: allow tensorflow-datasets to download the dataset when no local
         copy exists.
       tfds_data_dir: tensorflow-datasets data directory; by default `data_dir`
@@ -124,19 +154,12 @@ def load_images(
       DataError: unknown dataset, bad `valid_size`, or data that is missing,
         truncated or malformed.
     """
+    check_dataset_name(name)
     if name not in IMAGE_DATASETS:
-        raise DataError(
-            f"Unknown image dataset {name!r}; choose one of: {', '.join(IMAGE_DATASETS)}."
-        )
+        return _load_custom(name, data_dir, valid_size, download, tfds_data_dir, train_size)
     if valid_size is None:
         valid_size = DEFAULT_VALID_SIZE[name]
-    if isinstance(valid_size, bool) or not isinstance(valid_size, (int, np.integer)):
-        raise DataError(f"valid_size must be an integer, got {valid_size!r}.")
-    if valid_size < 0:
-        raise DataError(
-            f"valid_size for {name!r} must be at least 0 (0 = no validation "
-            f"split), got {valid_size}."
-        )
+    _check_valid_size(name, valid_size)
     if name == "digits":
         arrays = _load_digits()
     else:
@@ -153,6 +176,104 @@ def load_images(
     return _make_splits(name, *arrays, valid_size=int(valid_size), train_size=int(train_size or 0))
 
 
+def _check_valid_size(name: str, valid_size: Any) -> None:
+    if isinstance(valid_size, bool) or not isinstance(valid_size, (int, np.integer)):
+        raise DataError(f"valid_size must be an integer, got {valid_size!r}.")
+    if valid_size < 0:
+        raise DataError(
+            f"valid_size for {name!r} must be at least 0 (0 = no validation "
+            f"split), got {valid_size}."
+        )
+
+
+def _load_custom(name, data_dir, valid_size, download, tfds_data_dir, train_size) -> ImageSplits:
+    """A folder or TFDS dataset (module docstring)."""
+    class_names = None
+    if name == "folder":
+        arrays, class_names = read_folder(data_dir)
+    else:
+        tfds_name = name[len("tfds:") :]
+        searched: list[Path] = []
+        arrays = load_tfds(tfds_name, None, tfds_data_dir or data_dir, download, searched)
+    return _custom_splits(name, *arrays, valid_size, train_size, class_names)
+
+
+def from_arrays(
+    train: Any,
+    test: Any = None,
+    valid_size: int | None = None,
+    train_size: int | None = None,
+    name: str = "arrays",
+    class_names: list[str] | None = None,
+) -> ImageSplits:
+    """An `ImageSplits` of users' own images held in Python.
+
+    Args:
+      train: (images, labels) arrays or a `tf.data.Dataset` of (image,
+        label) pairs (`enas_tf.data.custom`): the training images, whose
+        (pseudo-randomly ordered) tail is the validation split.
+      test: the same for the test split; None: every fifth training image
+        of each class.
+      valid_size: validation images (default: a tenth of the training ones).
+      train_size: as in `load_images`.
+      name: the dataset's name in summaries and run directories.
+      class_names: the classes' names, if known.
+
+    Raises:
+      DataError: for arrays that are not images and labels, or one class.
+    """
+    x, y = as_arrays(train, "The training data")
+    x = to_uint8(x, "The training images")
+    y = to_labels(y, len(x), "The training labels")
+    if test is None:
+        rank = np.zeros(len(y), np.int64)
+        for label in np.unique(y):
+            members = np.flatnonzero(y == label)
+            rank[members] = np.arange(len(members))
+        held = rank % 5 == 0
+        arrays = (x[~held], y[~held], x[held], y[held])
+    else:
+        tx, ty = as_arrays(test, "The test data")
+        tx = to_uint8(tx, "The test images")
+        ty = to_labels(ty, len(tx), "The test labels")
+        if tx.shape[1:] != x.shape[1:]:
+            raise DataError(
+                f"The test images are {tx.shape[1:]}, the training images {x.shape[1:]}; "
+                f"give both one shape."
+            )
+        arrays = (x, y, tx, ty)
+    return _custom_splits(name, *arrays, valid_size, train_size, class_names)
+
+
+def _custom_splits(
+    name, train_x, train_y, test_x, test_y, valid_size, train_size, class_names
+) -> ImageSplits:
+    """Users' data in a fixed pseudo-random order, then `_make_splits`."""
+    order = np.random.default_rng(0).permutation(len(train_x))
+    train_x, train_y = train_x[order], np.asarray(train_y)[order]
+    labels = np.concatenate([np.asarray(train_y), np.asarray(test_y)])
+    num_classes = len(class_names) if class_names else int(labels.max()) + 1 if labels.size else 0
+    if len(np.unique(train_y)) < 2:
+        raise DataError(
+            f"The training images of {name!r} hold {len(np.unique(train_y))} class; "
+            f"classification needs at least 2."
+        )
+    if valid_size is None:
+        valid_size = max(1, len(train_x) // 10)
+    _check_valid_size(name, valid_size)
+    return _make_splits(
+        name,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        valid_size=int(valid_size),
+        train_size=int(train_size or 0),
+        num_classes=num_classes,
+        class_names=tuple(class_names) if class_names else None,
+    )
+
+
 def _make_splits(
     name: str,
     train_x: np.ndarray,
@@ -161,6 +282,8 @@ def _make_splits(
     test_y: np.ndarray,
     valid_size: int,
     train_size: int = 0,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> ImageSplits:
     """Carves the validation tail off the training set, keeps `train_size`
     of the rest (0: all) and computes stats."""
@@ -192,9 +315,10 @@ def _make_splits(
         valid_labels=train_y[cut:].astype(np.int32),
         test_images=np.ascontiguousarray(test_x),
         test_labels=test_y.astype(np.int32),
-        num_classes=NUM_CLASSES[name],
+        num_classes=num_classes or NUM_CLASSES[name],
         mean=mean,
         std=std,
+        class_names=class_names,
     )
 
 

@@ -44,17 +44,52 @@ def fail(message: str) -> None:
     sys.exit(USAGE_ERROR)
 
 
-def check_cutout(cutout_size: int, dataset: str) -> None:
-    """Raises UserError when --cutout_size exceeds the dataset's images."""
+def check_cutout(cutout_size: int, dataset: str, image_shape=None) -> None:
+    """Raises UserError when --cutout_size exceeds the dataset's images
+    (`image_shape`, known in advance for the standard datasets)."""
     from enas_tf.data.images import IMAGE_SHAPES  # pylint: disable=import-outside-toplevel
 
-    height, width = IMAGE_SHAPES[dataset][:2]
+    image_shape = image_shape or IMAGE_SHAPES.get(dataset)
+    if image_shape is None:
+        return
+    height, width = image_shape[:2]
     if cutout_size > min(height, width):
         raise UserError(
             f"--cutout_size={cutout_size} is larger than the {height}x{width} "
             f"images of {dataset}, so cutout would erase them; give at most "
             f"{min(height, width)} (0: no cutout)."
         )
+
+
+def define_dataset_flag(help_text: str) -> None:
+    """Defines --dataset: a standard dataset, `ptb`, `folder` (users' images
+    in --data_dir) or `tfds:NAME`; checked when the flags are parsed."""
+    from enas_tf.data.images import IMAGE_DATASETS, check_dataset_name  # pylint: disable=import-outside-toplevel
+
+    def check(name: str) -> bool:
+        if name != "ptb":
+            try:
+                check_dataset_name(name)
+            except UserError as e:
+                raise flags.ValidationError(str(e)) from None
+        return True
+
+    choices = ", ".join([*IMAGE_DATASETS, "ptb", "folder", "tfds:NAME"])
+    flags.DEFINE_string("dataset", "digits", f"{help_text} One of {choices}.")
+    flags.register_validator("dataset", check)
+
+
+def custom_data_record(dataset: str, splits) -> dict:
+    """What a run directory records of users' own data besides the flags:
+    the image shape and classes (known in advance for standard datasets)."""
+    from enas_tf.data.images import IMAGE_SHAPES  # pylint: disable=import-outside-toplevel
+
+    if dataset in IMAGE_SHAPES:
+        return {}
+    record = {"image_shape": list(splits.image_shape), "num_classes": splits.num_classes}
+    if splits.class_names:
+        record["class_names"] = list(splits.class_names)
+    return record
 
 
 def define_strategy_flags() -> None:

@@ -141,18 +141,21 @@ def open_search_run(run_dir: str) -> SearchRun:
         dataset = run["data"]["dataset"]
     except (KeyError, TypeError, AttributeError, UserError) as e:
         raise UserError(f"{path} does not hold valid search settings ({e}).") from None
-    if dataset not in IMAGE_SHAPES:
+    # Users' own data: the run recorded its shape and classes.
+    image_shape = IMAGE_SHAPES.get(dataset) or run["data"].get("image_shape")
+    num_classes = NUM_CLASSES.get(dataset) or run["data"].get("num_classes")
+    if not image_shape or not num_classes:
         raise UserError(
             f"The search in {run_dir} ran on dataset {dataset!r}, whose image "
-            f"shape is unknown; --init_from_search needs one of "
-            f"{', '.join(IMAGE_SHAPES)}."
+            f"shape is unknown (its config.json records none); --init_from_search "
+            f"needs one of {', '.join(IMAGE_SHAPES)} or a run that recorded it."
         )
     return SearchRun(
         run_dir=run_dir,
         config=config,
         dataset=dataset,
-        image_shape=IMAGE_SHAPES[dataset],
-        num_classes=NUM_CLASSES[dataset],
+        image_shape=tuple(int(d) for d in image_shape),
+        num_classes=int(num_classes),
         checkpoints=_checkpoints(os.path.join(run_dir, CHECKPOINTS)),
     )
 

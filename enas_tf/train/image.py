@@ -308,6 +308,7 @@ def _summary(space, arc, splits, twin, output_dir, aux, measured, config) -> dic
         "dataset": splits.name,
         "image_shape": list(splits.image_shape),
         "num_classes": splits.num_classes,
+        **({"class_names": list(splits.class_names)} if splits.class_names else {}),
         "mean": [float(v) for v in splits.mean],
         "std": [float(v) for v in splits.std],
         "epochs": len(history),

@@ -43,6 +43,10 @@ BAD_INPUT = [
     # The flag's old name is an alias.
     (["--output_dir=x", "--controller=evolution"], ["--algorithm=evolution"]),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
+    # Users' own data: a folder of class subfolders or a TFDS name.
+    (["--output_dir=x", "--dataset=bogus"], ["Unknown image dataset 'bogus'", "tfds:NAME"]),
+    (["--output_dir=x", "--dataset=folder"], ["--dataset=folder needs --data_dir"]),
+    (["--output_dir=x", "--dataset=folder", "--data_dir=."], ["has 0 class subfolder"]),
     # A strategy's own setting is checked with the others.
     (["--output_dir=x", "--controller_lr=0"], ["controller_lr must be > 0"]),
     (
