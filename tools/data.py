@@ -28,7 +28,7 @@ from enas_tf.runtime import cli
 # Digit and letter images must not be mirrored.
 NO_FLIP = ("digits", "mnist", "fashion_mnist")
 
-flags.DEFINE_enum("dataset", "digits", [*data.IMAGE_DATASETS, "ptb"], "Dataset to load.")
+cli.define_dataset_flag("Dataset to load.")
 flags.DEFINE_string(
     "data_dir",
     None,
