@@ -242,3 +242,15 @@ def read_events(log_dir: str | Path) -> dict:
                     item = tf.make_ndarray(value.tensor)
                 found.setdefault(value.tag, []).append((event.step, item))
     return found
+
+
+def shared_ptb_dir() -> Path:
+    """The Penn Treebank copy of the tests and benchmarks: $ENAS_TF_PTB_DIR,
+    else the first `shared/data/ptb` beside the repository or one of its
+    parent folders (the project's `../shared`); the path of the first
+    candidate (missing) when none exists, so tests skip with it named."""
+    if os.environ.get("ENAS_TF_PTB_DIR"):
+        return Path(os.environ["ENAS_TF_PTB_DIR"])
+    root = Path(__file__).resolve().parents[1]
+    candidates = [parent / "shared" / "data" / "ptb" for parent in root.parents]
+    return next((c for c in candidates if c.is_dir()), candidates[0])

@@ -9,8 +9,9 @@ import pytest
 
 from enas_tf.data import ptb
 from enas_tf.errors import DataError
+from enas_tf.testing import shared_ptb_dir
 
-REAL_PTB = Path(__file__).resolve().parents[3] / "shared" / "data" / "ptb"
+REAL_PTB = shared_ptb_dir()
 
 
 def _enas_rule(text: str) -> list[str]:

@@ -1,7 +1,6 @@
 """Tests of the enas_lm losses, steps and evaluation."""
 
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,10 +12,11 @@ from enas_tf.data.ptb import batchify, load_ptb
 from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import FixedRnnLM, SharedRnnLM
 from enas_tf.lm.steps import Regularizers
+from enas_tf.testing import shared_ptb_dir
 
 V, H, L = 30, 8, 4
 SMALL = {"vocab_size": V, "hidden_size": H}
-PTB_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ptb"
+PTB_DIR = shared_ptb_dir()
 
 
 def window(seed=0, batch=3, time=6):

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from enas_tf.testing import shared_ptb_dir
+
 ROOT = Path(__file__).resolve().parents[2]
-PTB = ROOT.parent / "shared" / "data" / "ptb"
+PTB = shared_ptb_dir()
 
 
 def run_data(*args):
