@@ -359,6 +359,20 @@ def _unavailable(
     reason: str | None = None,
 ) -> str:
     """The one-paragraph message for a dataset found neither locally nor in TFDS."""
+    head = f"Dataset {name!r} is not available offline."
+    if reason is not None:
+        head = f"Dataset {name!r} could not be loaded ({reason})."
+    fetch = (
+        "check the network connection and retry with --download"
+        if download
+        else "pass --download (download=True) to let tensorflow-datasets fetch it"
+    )
+    if name not in NUM_CLASSES:  # any other TFDS dataset (`tfds:NAME`): no official files
+        return (
+            f"{head} Looked for a prepared TFDS copy in "
+            f"{tfds_dir or 'the default TFDS directory'}. Provide it with --data_dir=DIR, "
+            f"a tensorflow-datasets data directory holding {name}/, or {fetch}."
+        )
     if name in CIFAR:
         folder, archive = CIFAR[name][:2]
         what = "the official python batches"
@@ -366,19 +380,11 @@ def _unavailable(
     else:
         what = "the IDX files"
         how = f"{', '.join(IDX_FILES)} (each plain or .gz)"
-    head = f"Dataset {name!r} is not available offline."
-    if reason is not None:
-        head = f"Dataset {name!r} could not be loaded ({reason})."
     where = ", ".join(str(p) for p in searched)
     looked = (
         f"Looked for {what} in {where} and"
         if where
         else ("No data_dir was given, so no local copy was searched for; looked")
-    )
-    fetch = (
-        "check the network connection and retry with --download"
-        if download
-        else "pass --download (download=True) to let tensorflow-datasets fetch it"
     )
     return (
         f"{head} {looked} for a prepared TFDS copy in "
