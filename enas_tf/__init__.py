@@ -17,6 +17,8 @@ import TensorFlow until a TensorFlow-backed piece is used:
 - `export`, `viz`: SavedModel/TFLite export, architecture drawings.
 - `runtime`: checkpoints, run directories, distribution, precision.
 - `errors`: `UserError` and its subclasses.
+- `api`: `ArchitectureSearch`, the Keras-style entry point (search your
+  arrays or tf.data datasets, inspect, build and train the best).
 
 `enas_tf.draw` is kept as the name of `enas_tf.viz.draw`.
 """
@@ -46,13 +48,18 @@ _SUBMODULES = {
     )
 }
 _SUBMODULES["draw"] = "enas_tf.viz.draw"
+_SUBMODULES["api"] = "enas_tf.api"
+# Classes of the Keras-style API, at the top: `enas_tf.ArchitectureSearch`.
+_API = ("ArchitectureSearch",)
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(_SUBMODULES[name])
+    if name in _API:
+        return getattr(importlib.import_module("enas_tf.api"), name)
     raise AttributeError(f"module 'enas_tf' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_SUBMODULES])
+    return sorted([*globals(), *_SUBMODULES, *_API])

@@ -45,6 +45,7 @@ LAYERS = (
     ("train",),
     ("search",),
     ("export",),
+    ("api",),
     ("testing",),
 )
 

@@ -201,6 +201,7 @@ def _load_custom(name, data_dir, valid_size, download, tfds_data_dir, train_size
 def from_arrays(
     train: Any,
     test: Any = None,
+    valid: Any = None,
     valid_size: int | None = None,
     train_size: int | None = None,
     name: str = "arrays",
@@ -214,7 +215,9 @@ def from_arrays(
         (pseudo-randomly ordered) tail is the validation split.
       test: the same for the test split; None: every fifth training image
         of each class.
-      valid_size: validation images (default: a tenth of the training ones).
+      valid: the same for the validation split; None: the tail of `train`.
+      valid_size: validation images carved off `train` when `valid` is None
+        (default: a tenth of the training ones).
       train_size: as in `load_images`.
       name: the dataset's name in summaries and run directories.
       class_names: the classes' names, if known.
@@ -242,15 +245,31 @@ def from_arrays(
                 f"give both one shape."
             )
         arrays = (x, y, tx, ty)
+    if valid is not None:
+        vx, vy = as_arrays(valid, "The validation data")
+        vx = to_uint8(vx, "The validation images")
+        vy = to_labels(vy, len(vx), "The validation labels")
+        if vx.shape[1:] != x.shape[1:]:
+            raise DataError(
+                f"The validation images are {vx.shape[1:]}, the training images "
+                f"{x.shape[1:]}; give both one shape."
+            )
+        splits = _custom_splits(name, *arrays, 0, train_size, class_names, extra=(vx, vy))
+        return splits
     return _custom_splits(name, *arrays, valid_size, train_size, class_names)
 
 
 def _custom_splits(
-    name, train_x, train_y, test_x, test_y, valid_size, train_size, class_names
+    name, train_x, train_y, test_x, test_y, valid_size, train_size, class_names, extra=None
 ) -> ImageSplits:
-    """Users' data in a fixed pseudo-random order, then `_make_splits`."""
+    """Users' data in a fixed pseudo-random order, then `_make_splits`;
+    `extra`: a given validation split (images, labels), appended as the tail."""
     order = np.random.default_rng(0).permutation(len(train_x))
     train_x, train_y = train_x[order], np.asarray(train_y)[order]
+    if extra is not None:
+        train_x = np.concatenate([train_x, extra[0]])
+        train_y = np.concatenate([train_y, extra[1]])
+        valid_size = len(extra[0])
     labels = np.concatenate([np.asarray(train_y), np.asarray(test_y)])
     num_classes = len(class_names) if class_names else int(labels.max()) + 1 if labels.size else 0
     if len(np.unique(train_y)) < 2:

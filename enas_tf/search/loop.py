@@ -126,6 +126,9 @@ class SearchBase:
         strategy: tf.distribute.Strategy | None = None,
     ):
         self.config, self.output_dir, self.verbose = config, output_dir, verbose
+        # Keras callbacks: on_train_begin, on_epoch_end(epoch, logs=the
+        # epoch's metrics), on_train_end(logs=the derived best).
+        self.callbacks: list[keras.callbacks.Callback] = []
         self.space = config.search_space()
         self.strategy = strategy or tf.distribute.get_strategy()
         # Multi-worker: the chief writes the run directory, the others wait.
@@ -307,6 +310,8 @@ class SearchBase:
             _keep_epochs(log_path, int(self.epoch.numpy()))
         if self.verbose and self.TRACE_NOTE and int(self.epoch.numpy()) < self.config.epochs:
             print(self.TRACE_NOTE)
+        for callback in self.callbacks:
+            callback.on_train_begin()
         while int(self.epoch.numpy()) < self.config.epochs:
             epoch = int(self.epoch.numpy())
             start = time.time()
@@ -356,8 +361,13 @@ class SearchBase:
             self.controller_done.assign(0)
             self.child_sums.assign(tf.zeros_like(self.child_sums))
             self.saver.save()
+            for callback in self.callbacks:
+                callback.on_epoch_end(epoch, logs=dict(metrics))
             self._stop_if_requested(inside_epoch=False)
-        return self.derive()
+        result = self.derive()
+        for callback in self.callbacks:
+            callback.on_train_end(logs=dict(result))
+        return result
 
     def derive(self) -> dict[str, Any]:
         """Samples `derive_samples` architectures, scores them, writes the best

@@ -241,7 +241,7 @@ def train_child(
                 model, init_from_search, inherited, output_dir, verbose, write=workers.is_chief
             )
         aux = len(model.outputs) == 2
-        _compile(model, child, train, splits.num_classes, steps_per_epoch, aux)
+        compile_child(model, child, train, splits.num_classes, steps_per_epoch, aux)
         epoch_data = functools.partial(_epoch_data, splits, train, aux)
         valid_data = _valid_data(splits, train, aux)
         stop = StopRequest()
@@ -322,8 +322,10 @@ def _summary(space, arc, splits, twin, output_dir, aux, measured, config) -> dic
     return summary
 
 
-def _compile(model, child: ChildConfig, train: TrainConfig, num_classes, steps_per_epoch, aux):
-    """ENAS's optimiser and losses on `model` (under the strategy's scope)."""
+def compile_child(model, child: ChildConfig, train: TrainConfig, num_classes, steps_per_epoch, aux):
+    """Compiles `model` with ENAS's optimiser and losses (under the
+    strategy's scope when distributed): SGD with Nesterov momentum, cosine
+    restarts per epoch of `steps_per_epoch`, the auxiliary head's weight."""
     loss = sparse_cross_entropy(train.label_smoothing, num_classes)
     schedule = EpochCosineRestarts(
         train.lr_max, train.lr_min, train.lr_t0, train.lr_t_mul, steps_per_epoch
