@@ -61,7 +61,7 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         # pytest runs the suite; ruff (pinned: its format changes between
         # releases) checks lint and format in CI.
-        "test": ["pytest>=7", "ruff==0.17.6"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff==0.17.6"],
     },
     entry_points={
         "console_scripts": [f"enas-{tool}=enas_tf.tools.{tool}:run" for tool in TOOLS],
