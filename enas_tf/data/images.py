@@ -225,9 +225,7 @@ def from_arrays(
     Raises:
       DataError: for arrays that are not images and labels, or one class.
     """
-    x, y = as_arrays(train, "The training data")
-    x = to_uint8(x, "The training images")
-    y = to_labels(y, len(x), "The training labels")
+    x, y = _read_arrays(train, "training")
     if test is None:
         rank = np.zeros(len(y), np.int64)
         for label in np.unique(y):
@@ -236,27 +234,25 @@ def from_arrays(
         held = rank % 5 == 0
         arrays = (x[~held], y[~held], x[held], y[held])
     else:
-        tx, ty = as_arrays(test, "The test data")
-        tx = to_uint8(tx, "The test images")
-        ty = to_labels(ty, len(tx), "The test labels")
-        if tx.shape[1:] != x.shape[1:]:
-            raise DataError(
-                f"The test images are {tx.shape[1:]}, the training images {x.shape[1:]}; "
-                f"give both one shape."
-            )
-        arrays = (x, y, tx, ty)
+        arrays = (x, y, *_read_arrays(test, "test", x.shape[1:]))
     if valid is not None:
-        vx, vy = as_arrays(valid, "The validation data")
-        vx = to_uint8(vx, "The validation images")
-        vy = to_labels(vy, len(vx), "The validation labels")
-        if vx.shape[1:] != x.shape[1:]:
-            raise DataError(
-                f"The validation images are {vx.shape[1:]}, the training images "
-                f"{x.shape[1:]}; give both one shape."
-            )
-        splits = _custom_splits(name, *arrays, 0, train_size, class_names, extra=(vx, vy))
-        return splits
+        extra = _read_arrays(valid, "validation", x.shape[1:])
+        return _custom_splits(name, *arrays, 0, train_size, class_names, extra=extra)
     return _custom_splits(name, *arrays, valid_size, train_size, class_names)
+
+
+def _read_arrays(data: Any, split: str, shape=None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images and int32 labels of one split given in Python, checked
+    (against the training images' `shape`)."""
+    x, y = as_arrays(data, f"The {split} data")
+    x = to_uint8(x, f"The {split} images")
+    y = to_labels(y, len(x), f"The {split} labels")
+    if shape is not None and x.shape[1:] != shape:
+        raise DataError(
+            f"The {split} images are {x.shape[1:]}, the training images {shape}; "
+            f"give both one shape."
+        )
+    return x, y
 
 
 def _custom_splits(

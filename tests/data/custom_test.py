@@ -152,3 +152,15 @@ def test_unknown_dataset_names_list_the_choices(name):
 def test_a_tfds_dataset_without_a_prepared_copy(tmp_path):
     with pytest.raises(DataError, match="no_such_dataset"):
         load_images("tfds:no_such_dataset", data_dir=str(tmp_path))
+
+
+def test_a_given_validation_split_is_used_as_is():
+    x = np.arange(40 * 4, dtype=np.uint8).reshape(40, 2, 2)
+    y = np.arange(40) % 4
+    valid = (np.full((6, 2, 2), 7, np.uint8), np.arange(6) % 4)
+    splits = from_arrays((x, y), test=(x[:4], y[:4]), valid=valid)
+    assert len(splits.train_images) == 40
+    np.testing.assert_array_equal(splits.valid_images[..., 0], valid[0])
+    np.testing.assert_array_equal(splits.valid_labels, valid[1])
+    with pytest.raises(DataError, match=r"validation images are \(3, 3, 1\)"):
+        from_arrays((x, y), valid=(np.zeros((2, 3, 3), np.uint8), [0, 1]))
