@@ -164,12 +164,37 @@ class RnnControllerTest(tf.test.TestCase, parameterized.TestCase):
             self.assertGreater(float(tf.reduce_sum(tf.abs(g))), 0.0, msg=v.path)
 
     def test_reinforce_update_runs(self):
+        """One REINFORCE update of the rnn controller: the metrics are the
+        trainer's formulas computed by hand from the controller's scores,
+        and the step lowers the loss it reports (the low-reward arcs lose
+        the most probability)."""
         controller = RnnController(num_nodes=3, seed=0, **SMALL)
-        trainer = Reinforce(controller, learning_rate=5e-5, num_aggregate=4)
+        for v in controller.trainable_variables:  # larger, so one step shows
+            v.assign(v * 50.0)
+        trainer = Reinforce(controller, learning_rate=0.01, num_aggregate=4)
         sample = trainer.sample(4)
-        metrics = trainer.update(sample.arc, [1.0, 0.5, 0.2, 0.9])
+        rewards = np.array([1.0, 0.5, 0.2, 0.9])
+        scored = controller.log_prob_and_entropy(sample.arc)
+        log_prob, entropy = (np.float64(t.numpy()) for t in (scored.log_prob, scored.entropy))
+        total = rewards + 1e-4 * entropy  # the entropy bonus
+        baselines, b = [], total[0]  # starts at the first reward
+        for r in total:
+            b -= (1 - 0.99) * (b - r)
+            baselines.append(b)
+        advantage = total - np.array(baselines)
+        loss = np.mean(-log_prob * advantage)
+        metrics = trainer.update(sample.arc, rewards)
         self.assertNotIn("skip_rate", metrics)
-        self.assertTrue(np.isfinite(metrics["loss"]))
+        self.assertAllClose(metrics["loss"], loss, rtol=1e-5)
+        self.assertAllClose(metrics["baseline"], baselines[-1], rtol=1e-6)
+        self.assertAllClose(metrics["reward"], rewards.mean(), rtol=1e-6)
+        self.assertAllClose(metrics["entropy"], entropy.mean(), rtol=1e-5)
+        self.assertAllClose(metrics["log_prob"], log_prob.mean(), rtol=1e-5)
+        self.assertEqual(metrics["skipped"], 0.0)
+        after = np.float64(controller.log_prob_and_entropy(sample.arc).log_prob.numpy())
+        # Measured: the loss drops by 7.6e-4, arc 2 (reward 0.2) loses 2.6e-3.
+        self.assertLess(np.mean(-after * advantage), loss - 2e-4)
+        self.assertEqual(int(np.argmin(after - log_prob)), 2)
 
     def test_config_round_trip(self):
         controller = RnnController(

@@ -137,7 +137,12 @@ def test_supernet_loss_agrees_with_float32(digits):
         keras.utils.set_random_seed(0)
         reference = build_supernet(config, digits.image_shape, 10)
         initial = [v.numpy() for v in reference.variables]
+        statistics = [v.numpy() for v in reference.non_trainable_variables]
         expected = _loss(reference(images, arc=arc, training=True), labels)
+        # The forward pass's update of each moving statistic (0 in the rows
+        # of ops the arc does not use).
+        updates = [v.numpy() - s for v, s in zip(reference.non_trainable_variables, statistics)]
+        assert sum(bool(u.any()) for u in updates) > len(updates) // 3
         for name in MIXED:
             with precision.policy(name):
                 net = build_supernet(config, digits.image_shape, 10)
@@ -147,13 +152,23 @@ def test_supernet_loss_agrees_with_float32(digits):
             logits = net(images, arc=arc, training=True)
             assert logits.dtype == tf.float32
             assert _loss(logits, labels) == pytest.approx(expected, rel=LOSS_RTOL[name])
-            # The moving statistics were updated in float32, alike.
-            np.testing.assert_allclose(
-                net.non_trainable_variables[1].numpy(),
-                reference.non_trainable_variables[1].numpy(),
-                rtol=0.05,
-                atol=0.05,
-            )
+            # The moving statistics were updated alike: every update within
+            # LOSS_RTOL of its size (the largest in each variable); measured
+            # 0.2% (float16) and 0.9% (bfloat16) off, from the 16-bit
+            # activations. A skipped update is 100% off, a momentum of 0.91
+            # instead of 0.9 10%, the update of a wrong row 100%, and batch
+            # statistics summed in float16 over the 2,048 values of a stem
+            # channel over 100% (the sum of squares loses its low bits).
+            # Statistics stored in float16 are caught by the dtype check
+            # above (their rounding, 0.3%, is within the tolerance).
+            for v, before, update in zip(net.non_trainable_variables, statistics, updates):
+                np.testing.assert_allclose(
+                    v.numpy() - before,
+                    update,
+                    rtol=0,
+                    atol=LOSS_RTOL[name] * np.abs(update).max(),
+                    err_msg=v.name,
+                )
 
 
 @pytest.mark.parametrize(

@@ -75,10 +75,24 @@ def test_search_derives_and_resumes(digits, tmp_path):
     assert [step for step, _ in events["child/loss"]] == [1, 2]
 
 
+def _check_derived(search, result, out):
+    """The derived arc is a valid arc of the space, written, the best-scored
+    of the sampled candidates, and scores what was recorded."""
+    space = spaces.MicroSpace(num_nodes=2)
+    arc = space.parse(result["best_arc"])
+    assert space.format(space.validate(list(arc))) == result["best_arc"]
+    assert (out / "best_arc.txt").read_text().strip() == result["best_arc"]
+    candidates = json.loads((out / "candidates.json").read_text())["candidates"]
+    assert len(candidates) == result["candidates"] >= 1
+    best = max(candidates, key=lambda c: c["valid_accuracy"])
+    assert best == {"arc": result["best_arc"], "valid_accuracy": result["valid_accuracy"]}
+    assert search.score(arc) == pytest.approx(result["valid_accuracy"], abs=1e-6)
+
+
 def test_random_search_and_refusals(digits, tmp_path):
     random = TINY.replace(algorithm="random")
-    result = Search(random, digits, str(tmp_path / "r"), verbose=0).run()
-    assert len(result["best_arc"].split()) == 16
+    search = Search(random, digits, str(tmp_path / "r"), verbose=0)
+    _check_derived(search, search.run(), tmp_path / "r")
     with pytest.raises(UserError, match="search.algorithm: 'random' -> 'reinforce'"):
         Search(TINY, digits, str(tmp_path / "r"), verbose=0)
     # A run written before the configs nested (a flat `search`, with every
@@ -162,8 +176,7 @@ def test_mirrored_strategy_matches_one_device(digits, tmp_path):
     for v in two.net.non_trainable_variables:
         copies = [c.numpy() for c in v.value.values]
         np.testing.assert_allclose(copies[0], copies[1], atol=1e-6)
-    result = two.run()  # a whole epoch and the derive step
-    assert len(result["best_arc"].split()) == 16
+    _check_derived(two, two.run(), tmp_path / "two")  # a whole epoch and the derive step
     assert two.child_step.experimental_get_tracing_count() == 1
 
 

@@ -139,12 +139,26 @@ def test_bad_json_file(tmp_path):
 
 
 def test_runs_as_module():
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.arc", "validate", "enas_lm_ptb"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    """`python -m tools.arc` is the same tool: the same output as the
+    script, and the same one-line errors."""
+
+    def as_module(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "tools.arc", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    result = as_module("validate", "enas_lm_ptb")
     assert result.returncode == 0, result.stderr
+    assert result.stdout == "valid rnn(num_nodes=8, num_funcs=4) architecture\n"
+    result = as_module("show", "enas_micro_final")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == run_arc("show", "enas_micro_final").stdout
+    assert f"# arc: {MICRO}" in result.stdout
+    result = as_module("validate", "--space=rnn", "0 2 1 9")
+    assert_user_error(result, "position 3 (node2/activation)", "received: 9")
+    assert result.stderr.startswith("arc.py: error: ")

@@ -21,8 +21,25 @@ from enas_tf.train.lm import IterateAverage, averaging_due, describe, train_lm
 
 SPACE = RnnSpace(num_nodes=3)
 ARC = SPACE.parse("0 2 1 0 1 1")
+# Settings that learn in 50 steps: light dropout, a larger initialisation
+# (from the default 0.05, cells without a sigmoid sit near h = 0 with tiny
+# gradients for a hundred steps) and a learning rate that stays stable.
 TINY = LmTrainConfig(
-    hidden_size=8, batch_size=4, bptt=5, epochs=2, max_steps_per_epoch=5, eval_batch_size=2, seed=1
+    hidden_size=8,
+    batch_size=4,
+    bptt=5,
+    epochs=2,
+    max_steps_per_epoch=25,
+    eval_batch_size=2,
+    seed=1,
+    init_range=0.5,
+    learning_rate=5.0,
+    grad_bound=1.0,
+    drop_e=0.05,
+    drop_i=0.1,
+    drop_x=0.3,
+    drop_l=0.1,
+    drop_o=0.3,
 )
 
 
@@ -34,11 +51,14 @@ def corpus(tmp_path_factory):
 def test_trains_evaluates_saves_and_resumes(corpus, tmp_path):
     out = tmp_path / "run"
     summary = train_lm(SPACE, ARC, TINY, corpus, str(out), verbose=0)
-    assert summary["epochs"] == 2 and summary["steps"] == 10
+    assert summary["epochs"] == 2 and summary["steps"] == 50
     assert summary["arc"] == "0 2 1 0 1 1" and summary["task"] == "lm"
     # Every test target is scored, at batch 1 with the state carried.
     assert summary["test_targets"] == len(corpus.test) - 1
-    assert 1.0 < summary["test_perplexity"] < 2 * corpus.vocab_size  # 10 steps
+    # Learned something: a uniform model scores the vocabulary size, 31, an
+    # untrained one 30-33 (seeds 1-5); 50 steps reach 13-17, below the
+    # unigram perplexity (19.9).
+    assert 1.0 < summary["test_perplexity"] < 0.75 * corpus.vocab_size
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -51,7 +71,7 @@ def test_trains_evaluates_saves_and_resumes(corpus, tmp_path):
     assert summary["params"] == corpus.vocab_size * 8 + 4 * 64 + 2 * 3 * 64
     # Resume with more epochs: continues after epoch 2.
     more = train_lm(SPACE, ARC, dataclasses.replace(TINY, epochs=3), corpus, str(out), verbose=0)
-    assert more["resumed"] and more["epochs"] == 3 and more["steps"] == 15
+    assert more["resumed"] and more["epochs"] == 3 and more["steps"] == 75
     assert json.loads((out / "summary.json").read_text())["epochs"] == 3
     events = read_events(out / "logs")
     assert events["files"] == 2 and len(events["_hparams_/session_start_info"]) == 1

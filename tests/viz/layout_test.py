@@ -1,5 +1,6 @@
 """Layered layout: ranks, no overlapping boxes, edges from box to box."""
 
+import numpy as np
 import pytest
 
 from enas_tf.viz.layout import _spaced, layered_layout
@@ -69,8 +70,30 @@ def test_edges_run_from_bottom_to_top_and_avoid_boxes():
             assert not (box[0] <= x <= box[2] and box[1] < bottom and top < box[3])
 
 
-def test_deterministic():
-    assert layered_layout(SIZES, EDGES, pull=PULL) == layered_layout(SIZES, EDGES, pull=PULL)
+def test_deterministic_ties_broken_by_node_index():
+    """Node 0 feeds nodes 1 and 2: a tie (both barycentres 0), so the lower
+    index goes left. By hand, with node_gap 22 and rank_gap 34: rank 1 is
+    centred at x = 0 with centres -+(40 + 22) / 2 = -+31, node 0 above
+    their mean at 0; shifted right by 51 (the left edge of node 1). Node 0's
+    two out-ports split its bottom side in thirds, in the order of their
+    targets; each in-port is its box's middle."""
+    for _ in range(2):  # no state carried from one call (or from the big graph) to the next
+        layout = layered_layout([(40, 20)] * 3, [(0, 1), (0, 2)])
+        assert (layout.width, layout.height) == (102.0, 74.0)
+        assert layout.boxes == (
+            (31.0, 0.0, 71.0, 20.0),
+            (0.0, 54.0, 40.0, 74.0),
+            (62.0, 54.0, 102.0, 74.0),
+        )
+        np.testing.assert_allclose(
+            layout.edges,
+            [((31 + 40 / 3, 20.0), (20.0, 54.0)), ((31 + 80 / 3, 20.0), (82.0, 54.0))],
+            rtol=1e-12,
+        )
+        layered_layout(SIZES, EDGES, pull=PULL)
+    # Widths differ: still by index (node 1, the wide one, on the left).
+    layout = layered_layout([(40, 20), (80, 20), (40, 20)], [(0, 1), (0, 2)])
+    assert layout.boxes[1][2] + 22 == layout.boxes[2][0]
 
 
 def test_rejects_backward_edges():
