@@ -66,9 +66,23 @@ def test_memory_stays_flat_over_500_architectures(trained):
 
 
 def test_one_trace_serves_every_architecture(trained):
-    _, step, _, _, losses = trained
+    """The traced step computes each arc's own loss (an eager forward pass
+    of that arc with batch statistics), not the first traced arc's; the
+    last arcs it trained (the fixture's seeds 19, 18, 17) now score lower
+    than at their own step (measured after the fixture alone: by 15-36%; an
+    earlier arc may score worse after steps on others)."""
+    net, step, images, labels, losses = trained
+    now = []
+    for seed in (19, 18, 17):
+        arc = np.asarray(net.space.random_arc(seed), np.int32)
+        logits = net(images, arc=arc, batch_stats=True)
+        now.append(
+            float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
+        )
+        assert float(step(images, labels, arc)) == pytest.approx(now[-1], rel=1e-5)
+        assert now[-1] < 0.95 * losses[seed], (seed, now[-1], losses[seed])
+    assert len(set(now)) == 3  # the arcs compute different functions
     assert step.experimental_get_tracing_count() == 1
-    assert all(np.isfinite(losses))
 
 
 @pytest.mark.parametrize("seed", range(6))

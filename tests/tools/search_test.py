@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from enas_tf.testing import run_at_once
+from enas_tf.data import load_images
+from enas_tf.testing import keras_probs, run_at_once, tflite_interpreter, tflite_probs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,4 +176,15 @@ def test_macro_search_then_inherited_training_and_export(tmp_path):
         timeout=600,
     )
     assert exported.returncode == 0, exported.stderr
-    assert (train / "export" / "saved_model").is_dir()
+    # The export reloads with plain TensorFlow and computes the trained
+    # network's probabilities (the Keras model, normalised by hand).
+    out = train / "export"
+    assert json.loads((out / "export_report.json").read_text())["passed"]
+    images = load_images("digits").test_images[:100]
+    expected = keras_probs(train, images)
+    assert len(set(expected.argmax(1))) > 1  # not a constant network
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+    probs = serve(images=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    interpreter = tflite_interpreter(out / "model_float32.tflite")
+    np.testing.assert_allclose(tflite_probs(interpreter, images), expected, atol=1e-5)
