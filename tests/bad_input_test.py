@@ -357,7 +357,12 @@ CASES = [
         "train-unknown-dataset",
         "train",
         ["--arc=enas_micro_final", "--dataset=imagenet", "--output_dir={out}"],
-        ["--dataset=imagenet", "digits|mnist|fashion_mnist|cifar10|cifar100|ptb"],
+        [
+            "--dataset=imagenet",
+            "digits, mnist, fashion_mnist, cifar10, cifar100, folder",
+            "tfds:NAME",
+            "ptb",
+        ],
     ),
     case(
         "search-unknown-dataset",

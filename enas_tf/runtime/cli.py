@@ -71,7 +71,7 @@ def define_dataset_flag(help_text: str) -> None:
             try:
                 check_dataset_name(name)
             except UserError as e:
-                raise flags.ValidationError(str(e)) from None
+                raise flags.ValidationError(f"{e} Language models: ptb.") from None
         return True
 
     choices = ", ".join([*IMAGE_DATASETS, "ptb", "folder", "tfds:NAME"])
