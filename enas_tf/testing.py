@@ -16,7 +16,9 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import warnings
+import zlib
 from pathlib import Path
 
 import keras
@@ -150,16 +152,94 @@ def run_at_once(commands: dict, timeout: float = 600) -> dict:
                 proc.communicate()
 
 
+# Lock files of the ports `free_ports` handed out, kept open (locked) until
+# this process exits.
+_PORT_LOCKS: list = []
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for port 0 and outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(v) for v in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _port_candidates() -> list[int]:
+    """Ports outside the kernel's ephemeral range, in the order
+    `free_ports` tries them: from an offset keyed on the process id (and
+    the pytest-xdist worker), so concurrent test processes start apart."""
+    low, high = _ephemeral_range()
+    ports = [p for p in range(20000, 65536) if not low <= p <= high]
+    if len(ports) < 1000:  # the kernel owns nearly everything: share it
+        ports = list(range(20000, 65536))
+    key = f"{os.getpid()}:{os.environ.get('PYTEST_XDIST_WORKER', '')}"
+    start = zlib.crc32(key.encode()) % len(ports)
+    return ports[start:] + ports[:start]
+
+
+def _bindable(port: int) -> bool:
+    """Whether nothing holds `port` on any address (without SO_REUSEADDR,
+    so a connection in TIME_WAIT counts too)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_lock_path(port: int) -> Path:
+    """The file whose lock (`fcntl.flock`) reserves `port` (`free_ports`)."""
+    return Path(tempfile.gettempdir()) / f"enas_tf_ports_{os.getuid()}" / f"{port}.lock"
+
+
+def _reserve(port: int) -> bool:
+    """Locks `port`'s lock file until this process exits and checks that
+    the port is free; False if another process (or an earlier call) has
+    the lock, or the port is taken."""
+    try:
+        import fcntl  # noqa: PLC0415 (POSIX only)
+    except ImportError:  # no locks: the range and the check only
+        return _bindable(port)
+    path = port_lock_path(port)
+    path.parent.mkdir(exist_ok=True)
+    lock = open(path, "a")  # noqa: SIM115 (held open)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return False
+    if not _bindable(port):
+        lock.close()  # unlocks
+        return False
+    _PORT_LOCKS.append(lock)
+    return True
+
+
 def free_ports(count: int = 2) -> list[int]:
-    """`count` TCP ports of 127.0.0.1 free right now (for the `TF_CONFIG`
-    of local multi-worker runs)."""
-    socks = [socket.socket() for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
+    """`count` distinct TCP ports for the `TF_CONFIG` of a local
+    multi-worker run, which no other socket takes before its workers bind
+    them.
+
+    Ports found free by binding port 0 and released (what this did before)
+    go back to the kernel's ephemeral range, where any socket's port 0 or
+    outgoing connection (another test's, a worker's) may get one before the
+    workers bind it. These come from outside that range, so the kernel never
+    hands them out; a lock file per port, held until this process exits,
+    keeps them from other processes using `free_ports` (pytest-xdist
+    workers, parallel CI runs) and from later calls; and each is checked
+    free by binding it.
+    """
+    ports = []
+    for port in _port_candidates():
+        if _reserve(port):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"No {count} free TCP ports outside the kernel's ephemeral range.")
 
 
 def make_standin_run(run_dir: Path, epochs: int = 2) -> None:

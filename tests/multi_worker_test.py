@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from enas_tf import testing
 from enas_tf.testing import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,6 +208,53 @@ def test_training_on_two_workers_matches_one_process(tmp_path):
     assert a["final_valid_accuracy"] == b["final_valid_accuracy"] is not None
     assert "the chief wrote" in results[1][1]
     assert (two / "model.keras").exists()
+
+
+# Another process reserving ports as `free_ports` does (locks on the first
+# ports this process would try) and listening on the next one.
+_OTHER_PROCESS = """
+import fcntl, socket, sys
+ports = [int(p) for p in sys.argv[1:]]
+locks = [open(path, "a") for path in sys.stdin.readline().split()]
+for lock in locks:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+listener = socket.socket()
+listener.bind(("127.0.0.1", ports[-1]))
+listener.listen()
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_worker_ports_are_reserved_until_the_workers_bind():
+    """`free_ports` takes no port the kernel may give another socket (port 0,
+    outgoing connections) before the workers bind it, never hands a port out
+    twice, and skips ports another process reserved or listens on."""
+    low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    first = free_ports(3)
+    assert len(set(first)) == 3 and not any(low <= port <= high for port in first)
+    # The ports this process would try next (it tries them in order):
+    # another process takes them.
+    candidates = testing._port_candidates()
+    after = candidates.index(first[-1]) + 1
+    taken = candidates[after : after + 6]
+    for port in taken[:5]:
+        testing.port_lock_path(port).parent.mkdir(exist_ok=True)
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS, *map(str, taken)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        other.stdin.write(" ".join(str(testing.port_lock_path(p)) for p in taken[:5]) + "\n")
+        other.stdin.flush()
+        assert other.stdout.readline() == "ready\n"
+        second = free_ports(3)
+    finally:
+        other.communicate("\n", timeout=10)
+    assert not set(second) & set(first + taken), (first, taken, second)
+    assert not any(low <= port <= high for port in second)
 
 
 def test_bad_tf_config_is_a_user_error(tmp_path):

@@ -157,8 +157,9 @@ def test_supernet_loss_agrees_with_float32(digits):
             # 0.2% (float16) and 0.9% (bfloat16) off, from the 16-bit
             # activations. A skipped update is 100% off, a momentum of 0.91
             # instead of 0.9 10%, the update of a wrong row 100%, and batch
-            # statistics summed in float16 over the 2,048 values of a stem
-            # channel over 100% (the sum of squares loses its low bits).
+            # statistics accumulated one by one in float16 over the 2,048
+            # values of a stem channel over 100% (numpy: the running sum of
+            # squares loses the low bits of each term).
             # Statistics stored in float16 are caught by the dtype check
             # above (their rounding, 0.3%, is within the tolerance).
             for v, before, update in zip(net.non_trainable_variables, statistics, updates):
