@@ -41,7 +41,8 @@ _NOISE = re.compile(
     rb"|retrieving CUDA diagnostic information for host"
     rb"|hostname: "
     rb")"
-    rb"|To enable the following instructions: .* in other operations, rebuild TensorFlow)"
+    rb"|To enable the following instructions: .* in other operations, rebuild TensorFlow"
+    rb"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$)"
 )
 # A partial line that may become a noise line: held until its end.
 _MAYBE_NOISE = re.compile(rb"^([IWE]\d|WARNING: All|To enable)")

@@ -26,6 +26,7 @@ NOISE = [
     b"is optimized to use available CPU instructions in performance-critical operations.",
     b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow "
     b"with the appropriate compiler flags.",
+    b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
 ]
 KEPT = [
     b"Traceback (most recent call last):",
