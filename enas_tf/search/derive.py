@@ -12,6 +12,7 @@ minibatch.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -25,9 +26,10 @@ OUTPUT_FILES = ("best_arc.txt", "best_arc.json", "best_arc.png", "candidates.jso
 
 
 def rank(candidates: list[dict[str, Any]], key: str, higher_is_better: bool) -> list[dict]:
-    """Candidates `{"arc": text, key: score}`, best first."""
+    """Candidates `{"arc": text, key: score}`, best first; NaN scores last
+    (a NaN compares false with everything and would break the sort)."""
     sign = -1.0 if higher_is_better else 1.0
-    return sorted(candidates, key=lambda c: sign * c[key])
+    return sorted(candidates, key=lambda c: (math.isnan(c[key]), sign * c[key]))
 
 
 def write_outputs(

@@ -35,3 +35,13 @@ def test_write_outputs(tmp_path):
     )
     assert (tmp_path / "best_arc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*derive.OUTPUT_FILES, "logs"])
+
+
+def test_nan_scores_rank_last():
+    scored = [
+        {"arc": "a", "ppl": 118.0},
+        {"arc": "b", "ppl": float("nan")},
+        {"arc": "c", "ppl": 31.4},
+    ]
+    assert [c["arc"] for c in derive.rank(scored, "ppl", False)] == ["c", "a", "b"]
+    assert [c["arc"] for c in derive.rank(scored, "ppl", True)] == ["a", "c", "b"]
