@@ -325,12 +325,7 @@ def read_events(log_dir: str | Path) -> dict:
 
 
 def shared_ptb_dir() -> Path:
-    """The Penn Treebank copy of the tests and benchmarks: $ENAS_TF_PTB_DIR,
-    else the first `shared/data/ptb` beside the repository or one of its
-    parent folders (the project's `../shared`); the path of the first
-    candidate (missing) when none exists, so tests skip with it named."""
-    if os.environ.get("ENAS_TF_PTB_DIR"):
-        return Path(os.environ["ENAS_TF_PTB_DIR"])
-    root = Path(__file__).resolve().parents[1]
-    candidates = [parent / "shared" / "data" / "ptb" for parent in root.parents]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+    """The Penn Treebank copy of the tests: $ENAS_TF_PTB_DIR (tests/conftest.py
+    sets it to the project's copy when it finds one); when unset, a path that
+    does not exist, so the tests that need the corpus skip."""
+    return Path(os.environ.get("ENAS_TF_PTB_DIR") or "ENAS_TF_PTB_DIR-is-not-set")

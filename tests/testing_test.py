@@ -77,19 +77,22 @@ def test_tiny_ptb_has_something_to_learn_and_follows_its_seed(tmp_path):
     assert follows / pairs == pytest.approx(0.8 + 0.2 / vocab, abs=0.04)
 
 
-def test_shared_ptb_dir_is_the_environments_or_one_beside_the_repository(monkeypatch, tmp_path):
+def test_shared_ptb_dir_is_the_environments(monkeypatch, tmp_path):
     monkeypatch.setenv("ENAS_TF_PTB_DIR", str(tmp_path / "ptb"))
     assert shared_ptb_dir() == tmp_path / "ptb"
     monkeypatch.setenv("ENAS_TF_PTB_DIR", "")  # empty: not set
-    found = shared_ptb_dir()
+    assert not shared_ptb_dir().exists()
+
+
+def test_conftest_points_at_the_nearest_shared_copy():
+    """tests/conftest.py sets $ENAS_TF_PTB_DIR to the nearest `shared/data/ptb`
+    beside the repository or a parent folder, when one exists."""
     repo = Path(testing.__file__).resolve().parents[1]
-    assert found.parts[-3:] == ("shared", "data", "ptb")
-    assert found.parents[2] in repo.parents
-    if not found.is_dir():  # none exists: the first candidate, to name in skips
-        assert found == repo.parent / "shared" / "data" / "ptb"
-    else:  # the nearest existing one
-        nearer = repo.parents[: repo.parents.index(found.parents[2])]
-        assert not any((p / "shared" / "data" / "ptb").is_dir() for p in nearer)
+    copies = [p / "shared" / "data" / "ptb" for p in repo.parents]
+    existing = [c for c in copies if c.is_dir()]
+    if existing:
+        assert os.environ["ENAS_TF_PTB_DIR"] == str(existing[0])
+        assert shared_ptb_dir() == existing[0]
 
 
 # ----- read_events ----------------------------------------------------------------

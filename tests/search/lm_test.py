@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ from enas_tf.configs.lm import LmSearchConfig
 from enas_tf.errors import UserError
 from enas_tf.lm import steps as lm_training
 from enas_tf.search.lm import LmSearch
-from enas_tf.testing import write_tiny_ptb
+from enas_tf.testing import shared_ptb_dir, write_tiny_ptb
 
-PTB_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "ptb"
+PTB_DIR = shared_ptb_dir()
 # Shared weights that learn in 80 steps: light dropout and a learning rate
 # that stays stable (the search's 20 diverges at this size).
 TINY = LmSearchConfig.from_flat(
