@@ -218,8 +218,8 @@ class Controller(keras.Model):
     def sample(self, batch_size: int = 1) -> Sample:
         """Samples `batch_size` independent architectures.
 
-        Runs a `tf.function` traced once per distinct `batch_size` (a Python
-        int); see `sample_function`.
+        Runs a `tf.function` traced once whatever `batch_size` (it enters
+        as a tensor); see `sample_function`.
 
         Args:
           batch_size: number of architectures.
@@ -230,17 +230,17 @@ class Controller(keras.Model):
         Raises:
           ValueError: when `batch_size` < 1.
         """
-        batch_size = int(batch_size)  # numpy ints would trace separately
+        batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"Expected batch_size >= 1; received: {batch_size}.")
-        return self._sample_fn(batch_size)
+        return self._sample_fn(tf.constant(batch_size, tf.int32))
 
     @property
     def sample_function(self) -> Any:
         """The `tf.function` behind `sample` (for tracing-count checks)."""
         return self._sample_fn
 
-    def _sample(self, batch_size: int) -> Sample:
+    def _sample(self, batch_size: tf.Tensor) -> Sample:
         return self._run(batch_size, None)
 
     def log_prob_and_entropy(self, arcs: Any) -> Sample:

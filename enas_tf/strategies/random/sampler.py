@@ -59,9 +59,12 @@ class RandomSearch(tf.Module):
           A `Sample`; `log_prob`, `entropy` and `skip_penalty` are zeros,
           `skip_rate` is the fraction of skip bits set (macro) or zeros.
         """
-        return self._sample_fn(batch_size)
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"Expected batch_size >= 1; received: {batch_size}.")
+        return self._sample_fn(tf.constant(batch_size, tf.int32))  # one trace
 
-    def _sample(self, batch_size: int) -> Sample:
+    def _sample(self, batch_size: tf.Tensor) -> Sample:
         shape = [batch_size, self.space.num_decisions]
         # float64 keeps floor(u * n) uniform over [0, n) for every n here.
         u = self._generator.uniform(shape, dtype=tf.float64)

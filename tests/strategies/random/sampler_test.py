@@ -24,7 +24,8 @@ class RandomSearchTest(tf.test.TestCase):
             RandomSearch(space, seed=1).sample(5).arc,
             RandomSearch(space, seed=1).sample(5).arc,
         )
-        search.sample(2000)
+        self.assertEqual(search.sample(3).arc.shape, (3, space.num_decisions))
+        # Batch sizes 2000 and 3: one trace (the batch size enters as a tensor).
         self.assertEqual(search.sample_function.experimental_get_tracing_count(), 1)
 
     def test_macro_skip_rate_and_noop_update(self):
