@@ -121,16 +121,18 @@ CHOICES = {
 }
 
 
-def _define(name: str, default, text: str) -> None:
-    """A flag of the type of `default` (an enum for CHOICES)."""
+def _define(name: str, default, text: str, choices=None) -> None:
+    """A flag of the type of `default` (an enum for CHOICES or `choices`)."""
     if name == "flip":
         flags.DEFINE_bool("flip", None, text)
-    elif name in CHOICES:
-        flags.DEFINE_enum(name, default, CHOICES[name], text)
+    elif choices or name in CHOICES:
+        flags.DEFINE_enum(name, default, list(choices or CHOICES[name]), text)
     elif isinstance(default, bool):
         flags.DEFINE_bool(name, default, text)
     elif isinstance(default, int):
         flags.DEFINE_integer(name, default, text)
+    elif isinstance(default, str):
+        flags.DEFINE_string(name, default, text)
     else:
         flags.DEFINE_float(name, default, text)
 
@@ -155,7 +157,7 @@ for name, owners in STRATEGY_FLAGS.items():
     text = field.metadata.get("help", name).rstrip(".")
     text += f" [--algorithm={'|'.join(owners)}]."
     lm_default = getattr(strategies.default_config(algorithm, "lm"), name)
-    _define(name, default, _rnn_note(text, default, lm_default))
+    _define(name, default, _rnn_note(text, default, lm_default), field.metadata.get("choices"))
 # The flag's name before strategies other than ENAS's controller existed.
 flags.DEFINE_alias("controller", "algorithm")
 cli.define_dataset_flag("Dataset (default: digits; ptb with --space=rnn).")

@@ -33,6 +33,7 @@ from enas_tf.ops import shared as shared_ops
 from enas_tf.runtime import distribute, nonfinite, precision
 from enas_tf.search import steps
 from enas_tf.search.loop import SearchBase
+from enas_tf.strategies import base as strategy_base
 from enas_tf.supernet.build import build_supernet, recalibrated, weights_checkpoint
 from enas_tf.train.schedules import EpochCosineRestarts
 
@@ -209,7 +210,7 @@ class Search(SearchBase):
             self.steps_per_epoch, verbose=self.verbose, stateful_metrics=["loss", "accuracy"]
         )
         for step, batch in enumerate(data, start=done):
-            arc = self.sampler.sample(1).arc[0]
+            arc = strategy_base.train_sample(self.sampler, 1).arc[0]
             loss, acc, finite = self.child_step(batch, arc)
             finite = self.nonfinite.update(finite, step)  # raises after too many
             loss, acc = (float(loss), float(acc)) if finite else (0.0, 0.0)

@@ -51,6 +51,7 @@ from enas_tf.lm import steps as lm_training
 from enas_tf.lm.model import SharedRnnLM
 from enas_tf.runtime import nonfinite
 from enas_tf.search.loop import SearchBase
+from enas_tf.strategies import base as strategy_base
 
 SAFE_KEYS = (
     "search.epochs",
@@ -166,7 +167,7 @@ class LmSearch(SearchBase):
             start=int(self.position.numpy()),
             bptt=config.bptt,
             max_steps=config.max_steps_per_epoch,
-            arc_fn=lambda: self.sampler.sample(1).arc[0],
+            arc_fn=lambda: strategy_base.train_sample(self.sampler, 1).arc[0],
             verbose=self.verbose,
             nonfinite=self.nonfinite,
         )

@@ -62,6 +62,7 @@ from enas_tf.runtime import rundir, summaries
 from enas_tf.runtime.checkpoints import Stopped, StopRequest, restore_newest
 from enas_tf.runtime.distribute import Workers
 from enas_tf.search import derive
+from enas_tf.strategies import base as strategy_base
 from enas_tf.strategies.base import Strategy
 
 RUN_FILES = ("checkpoints", "logs", "search_log.jsonl", *derive.OUTPUT_FILES)
@@ -373,8 +374,8 @@ class SearchBase:
         """Samples `derive_samples` architectures, scores them, writes the best
         (`enas_tf.search.derive`)."""
         key = self.SCORE_KEY
-        sample = self.sampler.sample(self.config.derive_samples)
-        unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in sample.arc.numpy()))
+        arcs = strategy_base.candidates(self.sampler, self.config.derive_samples)
+        unique = list(dict.fromkeys(tuple(int(v) for v in arc) for arc in arcs))
         ranked = derive.rank(
             [{"arc": self.space.format(arc), key: self.score(arc)} for arc in unique],
             key,

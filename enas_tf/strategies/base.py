@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import tensorflow as tf
 
 from enas_tf.controllers.build import Sample
@@ -40,6 +41,27 @@ class Strategy(Protocol):
         """Learns from `arcs` (int `[n, num_decisions]`) and their float
         `[n]` rewards (non-finite rewards are skipped and counted); returns
         float metrics, at least `reward` and `skipped`."""
+
+
+# Optional methods (`train_sample`, `candidates`): a strategy that does not
+# define them gets `sample` for both.
+
+
+def train_sample(strategy: Strategy, batch_size: int = 1) -> Sample:
+    """The architectures the child phase trains the shared weights on: the
+    strategy's `train_sample(batch_size)` if it has one (e.g. evolution's
+    uniform draws), else its proposals (`sample`)."""
+    method = getattr(strategy, "train_sample", None)
+    return (method or strategy.sample)(batch_size)
+
+
+def candidates(strategy: Strategy, n: int) -> np.ndarray:
+    """At most `n` architectures (int `[m, D]`, duplicates allowed) for the
+    derive step to score: the strategy's `candidates(n)` if it has one
+    (e.g. evolution's best members), else `n` proposals."""
+    method = getattr(strategy, "candidates", None)
+    arcs = method(n) if method is not None else strategy.sample(n).arc
+    return np.asarray(arcs, np.int32).reshape(-1, strategy.space.num_decisions)
 
 
 def as_batch(num_decisions: int, arcs: Any, rewards: Any) -> tuple[tf.Tensor, tf.Tensor]:

@@ -97,25 +97,27 @@ def test_a_strategy_without_settings(tmp_path, monkeypatch):
 
 
 def test_names_and_descriptions():
-    assert strategies.names() == ("random", "reinforce")
+    assert strategies.names() == ("evolution", "random", "reinforce")
     described = strategies.describe()
-    assert list(described) == ["random", "reinforce"]
+    assert list(described) == ["evolution", "random", "reinforce"]
     assert "REINFORCE" in described["reinforce"]
+    assert "evolution" in described["evolution"]
     assert "uniform" in described["random"]
 
 
 def test_unknown_names_are_refused_with_the_choices():
-    with pytest.raises(UserError, match="one of random, reinforce; received 'evolution'"):
-        strategies.check_name("evolution")
+    known = "one of evolution, random, reinforce; received 'annealing'"
+    with pytest.raises(UserError, match=known):
+        strategies.check_name("annealing")
     with pytest.raises(UserError, match="algorithm must be one of"):
-        SearchConfig.from_flat(algorithm="evolution").check()
+        SearchConfig.from_flat(algorithm="annealing").check()
     with pytest.raises(UserError, match="algorithm must be one of"):
-        LmSearchConfig.from_flat(algorithm="evolution").check()
-    with pytest.raises(UserError, match="received 'evolution'"):
-        strategies.build("evolution", SearchConfig(), MicroSpace())
+        LmSearchConfig.from_flat(algorithm="annealing").check()
+    with pytest.raises(UserError, match="received 'annealing'"):
+        strategies.build("annealing", SearchConfig(), MicroSpace())
 
 
-@pytest.mark.parametrize("name", ["random", "reinforce"])
+@pytest.mark.parametrize("name", ["evolution", "random", "reinforce"])
 @pytest.mark.parametrize(
     "space,kind",
     [(MicroSpace(num_nodes=2), "image"), (MacroSpace(num_layers=3), "image"), (RnnSpace(3), "lm")],
@@ -136,7 +138,7 @@ def test_every_strategy_follows_the_protocol(name, space, kind):
 
 
 def test_a_new_module_is_a_new_strategy(first_choice):
-    assert strategies.names() == ("first_choice", "random", "reinforce")
+    assert strategies.names() == ("evolution", "first_choice", "random", "reinforce")
     assert strategies.describe()[first_choice].startswith("Always the first choice")
     config = SearchConfig.from_flat(algorithm=first_choice, choice=0)
     config.check()

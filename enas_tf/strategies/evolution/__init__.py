@@ -1,0 +1,105 @@
+"""Regularized (aging) evolution scored with the shared weights.
+
+Real et al. (2019), "Regularized evolution for image classifier
+architecture search" (AmoebaNet), on the supernet of the search
+(`enas-search --algorithm=evolution`): a population of `population_size`
+architectures, each with its reward; a proposal is a mutation of the best of
+`sample_size` members drawn at random (a tournament); its reward (the
+validation minibatch reward of the loop, with the shared weights) admits it
+and the oldest member dies. Until the population is full, proposals are
+uniform random architectures (the paper's random initial population). The
+loop's controller phase is the evolution: `controller_steps` rounds of
+`num_aggregate` proposals per epoch.
+
+A mutation changes one decision of the parent to another of its values: a
+node's input (AmoebaNet's hidden-state mutation), an op (its op mutation)
+or, in the macro space, a skip bit; the decisions of our spaces are
+independent, so every mutant is a valid architecture. Unlike the paper,
+there is no identity mutation: a copy of the parent would only re-score it.
+
+The child phase trains the shared weights on `train_arcs`: "uniform" (the
+default) draws architectures uniformly, as Random-WS, so the supernet is
+trained without the search's bias and its scores rank every region of the
+space alike (the one-shot practice of Bender et al. 2018 and Guo et al.
+2020); "population" trains on members of the current population (uniform
+until the first member), sharpening the weights where the search looks.
+The derive step scores the best distinct members of the final population on
+the whole validation split.
+
+Defaults: population 100, sample 25 (AmoebaNet on CIFAR-10; NNI's defaults).
+This module imports no TensorFlow; `build` imports `population.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from enas_tf.errors import UserError
+from enas_tf.spaces.base import SearchSpace
+
+TRAIN_ARCS = ("uniform", "population")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Regularized evolution's settings (each field is an `enas-search` flag).
+
+    Attributes:
+      population_size: members kept (the oldest dies when one is added).
+      sample_size: members drawn for each tournament.
+      train_arcs: what the child phase trains the shared weights on.
+    """
+
+    population_size: int = dataclasses.field(
+        default=100, metadata={"help": "Evolution: architectures in the population."}
+    )
+    sample_size: int = dataclasses.field(
+        default=25, metadata={"help": "Evolution: members drawn per tournament."}
+    )
+    train_arcs: str = dataclasses.field(
+        default="uniform",
+        metadata={
+            "help": "Evolution: the shared weights train on uniform random "
+            "architectures or on members of the population.",
+            "choices": TRAIN_ARCS,
+        },
+    )
+
+    def check(self, space: str) -> None:
+        """Raises UserError for settings out of range (any space)."""
+        del space
+        if self.population_size < 2:
+            raise UserError(f"population_size must be >= 2; received {self.population_size}.")
+        if not 1 <= self.sample_size <= self.population_size:
+            raise UserError(
+                f"sample_size must be in [1, population_size={self.population_size}]; "
+                f"received {self.sample_size}."
+            )
+        if self.train_arcs not in TRAIN_ARCS:
+            raise UserError(
+                f"train_arcs must be one of {', '.join(TRAIN_ARCS)}; received {self.train_arcs!r}."
+            )
+
+
+def build(config: Config, space: SearchSpace, *, seed: int | None, num_aggregate: int) -> Any:
+    """Regularized evolution over `space` (`RegularizedEvolution`)."""
+    from enas_tf.strategies.evolution.population import RegularizedEvolution
+
+    return RegularizedEvolution(
+        space,
+        population_size=config.population_size,
+        sample_size=config.sample_size,
+        train_arcs=config.train_arcs,
+        seed=seed,
+        num_aggregate=num_aggregate,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`RegularizedEvolution` from `population.py`, imported on first use."""
+    if name == "RegularizedEvolution":
+        from enas_tf.strategies.evolution.population import RegularizedEvolution
+
+        return RegularizedEvolution
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
