@@ -207,3 +207,49 @@ def test_reward_bn_recalibrate_scores_with_fresh_statistics_and_restores(digits,
     assert search.calibrate_step.experimental_get_tracing_count() == 1
     for a, b in zip(before, net.non_trainable_variables):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_evolution_search_resumes_exactly_and_derives_from_its_population(digits, tmp_path):
+    """Regularized evolution through the loop (macro, tiny): 2 epochs in one
+    run equal 1 epoch then a resumed one (population, logged proposals and
+    their rewards); the derived architecture is the best-scored of the
+    population's best members."""
+    config = SearchConfig.from_flat(
+        space="macro",
+        num_layers=2,
+        out_filters=4,
+        epochs=2,
+        batch_size=256,
+        controller_steps=2,
+        num_aggregate=3,  # 6 proposals per epoch: tournaments from epoch 2 on
+        log_arcs=2,
+        derive_samples=3,
+        flip=False,
+        pad=1,
+        lr_t0=2,
+        algorithm="evolution",
+        population_size=4,
+        sample_size=2,
+    )
+    whole = Search(config, digits, str(tmp_path / "whole"), verbose=0)
+    result = whole.run()
+    first = Search(config.replace(epochs=1), digits, str(tmp_path / "parts"), verbose=0)
+    first.run()
+    second = Search(config, digits, str(tmp_path / "parts"), verbose=0)
+    assert second.resumed and second.sampler.size == 4
+    second.run()
+    for a, b in zip(whole.sampler.members(), second.sampler.members()):
+        np.testing.assert_array_equal(a, b)
+    logs = [
+        [json.loads(line) for line in (tmp_path / run / "search_log.jsonl").open()]
+        for run in ("whole", "parts")
+    ]
+    for key in ("arcs", "child/loss", "controller/population_best", "controller/reward"):
+        assert [row[key] for row in logs[0]] == [row[key] for row in logs[1]], key
+    assert int(whole.sampler.admitted.numpy()) == 12
+    # Derived from the population: its best distinct members, scored on the
+    # whole validation split.
+    candidates = json.loads((tmp_path / "whole" / "candidates.json").read_text())["candidates"]
+    members = {whole.space.format(arc) for arc in whole.sampler.members()[0]}
+    assert {c["arc"] for c in candidates} <= members and len(candidates) <= 3
+    assert result["best_arc"] == candidates[0]["arc"]

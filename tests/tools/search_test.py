@@ -35,6 +35,23 @@ def assert_user_error(result, *fragments):
 
 
 CIFAR_FLAG_FILES = ["flags/cifar10_micro_search.flags", "flags/cifar10_macro_search.flags"]
+EVOLUTION = "flags/digits_evolution.flags"
+EVOLUTION_TINY = [
+    "--num_layers=3",
+    "--num_nodes=2",
+    "--out_filters=4",
+    "--epochs=1",
+    "--batch_size=256",
+    "--lr_t0=1",
+    "--valid_size=100",
+    "--controller_steps=2",
+    "--num_aggregate=3",
+    "--population_size=4",
+    "--sample_size=2",
+    "--log_arcs=1",
+    "--derive_samples=3",
+    "--verbose=0",
+]
 BAD_INPUT = [
     ([], ["--output_dir"]),
     (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
@@ -42,9 +59,16 @@ BAD_INPUT = [
     (["--output_dir=x", "--epochs=0"], ["epochs must be >= 1"]),
     (["--output_dir=x", "--lr_min=1"], ["lr_min <= lr_max"]),
     (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
-    (["--output_dir=x", "--algorithm=evolution"], ["--algorithm=evolution", "random|reinforce"]),
+    (
+        ["--output_dir=x", "--algorithm=annealing"],
+        ["--algorithm=annealing", "evolution|random|reinforce"],
+    ),
     # The flag's old name is an alias.
-    (["--output_dir=x", "--controller=evolution"], ["--algorithm=evolution"]),
+    (["--output_dir=x", "--controller=annealing"], ["--algorithm=annealing"]),
+    (
+        ["--output_dir=x", "--algorithm=evolution", "--sample_size=101"],
+        ["sample_size must be in [1, population_size=100]"],
+    ),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
     # Users' own data: a folder of class subfolders or a TFDS name.
     (["--output_dir=x", "--dataset=bogus"], ["Unknown image dataset 'bogus'", "tfds:NAME"]),
@@ -84,6 +108,14 @@ def quick_runs(tmp_path_factory):
         + ["--algorithm=random", f"--output_dir={cwd / 'x'}", f"--data_dir={cwd}"],
         cwd,
     )
+    # The evolution flag file, shrunk to seconds (the same flags as the
+    # quickstart's with --algorithm=evolution and a population).
+    cwd = tmp_path_factory.mktemp("evolution")
+    commands["evolution"] = (
+        [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / EVOLUTION}"]
+        + [*EVOLUTION_TINY, f"--output_dir={cwd / 'run'}"],
+        cwd,
+    )
     for args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
@@ -107,6 +139,22 @@ def test_other_strategies_flags_are_ignored_with_a_warning(quick_runs):
     for name in ("controller_lr", "tanh_constant", "skip_weight", "baseline_decay"):
         assert f"--{name}" in warning
     assert "do not apply to --algorithm=random" in warning
+
+
+def test_evolution_flag_file_searches(quick_runs):
+    commands, results = quick_runs
+    result = results["evolution"]
+    assert result.returncode == 0, result.stderr
+    run = commands["evolution"][1] / "run"
+    config = json.loads((run / "config.json").read_text())["search"]
+    assert config["algorithm"] == "evolution"
+    assert config["strategy"] == {"population_size": 4, "sample_size": 2, "train_arcs": "uniform"}
+    (log,) = [json.loads(line) for line in (run / "search_log.jsonl").open()]
+    # The epoch's mean over its 2 updates of 3 proposals: 3, then 4 (full).
+    assert log["controller/population_size"] == 3.5
+    assert 0.0 <= log["controller/population_best"] <= 1.0
+    candidates = json.loads((run / "candidates.json").read_text())["candidates"]
+    assert candidates[0]["arc"] == (run / "best_arc.txt").read_text().strip()
 
 
 @pytest.mark.parametrize("args, fragments", BAD_INPUT)
