@@ -45,27 +45,3 @@ tf.config.set_logical_device_configuration(
 # as subprocesses keep them.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
-
-# The modules that take longest, started first: pytest-xdist (`--dist
-# loadfile`, .ci/run) hands whole modules to its workers in collection
-# order, so a long module collected last would run alone at the end.
-SLOWEST_FIRST = (
-    "tests/resume_test.py",
-    "tests/multi_worker_test.py",
-    "tests/search/image_test.py",
-    "tests/tools/train_test.py",
-    "tests/tools/search_test.py",
-    "tests/tools/export_test.py",
-    "tests/tools/lm_test.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    del config
-    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
-    root = Path(__file__).resolve().parents[1]
-
-    def key(item):
-        return rank.get(Path(item.fspath).resolve().relative_to(root).as_posix(), len(rank))
-
-    items.sort(key=key)  # stable: the others keep their order
