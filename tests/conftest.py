@@ -44,4 +44,3 @@ tf.config.set_logical_device_configuration(
 # the rewrites are meant to preserve results, and the tools the tests start
 # as subprocesses keep them.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-
