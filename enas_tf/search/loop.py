@@ -14,7 +14,8 @@
    metrics go to TensorBoard and `search_log.jsonl` (one JSON line per
    epoch), and a checkpoint is saved (the last 3 kept).
 
-At the end the derive step samples `derive_samples` architectures, scores
+At the end the derive step takes `derive_samples` architectures from the
+strategy (samples, or its own candidates, e.g. evolution's best), scores
 each with the subclass's `score(arc)` on the whole validation split with the
 shared weights, and writes the best (`enas_tf.search.derive`: best_arc.txt,
 best_arc.json, best_arc.png, candidates.json).
@@ -371,7 +372,8 @@ class SearchBase:
         return result
 
     def derive(self) -> dict[str, Any]:
-        """Samples `derive_samples` architectures, scores them, writes the best
+        """Scores the strategy's `derive_samples` candidates (its samples, or
+        its `candidates`: `strategies.base.candidates`), writes the best
         (`enas_tf.search.derive`)."""
         key = self.SCORE_KEY
         arcs = strategy_base.candidates(self.sampler, self.config.derive_samples)
