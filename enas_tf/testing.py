@@ -329,3 +329,27 @@ def shared_ptb_dir() -> Path:
     sets it to the project's copy when it finds one); when unset, a path that
     does not exist, so the tests that need the corpus skip."""
     return Path(os.environ.get("ENAS_TF_PTB_DIR") or "ENAS_TF_PTB_DIR-is-not-set")
+
+
+def assert_one_trace_serves_every_architecture(
+    net, step, images, labels, losses, seeds=(19, 18, 17)
+):
+    """Checks a supernet's traced training `step(images, labels, arc)`
+    against eager forward passes (batch statistics) of the arcs of `seeds`
+    (`net.space.random_arc(seed)`), the last ones it trained: each loss is
+    its own arc's, lower than `losses[seed]` (its loss at its own step) by
+    over 5%, the arcs compute different functions, and `step` traced once."""
+    import numpy as np
+    import tensorflow as tf
+
+    now = []
+    for seed in seeds:
+        arc = np.asarray(net.space.random_arc(seed), np.int32)
+        logits = net(images, arc=arc, batch_stats=True)
+        now.append(
+            float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
+        )
+        np.testing.assert_allclose(float(step(images, labels, arc)), now[-1], rtol=1e-5)
+        assert now[-1] < 0.95 * losses[seed], (seed, now[-1], losses[seed])
+    assert len(set(now)) == len(seeds)  # the arcs compute different functions
+    assert step.experimental_get_tracing_count() == 1

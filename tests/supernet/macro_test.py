@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from enas_tf import testing
 from enas_tf.child.build import build_child
 from enas_tf.errors import ArcError
 from enas_tf.spaces.macro import MacroSpace, pool_layers
@@ -75,18 +76,7 @@ def test_one_trace_serves_every_architecture(trained):
     last arcs it trained (the fixture's seeds 19, 18, 17) now score lower
     than at their own step (measured after the fixture alone: by 15-36%; an
     earlier arc may score worse after steps on others)."""
-    net, step, images, labels, losses = trained
-    now = []
-    for seed in (19, 18, 17):
-        arc = np.asarray(net.space.random_arc(seed), np.int32)
-        logits = net(images, arc=arc, batch_stats=True)
-        now.append(
-            float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)))
-        )
-        assert float(step(images, labels, arc)) == pytest.approx(now[-1], rel=1e-5)
-        assert now[-1] < 0.95 * losses[seed], (seed, now[-1], losses[seed])
-    assert len(set(now)) == 3  # the arcs compute different functions
-    assert step.experimental_get_tracing_count() == 1
+    testing.assert_one_trace_serves_every_architecture(*trained)
 
 
 @pytest.mark.parametrize(
