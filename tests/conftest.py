@@ -30,6 +30,12 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # environment, so the tools the tests start as subprocesses run without
 # them too (tests/runtime/quiet_test.py runs a tool with the user's default).
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# One thread per op: pytest runs two workers on the machine's two cores and
+# some tests start several tool processes at once, so TensorFlow's default
+# (a thread pool per process as wide as the machine) oversubscribes the
+# cores, and its spinning threads burn CPU the tests need. The inter-op pool
+# keeps its default (the two-replica MirroredStrategy tests need two).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import tensorflow as tf  # noqa: E402
 
