@@ -36,6 +36,7 @@ setup(
         "enas_tf.spaces",
         "enas_tf.strategies",
         "enas_tf.strategies.evolution",
+        "enas_tf.strategies.nas",
         "enas_tf.strategies.random",
         "enas_tf.strategies.reinforce",
         "enas_tf.supernet",

@@ -33,7 +33,7 @@ import keras
 from enas_tf.configs.image import ChildConfig, SearchConfig, TrainConfig
 from enas_tf.data.images import ImageSplits, from_arrays
 from enas_tf.errors import UserError
-from enas_tf.search.image import Search
+from enas_tf.search.image import make_search
 from enas_tf.train.image import compile_child, train_child
 
 
@@ -114,7 +114,7 @@ class ArchitectureSearch:
         if epochs is not None:
             self._settings["epochs"] = epochs
             self.config = self._config(self._settings)
-        search = Search(
+        search = make_search(
             self.config,
             self.splits,
             self.search_dir,

@@ -243,6 +243,11 @@ def main(argv: list[str]) -> None:
         values["flip"] = FLAGS.dataset not in NO_FLIP
     config = SearchConfig.from_flat({**values, **_strategy_values()})
     config.check()
+    if getattr(config.strategy, "from_scratch", False) and FLAGS.strategy != "default":
+        raise UserError(
+            f"--algorithm={config.algorithm} trains each child on one device of its own "
+            f"process (--parallel_children at once); drop --strategy/--devices."
+        )
     cli.check_cutout(config.cutout_size, FLAGS.dataset)
     rundir.check_output_dir(FLAGS.output_dir)
     # Before any other TensorFlow work (a multi-worker strategy connects to
@@ -258,12 +263,12 @@ def main(argv: list[str]) -> None:
     cli.check_cutout(config.cutout_size, FLAGS.dataset, splits.image_shape)
     print(splits.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
-    from enas_tf.search.image import Search
+    from enas_tf.search.image import make_search
 
     if FLAGS.deterministic:
         enable_determinism(config.seed)
 
-    search = Search(
+    search = make_search(
         config,
         splits,
         FLAGS.output_dir,
@@ -279,7 +284,8 @@ def main(argv: list[str]) -> None:
         },
     )
     result = search.run()
-    _report(result, f"valid accuracy {result['valid_accuracy']:.4f}")
+    how = "trained from scratch" if result.get("evaluation") == "scratch" else "with shared weights"
+    _report(result, f"valid accuracy {result['valid_accuracy']:.4f} {how}")
 
 
 def _refuse(names: list[str], what: str) -> None:
@@ -348,21 +354,20 @@ def _search_lm() -> None:
         data={"dataset": "ptb", "data_dir": FLAGS.data_dir},
     )
     result = search.run()
-    _report(result, f"valid perplexity {result['valid_perplexity']:.2f}")
+    _report(result, f"valid perplexity {result['valid_perplexity']:.2f} with shared weights")
 
 
 def _report(result: dict, score: str) -> None:
     """Prints where the derived architecture and the logs are."""
     out = FLAGS.output_dir
-    print(
-        f"best architecture ({score} with shared weights, "
-        f"{result['candidates']} candidates): {result['best_arc']}"
-    )
+    print(f"best architecture ({score}, {result['candidates']} candidates): {result['best_arc']}")
     if not result.get("chief", True):
         print(f"the chief wrote {out}")
         return
     print(f"architecture: {os.path.join(out, 'best_arc.json')} (and best_arc.txt)")
     print(f"candidates:   {os.path.join(out, 'candidates.json')}")
+    if result.get("evaluation") == "scratch":
+        print(f"children:     {os.path.join(out, 'children.jsonl')} (every trained child)")
     print(f"TensorBoard:  tensorboard --logdir {os.path.join(out, 'logs')}")
 
 

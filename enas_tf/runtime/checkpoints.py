@@ -144,11 +144,28 @@ def enable_determinism(seed: int) -> None:
     With it, a run and a run killed and resumed from its checkpoints compute
     the same numbers (op determinism can slow some GPU kernels down).
     """
+    global _DETERMINISTIC
     import keras  # noqa: PLC0415
     import tensorflow as tf  # noqa: PLC0415
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    _DETERMINISTIC = True
 
 
-__all__ = ["StopRequest", "Stopped", "enable_determinism", "restore_newest"]
+_DETERMINISTIC = False
+
+
+def determinism_enabled() -> bool:
+    """Whether `enable_determinism` was called in this process (processes
+    it starts, e.g. the workers training children, do the same)."""
+    return _DETERMINISTIC
+
+
+__all__ = [
+    "StopRequest",
+    "Stopped",
+    "determinism_enabled",
+    "enable_determinism",
+    "restore_newest",
+]

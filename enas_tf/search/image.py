@@ -13,7 +13,8 @@
 The checkpoint holds the supernet (every shared variable, moving statistics
 included), the controller and its trainer, both optimizers, the baseline,
 the sampler RNG and the epoch. The language-model search is
-`enas_tf.search.lm.LmSearch`.
+`enas_tf.search.lm.LmSearch`; strategies that train every proposal from
+scratch run `enas_tf.search.scratch.ScratchSearch` (`make_search` picks).
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ SAFE_KEYS = (
     "search.eval_batch_size",
     "data.data_dir",
 )
+
+
+def make_search(config: SearchConfig, splits: ImageSplits, output_dir: str, **kwargs) -> SearchBase:
+    """The search `config` asks for: `Search` (shared weights), or
+    `enas_tf.search.scratch.ScratchSearch` when its strategy trains every
+    proposal from scratch (`nas`; `evolution` with evaluation=scratch).
+    `kwargs` are the searches' keyword arguments."""
+    if getattr(config.strategy, "from_scratch", False):
+        from enas_tf.search.scratch import ScratchSearch  # noqa: PLC0415
+
+        return ScratchSearch(config, splits, output_dir, **kwargs)
+    return Search(config, splits, output_dir, **kwargs)
 
 
 class Search(SearchBase):
@@ -82,6 +95,11 @@ class Search(SearchBase):
         strategy: tf.distribute.Strategy | None = None,
     ):
         config.check()
+        if getattr(config.strategy, "from_scratch", False):
+            raise UserError(
+                f"Algorithm {config.algorithm} with these settings trains every proposal "
+                f"from scratch; run it with enas_tf.search.image.make_search."
+            )
         if len(splits.valid_images) == 0:
             raise UserError(
                 "The search rewards architectures on a validation split; give --valid_size > 0."

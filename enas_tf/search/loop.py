@@ -43,7 +43,8 @@ A subclass sets the class attributes (`SAFE_KEYS`, `SCORE_KEY`, ...) and
 implements `_build_model()` (under the strategy's scope), `_checkpointed()`,
 `_build_steps()`, `_child_phase()`, `_reward(arc)`, `score(arc)` and
 `_reward_text(reward)`; `_epoch_metrics()` may add metrics after the
-controller phase.
+controller phase, `_rewards(arcs)` reward an update's architectures
+together and `_before_update()` act before each update samples.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class SearchBase:
 
     # Dotted config.json keys that may change when a run is resumed.
     SAFE_KEYS: tuple[str, ...] = ()
+    # The run directory's outputs (removed by `overwrite`).
+    RUN_FILES: tuple[str, ...] = RUN_FILES
     # The derive step's score: candidates.json key, and whether higher wins.
     SCORE_KEY = "valid_score"
     HIGHER_IS_BETTER = True
@@ -142,7 +145,7 @@ class SearchBase:
                 run,
                 overwrite=overwrite,
                 safe_keys=self.SAFE_KEYS,
-                run_files=RUN_FILES,
+                run_files=self.RUN_FILES,
                 upgrade=self._upgrade_recorded,
             )
         self.workers.barrier()
@@ -239,6 +242,14 @@ class SearchBase:
     def _reward(self, arc) -> float:
         raise NotImplementedError
 
+    def _rewards(self, arcs: tf.Tensor) -> np.ndarray:
+        """float32 `[n]` rewards of the int32 `[n, D]` `arcs` of one
+        strategy update (by default `_reward` of each, in turn)."""
+        return np.array([self._reward(arc) for arc in arcs], np.float32)
+
+    def _before_update(self) -> None:
+        """Called before each strategy update samples (nothing by default)."""
+
     def score(self, arc) -> float:
         """The derive step's score of `arc` on the whole validation split."""
         raise NotImplementedError
@@ -277,8 +288,9 @@ class SearchBase:
         """
         totals: dict[str, list[float]] = {}
         while int(self.controller_done.numpy()) < self.config.controller_steps:
+            self._before_update()
             sample = self.sampler.sample(self.config.num_aggregate)
-            rewards = np.array([self._reward(arc) for arc in sample.arc], np.float32)
+            rewards = self._rewards(sample.arc)
             metrics = self.sampler.update(sample.arc, rewards)
             if self.LOG_SKIP_RATE:
                 metrics["skip_rate"] = float(np.mean(sample.skip_rate))

@@ -9,7 +9,8 @@ and asks it, per controller step:
     metrics = strategy.update(sample.arc, rewards)
 
 The protocol is `enas_tf.strategies.base.Strategy`. Every module or package
-of this package (in any folder of its `__path__`) other than `base` is a
+of this package (in any folder of its `__path__`) other than `base` and
+`scratch` (settings shared by strategies that train from scratch) is a
 strategy, named after it (the `enas-search --algorithm` value). Its top
 level (the module, or the package's `__init__.py`) defines
 
@@ -44,7 +45,7 @@ from typing import Any
 
 from enas_tf.errors import UserError
 
-_NOT_STRATEGIES = ("base",)
+_NOT_STRATEGIES = ("base", "scratch")
 
 
 def _modules() -> dict[str, str]:

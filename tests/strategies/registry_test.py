@@ -97,16 +97,19 @@ def test_a_strategy_without_settings(tmp_path, monkeypatch):
 
 
 def test_names_and_descriptions():
-    assert strategies.names() == ("evolution", "random", "reinforce")
+    assert strategies.names() == ("evolution", "nas", "random", "reinforce")
     described = strategies.describe()
-    assert list(described) == ["evolution", "random", "reinforce"]
+    assert list(described) == ["evolution", "nas", "random", "reinforce"]
     assert "REINFORCE" in described["reinforce"]
     assert "evolution" in described["evolution"]
     assert "uniform" in described["random"]
+    assert "without weight sharing" in described["nas"]
+    # `scratch` holds settings the from-scratch strategies share; not one.
+    assert "scratch" not in strategies.names()
 
 
 def test_unknown_names_are_refused_with_the_choices():
-    known = "one of evolution, random, reinforce; received 'annealing'"
+    known = "one of evolution, nas, random, reinforce; received 'annealing'"
     with pytest.raises(UserError, match=known):
         strategies.check_name("annealing")
     with pytest.raises(UserError, match="algorithm must be one of"):
@@ -117,7 +120,7 @@ def test_unknown_names_are_refused_with_the_choices():
         strategies.build("annealing", SearchConfig(), MicroSpace())
 
 
-@pytest.mark.parametrize("name", ["evolution", "random", "reinforce"])
+@pytest.mark.parametrize("name", ["evolution", "nas", "random", "reinforce"])
 @pytest.mark.parametrize(
     "space,kind",
     [(MicroSpace(num_nodes=2), "image"), (MacroSpace(num_layers=3), "image"), (RnnSpace(3), "lm")],
@@ -138,7 +141,7 @@ def test_every_strategy_follows_the_protocol(name, space, kind):
 
 
 def test_a_new_module_is_a_new_strategy(first_choice):
-    assert strategies.names() == ("evolution", "first_choice", "random", "reinforce")
+    assert strategies.names() == ("evolution", "first_choice", "nas", "random", "reinforce")
     assert strategies.describe()[first_choice].startswith("Always the first choice")
     config = SearchConfig.from_flat(algorithm=first_choice, choice=0)
     config.check()

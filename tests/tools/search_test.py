@@ -52,6 +52,21 @@ EVOLUTION_TINY = [
     "--derive_samples=3",
     "--verbose=0",
 ]
+NAS = "flags/digits_nas.flags"
+NAS_TINY = [
+    "--space=macro",
+    "--num_layers=2",
+    "--out_filters=4",
+    "--epochs=1",
+    "--batch_size=128",
+    "--valid_size=100",
+    "--train_size=300",
+    "--num_aggregate=2",
+    "--child_epochs=2",
+    "--log_arcs=1",
+    "--derive_samples=2",
+    "--verbose=0",
+]
 BAD_INPUT = [
     ([], ["--output_dir"]),
     (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
@@ -61,13 +76,22 @@ BAD_INPUT = [
     (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
     (
         ["--output_dir=x", "--algorithm=annealing"],
-        ["--algorithm=annealing", "evolution|random|reinforce"],
+        ["--algorithm=annealing", "evolution|nas|random|reinforce"],
     ),
     # The flag's old name is an alias.
     (["--output_dir=x", "--controller=annealing"], ["--algorithm=annealing"]),
     (
         ["--output_dir=x", "--algorithm=evolution", "--sample_size=101"],
         ["sample_size must be in [1, population_size=100]"],
+    ),
+    (["--output_dir=x", "--algorithm=nas", "--child_epochs=0"], ["child_epochs must be >= 1"]),
+    (
+        ["--output_dir=x", "--algorithm=evolution", "--evaluation=scratch", "--reward_power=0"],
+        ["reward_power must be > 0"],
+    ),
+    (
+        ["--output_dir=x", "--algorithm=nas", "--strategy=mirrored"],
+        ["trains each child on one device", "drop --strategy"],
     ),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
     # Users' own data: a folder of class subfolders or a TFDS name.
@@ -116,6 +140,13 @@ def quick_runs(tmp_path_factory):
         + [*EVOLUTION_TINY, f"--output_dir={cwd / 'run'}"],
         cwd,
     )
+    # NAS without weight sharing, shrunk to seconds.
+    cwd = tmp_path_factory.mktemp("nas")
+    commands["nas"] = (
+        [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / NAS}"]
+        + [*NAS_TINY, f"--output_dir={cwd / 'run'}"],
+        cwd,
+    )
     for args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
@@ -148,13 +179,43 @@ def test_evolution_flag_file_searches(quick_runs):
     run = commands["evolution"][1] / "run"
     config = json.loads((run / "config.json").read_text())["search"]
     assert config["algorithm"] == "evolution"
-    assert config["strategy"] == {"population_size": 4, "sample_size": 2, "train_arcs": "uniform"}
+    assert config["strategy"] == {
+        "population_size": 4,
+        "sample_size": 2,
+        "train_arcs": "uniform",
+        "evaluation": "shared",
+        # Settings of evaluation=scratch (unused here), at their defaults.
+        "child_epochs": 20,
+        "reward_epochs": 5,
+        "reward_power": 3.0,
+        "parallel_children": 1,
+    }
     (log,) = [json.loads(line) for line in (run / "search_log.jsonl").open()]
     # The epoch's mean over its 2 updates of 3 proposals: 3, then 4 (full).
     assert log["controller/population_size"] == 3.5
     assert 0.0 <= log["controller/population_best"] <= 1.0
     candidates = json.loads((run / "candidates.json").read_text())["candidates"]
     assert candidates[0]["arc"] == (run / "best_arc.txt").read_text().strip()
+
+
+def test_nas_flag_file_trains_children_from_scratch(quick_runs):
+    commands, results = quick_runs
+    result = results["nas"]
+    assert result.returncode == 0, result.stderr
+    run = commands["nas"][1] / "run"
+    strategy = json.loads((run / "config.json").read_text())["search"]["strategy"]
+    assert strategy["child_epochs"] == 2 and strategy["reward_power"] == 3.0
+    assert strategy["parallel_children"] == 2 and strategy["controller_lr"] == 0.01
+    children = [json.loads(line) for line in (run / "children.jsonl").open()]
+    assert len(children) == 2 and all(len(c["valid_curve"]) == 2 for c in children)
+    best = max(children, key=lambda c: c["valid_accuracy"])
+    assert (run / "best_arc.txt").read_text().strip() == best["arc"]
+    assert f"valid accuracy {best['valid_accuracy']:.4f} trained from scratch" in result.stdout
+    assert "children.jsonl" in result.stdout
+    # No shared weights: the checkpoint holds the controller, no supernet.
+    names = [name for name, _ in tf.train.list_variables(str(run / "checkpoints"))]
+    assert any(n.startswith("sampler/") for n in names)
+    assert not any(n.startswith("supernet") for n in names)
 
 
 @pytest.mark.parametrize("args, fragments", BAD_INPUT)

@@ -1,4 +1,4 @@
-"""Regularized (aging) evolution scored with the shared weights.
+"""Regularized (aging) evolution, scored with shared weights or by training from scratch.
 
 Real et al. (2019), "Regularized evolution for image classifier
 architecture search" (AmoebaNet), on the supernet of the search
@@ -26,6 +26,15 @@ until the first member), sharpening the weights where the search looks.
 The derive step scores the best distinct members of the final population on
 the whole validation split.
 
+With `evaluation="scratch"` there are no shared weights: every proposal is
+trained from a fresh initialisation for `child_epochs` and its reward is the
+best validation accuracy of its last `reward_epochs` epochs (to the power
+`reward_power`, which leaves tournaments unchanged;
+`enas_tf.strategies.scratch`), as the paper's evolution, which trained each
+child for 25 epochs. The search is then `enas_tf.search.scratch.ScratchSearch`
+(children.jsonl records every child; the derive step takes the best trained
+child) and `train_arcs` does not apply.
+
 Defaults: population 100, sample 25 (AmoebaNet on CIFAR-10; NNI's defaults).
 This module imports no TensorFlow; `build` imports `population.py`.
 """
@@ -37,18 +46,22 @@ from typing import Any
 
 from enas_tf.errors import UserError
 from enas_tf.spaces.base import SearchSpace
+from enas_tf.strategies.scratch import ScratchSettings
 
 TRAIN_ARCS = ("uniform", "population")
+EVALUATIONS = ("shared", "scratch")
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(ScratchSettings):
     """Regularized evolution's settings (each field is an `enas-search` flag).
 
     Attributes:
       population_size: members kept (the oldest dies when one is added).
       sample_size: members drawn for each tournament.
       train_arcs: what the child phase trains the shared weights on.
+      evaluation: "shared" (rewards with the supernet's shared weights) or
+        "scratch" (every proposal trained from scratch, `ScratchSettings`).
     """
 
     population_size: int = dataclasses.field(
@@ -66,9 +79,29 @@ class Config:
         },
     )
 
+    evaluation: str = dataclasses.field(
+        default="shared",
+        metadata={
+            "help": "Evolution: score proposals with the shared weights, or train "
+            "each from scratch (the --child_epochs flags).",
+            "choices": EVALUATIONS,
+        },
+    )
+
+    @property
+    def from_scratch(self) -> bool:
+        """Whether the search trains every proposal from scratch."""
+        return self.evaluation == "scratch"
+
     def check(self, space: str) -> None:
-        """Raises UserError for settings out of range (any space)."""
-        del space
+        """Raises UserError for settings out of range (for the space named
+        `space` when proposals train from scratch)."""
+        if self.evaluation not in EVALUATIONS:
+            raise UserError(
+                f"evaluation must be one of {', '.join(EVALUATIONS)}; received {self.evaluation!r}."
+            )
+        if self.from_scratch:
+            self.check_scratch(space)
         if self.population_size < 2:
             raise UserError(f"population_size must be >= 2; received {self.population_size}.")
         if not 1 <= self.sample_size <= self.population_size:
