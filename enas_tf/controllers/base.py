@@ -34,6 +34,9 @@ class Sample(NamedTuple):
         zeros for the micro controller.
       skip_rate: float32 `[batch]`, fraction of possible skips taken (macro);
         zeros for the micro controller (spec 4.2 logs it as 0).
+      embedding: float32 `[batch, lstm_size]`, the controller's last LSTM
+        output for each architecture (its embedding of the architecture,
+        Adam & Lorraine 2019), or None for strategies without a controller.
     """
 
     arc: tf.Tensor
@@ -41,6 +44,7 @@ class Sample(NamedTuple):
     entropy: tf.Tensor
     skip_penalty: tf.Tensor
     skip_rate: tf.Tensor
+    embedding: tf.Tensor | None = None
 
 
 def check_positive_or_none(name: str, value: float | None) -> None:

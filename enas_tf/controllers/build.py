@@ -151,7 +151,7 @@ class MacroController(Controller):
             penalty /= float(self.num_layers - 1)
             skips /= float(self.num_layers * (self.num_layers - 1) // 2)
         arc = tf.concat(pieces, axis=1) if arcs is None else arcs
-        return Sample(arc, log_prob, entropy, penalty, skips)
+        return Sample(arc, log_prob, entropy, penalty, skips, embedding=h)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -261,7 +261,7 @@ class MicroController(Controller):
                 keys.append(tf.matmul(h, self.attn_key))
                 columns.extend(chosen[k] for k in range(4))
         arc = tf.stack(columns, axis=1) if arcs is None else arcs
-        return Sample(arc, log_prob, entropy, zero, zero)
+        return Sample(arc, log_prob, entropy, zero, zero, embedding=h)
 
     def get_config(self) -> dict[str, Any]:
         return {

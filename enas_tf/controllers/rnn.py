@@ -108,7 +108,7 @@ class RnnController(Controller):
             inputs = self._embed(func)
             columns.extend([prev, func])
         arc = tf.stack(columns, axis=1) if arcs is None else arcs
-        return Sample(arc, log_prob, entropy, zero, zero)
+        return Sample(arc, log_prob, entropy, zero, zero, embedding=h)
 
     def get_config(self) -> dict[str, Any]:
         return {

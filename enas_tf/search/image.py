@@ -47,6 +47,25 @@ SAFE_KEYS = (
 )
 
 
+def run_record(config: SearchConfig, splits: ImageSplits, data: dict | None) -> dict:
+    """Checks an image search's settings and data; returns what config.json
+    records (the tool, the settings, the dataset: `data`, or the splits').
+
+    Raises:
+      UserError: for bad settings or an empty validation split.
+    """
+    config.check()
+    if len(splits.valid_images) == 0:
+        raise UserError(
+            "The search scores architectures on a validation split; give --valid_size > 0."
+        )
+    return {
+        "tool": "enas-search",
+        "search": config.to_json(),
+        "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
+    }
+
+
 def make_search(config: SearchConfig, splits: ImageSplits, output_dir: str, **kwargs) -> SearchBase:
     """The search `config` asks for: `Search` (shared weights), or
     `enas_tf.search.scratch.ScratchSearch` when its strategy trains every
@@ -94,22 +113,13 @@ class Search(SearchBase):
         verbose: int = 1,
         strategy: tf.distribute.Strategy | None = None,
     ):
-        config.check()
         if getattr(config.strategy, "from_scratch", False):
             raise UserError(
                 f"Algorithm {config.algorithm} with these settings trains every proposal "
                 f"from scratch; run it with enas_tf.search.image.make_search."
             )
-        if len(splits.valid_images) == 0:
-            raise UserError(
-                "The search rewards architectures on a validation split; give --valid_size > 0."
-            )
+        run = run_record(config, splits, data)
         self.splits = splits
-        run = {
-            "tool": "enas-search",
-            "search": config.to_json(),
-            "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
-        }
         super().__init__(
             config, output_dir, run, overwrite=overwrite, verbose=verbose, strategy=strategy
         )

@@ -9,7 +9,9 @@
 2. controller phase: `controller_steps` strategy updates, each on the
    rewards of `num_aggregate` proposed architectures, computed by the
    subclass's `_reward(arc)` on a validation minibatch (for ENAS: REINFORCE
-   gradients averaged into one controller step, `enas_tf.strategies.reinforce`);
+   gradients averaged into one controller step, `enas_tf.strategies.reinforce`),
+   then the strategy's `end_epoch` (the controller's memory and
+   diagnostics: scalars and images under `controller/`);
 3. `log_arcs` sampled architectures are shown with their minibatch reward;
    metrics go to TensorBoard and `search_log.jsonl` (one JSON line per
    epoch), and a checkpoint is saved (the last 3 kept).
@@ -333,12 +335,20 @@ class SearchBase:
                 print(f"Epoch {epoch + 1}/{self.config.epochs}")
             metrics = self._child_phase()
             metrics.update(self._controller_phase())
+            images = {}
+            for key, value in strategy_base.end_epoch(self.sampler, epoch + 1).items():
+                if isinstance(value, np.ndarray):
+                    images[f"controller/{key}"] = value
+                else:
+                    metrics[f"controller/{key}"] = float(value)
             metrics.update(self._epoch_metrics())
             arcs = self._log_arcs()
             metrics["epoch_seconds"] = round(time.time() - start, 2)
             with self.writer.as_default(step=epoch + 1):
                 for key, value in metrics.items():
                     tf.summary.scalar(key, value)
+                for key, image in images.items():
+                    tf.summary.image(key, image[None])
                 if arcs:
                     tf.summary.text(
                         "sampled_architectures",

@@ -107,16 +107,12 @@ class ScratchSearch(SearchBase):
         verbose: int = 1,
         strategy: tf.distribute.Strategy | None = None,
     ):
-        config.check()
         if not getattr(config.strategy, "from_scratch", False):
             raise UserError(
                 f"Algorithm {config.algorithm} scores architectures with shared weights; "
                 f"run it with enas_tf.search.image.Search."
             )
-        if len(splits.valid_images) == 0:
-            raise UserError(
-                "The search scores architectures on a validation split; give --valid_size > 0."
-            )
+        run = image.run_record(config, splits, data)
         strategy = strategy or tf.distribute.get_strategy()
         multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         if strategy.num_replicas_in_sync > 1 or multi_worker:
@@ -126,11 +122,6 @@ class ScratchSearch(SearchBase):
             )
         self.splits = splits
         self.settings = config.strategy
-        run = {
-            "tool": "enas-search",
-            "search": config.to_json(),
-            "data": data or {"dataset": splits.name, "valid_size": len(splits.valid_images)},
-        }
         super().__init__(
             config, output_dir, run, overwrite=overwrite, verbose=verbose, strategy=strategy
         )
@@ -201,10 +192,7 @@ class ScratchSearch(SearchBase):
             if done is not None and done["arc"] == text:
                 records[i] = done
                 continue
-            seed = int(
-                np.random.SeedSequence([self.config.seed, epoch, update, i]).generate_state(1)[0]
-            )
-            seed %= 2**31
+            seed = _child_seed(self.config.seed, epoch, update, i + 1)
             pending[i] = (text, seed, self._children_pool().submit(arc, seed))
         while pending:
             for i, (text, seed, result) in list(pending.items()):

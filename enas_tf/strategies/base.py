@@ -43,8 +43,9 @@ class Strategy(Protocol):
         float metrics, at least `reward` and `skipped`."""
 
 
-# Optional methods (`train_sample`, `candidates`): a strategy that does not
-# define them gets `sample` for both.
+# Optional methods (`train_sample`, `candidates`, `end_epoch`): a strategy
+# that does not define the first two gets `sample` for both; `end_epoch` is
+# skipped.
 
 
 def train_sample(strategy: Strategy, batch_size: int = 1) -> Sample:
@@ -62,6 +63,15 @@ def candidates(strategy: Strategy, n: int) -> np.ndarray:
     method = getattr(strategy, "candidates", None)
     arcs = method(n) if method is not None else strategy.sample(n).arc
     return np.asarray(arcs, np.int32).reshape(-1, strategy.space.num_decisions)
+
+
+def end_epoch(strategy: Strategy, epoch: int) -> dict[str, Any]:
+    """After the controller phase of 1-based `epoch`: the strategy's
+    `end_epoch(epoch)` if it has one (e.g. the ENAS controller's memory and
+    diagnostics), else nothing. Returns floats (metrics) and float32
+    `[H, W, C]` arrays in [0, 1] (images)."""
+    method = getattr(strategy, "end_epoch", None)
+    return method(epoch) if method is not None else {}
 
 
 def as_batch(num_decisions: int, arcs: Any, rewards: Any) -> tuple[tf.Tensor, tf.Tensor]:

@@ -36,6 +36,15 @@ class Config:
       tanh_constant, op_tanh_reduce, temperature: logit shaping
         (`c * tanh(logits / T)`; 0: none; op_tanh_reduce: micro only).
       skip_target, skip_weight: macro only: the skip penalty.
+      memory: a controller that remembers (Adam & Lorraine 2019): a buffer
+        of sampled architectures that joins from `memory_start_epoch`
+        (`memory_size // 10` per epoch, then `memory_size // 100` replaced),
+        and from `memory_loss_epoch` on a supervised loss, weighted
+        `memory_weight`, reproducing 100 of them (`memory.py`).
+      controller_diagnostics: log, per epoch, the controller's embeddings
+        of 100 sampled architectures (a TensorBoard image) and their
+        Spearman correlations with shared connections and ops
+        (`diagnostics.py`).
     """
 
     controller_lr: float = _setting(3.5e-3, "Controller Adam learning rate.")
@@ -48,6 +57,16 @@ class Config:
     temperature: float = _setting(0.0, "Controller temperature T (0: none).")
     skip_target: float = _setting(0.4, "Macro: target skip probability of the skip penalty.")
     skip_weight: float = _setting(0.8, "Macro: weight of the skip penalty.")
+    memory: bool = _setting(
+        False, "A controller that remembers (Adam & Lorraine 2019): memory buffer + loss."
+    )
+    memory_size: int = _setting(10_000, "Memory: architectures kept (>= 100).")
+    memory_start_epoch: int = _setting(5, "Memory: first epoch whose samples join.")
+    memory_loss_epoch: int = _setting(10, "Memory: first epoch whose updates use its loss.")
+    memory_weight: float = _setting(1.0, "Memory: weight of its supervised loss.")
+    controller_diagnostics: bool = _setting(
+        True, "Log the controller's architecture embeddings per epoch (image, correlations)."
+    )
 
     def check(self, space: str) -> None:
         """Raises UserError for settings out of range for the space named
@@ -65,6 +84,16 @@ class Config:
             raise UserError(f"op_tanh_reduce must be > 0; received {self.op_tanh_reduce}.")
         if space == "macro" and not 0 < self.skip_target < 1:
             raise UserError(f"skip_target must be in (0, 1); received {self.skip_target}.")
+        if self.memory:
+            if self.memory_size < 100:
+                raise UserError(f"memory_size must be >= 100; received {self.memory_size}.")
+            if self.memory_start_epoch < 1 or self.memory_loss_epoch < 1:
+                raise UserError(
+                    "memory_start_epoch and memory_loss_epoch must be >= 1; received "
+                    f"{self.memory_start_epoch}, {self.memory_loss_epoch}."
+                )
+            if not self.memory_weight > 0:
+                raise UserError(f"memory_weight must be > 0; received {self.memory_weight}.")
 
 
 # Defaults per kind of search besides `Config()` (the image searches').
@@ -103,6 +132,17 @@ def build(config: Config, space: SearchSpace, *, seed: int | None, num_aggregate
     # Adam as in the original scripts: the CNN ones' beta_1 = 0, epsilon =
     # 1e-3 (Reinforce's defaults); enas_lm's TF defaults.
     adam = {"beta_1": 0.9, "epsilon": 1e-8} if isinstance(space, RnnSpace) else {}
+    memory = None
+    if config.memory:
+        from enas_tf.strategies.reinforce.memory import ArchitectureMemory
+
+        memory = ArchitectureMemory(
+            space.num_decisions,
+            size=config.memory_size,
+            start_epoch=config.memory_start_epoch,
+            loss_epoch=config.memory_loss_epoch,
+            seed=None if seed is None else seed + 1,
+        )
     return Reinforce(
         controller_for(space, seed=seed, **shaping),
         learning_rate=config.controller_lr,
@@ -110,6 +150,9 @@ def build(config: Config, space: SearchSpace, *, seed: int | None, num_aggregate
         baseline_decay=config.baseline_decay,
         skip_weight=config.skip_weight,
         num_aggregate=num_aggregate,
+        memory=memory,
+        memory_weight=config.memory_weight,
+        diagnostics=config.controller_diagnostics,
         **adam,
     )
 

@@ -17,6 +17,8 @@ import tensorflow as tf
 from enas_tf.controllers.build import Controller, Sample
 from enas_tf.spaces.base import SearchSpace
 from enas_tf.strategies.base import as_batch
+from enas_tf.strategies.reinforce.diagnostics import controller_diagnostics
+from enas_tf.strategies.reinforce.memory import ArchitectureMemory
 
 
 class Reinforce(tf.Module):
@@ -50,6 +52,13 @@ class Reinforce(tf.Module):
         enas_lm).
       epsilon: Adam epsilon (1e-3 in the CNN scripts; 1e-8, the TF1
         default, in enas_lm).
+      memory: with an `ArchitectureMemory`, each update adds
+        `memory_weight` times the mean negative log-likelihood of a batch
+        of remembered architectures to the loss, once the memory's schedule
+        says so (Adam & Lorraine 2019; `memory.py`); `end_epoch` fills it.
+      memory_weight: weight of that supervised loss.
+      diagnostics: compute the controller's diagnostics in `end_epoch`
+        (`diagnostics.py`).
       name: module name.
 
     Raises:
@@ -66,6 +75,9 @@ class Reinforce(tf.Module):
         num_aggregate: int = 20,
         beta_1: float = 0.0,
         epsilon: float = 1e-3,
+        memory: ArchitectureMemory | None = None,
+        memory_weight: float = 1.0,
+        diagnostics: bool = True,
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
@@ -83,6 +95,7 @@ class Reinforce(tf.Module):
         self.uses_skip_penalty = controller.has_skip_penalty
         self.skip_weight = skip_weight if self.uses_skip_penalty else 0.0
         self.num_aggregate = num_aggregate
+        self.memory, self.memory_weight, self.diagnostics = memory, memory_weight, diagnostics
         # Spec sec. 4 / 10: the CNN scripts use beta_1 = 0 and epsilon = 1e-3,
         # enas_lm the TF defaults (ENAS_LM_REFERENCE sec. 3.3); no clipping;
         # the learning-rate decay of the scripts never fires (constant).
@@ -153,6 +166,10 @@ class Reinforce(tf.Module):
             penalty = tf.reduce_sum(weight * scored.skip_penalty) / denominator
             if self.uses_skip_penalty:
                 loss += self.skip_weight * penalty
+            if self.memory is not None:
+                remembered = self.controller.log_prob_and_entropy(self.memory.batch())
+                memory_loss = -tf.reduce_mean(remembered.log_prob)
+                loss += self.memory_weight * self.memory.loss_weight() * memory_loss
         gradients = tape.gradient(loss, variables)
         # Variables a tiny space never uses (e.g. attention for one layer)
         # get zero gradients rather than None; embedding gradients are made
@@ -186,7 +203,30 @@ class Reinforce(tf.Module):
         if self.uses_skip_penalty:
             metrics["skip_rate"] = mean(scored.skip_rate)
             metrics["skip_penalty"] = penalty
+        if self.memory is not None:
+            metrics["memory_loss"] = memory_loss
+            metrics["memory_loss_weight"] = self.memory.loss_weight()
         return metrics
+
+    def end_epoch(self, epoch: int) -> dict[str, object]:
+        """After the controller phase of 1-based `epoch`: the memory takes
+        its sampled architectures (`memory.py`), and the diagnostics
+        (`diagnostics.py`) are computed.
+
+        Returns:
+          Floats (`memory_size`, the embedding correlations) and the image
+          `hidden_states` (float32 `[100, S, 1]`).
+        """
+        logs: dict[str, object] = {}
+        if self.diagnostics:
+            logs.update(controller_diagnostics(self.controller))
+        if self.memory is not None:
+            added = self.memory.additions(epoch)
+            if added:
+                self.memory.add(self.controller.sample(added).arc.numpy())
+            self.memory.epochs_done.assign(epoch)
+            logs["memory_size"] = float(self.memory.count.numpy())
+        return logs
 
     def _baselines(self, total: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
         """The baseline after each sample's update, float32 `[n]`.
