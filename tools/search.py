@@ -220,9 +220,12 @@ def _help_groups() -> dict[str, list[str]]:
         "Search loop": ["algorithm", "controller"]
         + [n for n, p in {**cnn, **lm}.items() if len(p) == 1 and n not in data + augment],
     }
-    for name in strategies.names():
-        settings = [n for n, owners in STRATEGY_FLAGS.items() if name in owners]
-        groups[f"Strategy {name} (--algorithm={name})"] = settings
+    # A group per set of strategies sharing settings (nas has reinforce's
+    # controller settings, nas and evolution the from-scratch ones).
+    for name, owners in STRATEGY_FLAGS.items():
+        names = list(owners)
+        title = f"Strategy {names[0]}" if len(names) == 1 else f"Strategies {', '.join(names)}"
+        groups.setdefault(f"{title} (--algorithm={'|'.join(names)})", []).append(name)
     groups["Run"] = ["output_dir", "overwrite", "verbose", "deterministic", "jit_compile"]
     groups["Devices"] = ["strategy", "devices"]
     return groups

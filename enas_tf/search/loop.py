@@ -51,6 +51,7 @@ together and `_before_update()` act before each update samples.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -201,10 +202,18 @@ class SearchBase:
     def _upgrade_recorded(self, recorded: dict[str, Any]) -> dict[str, Any]:
         """An older run's config.json in today's form (`rundir.prepare`):
         runs written before the search configs nested recorded a flat
-        `search` section (`enas_tf.configs.nested`)."""
+        `search` section (`enas_tf.configs.nested`); settings a strategy
+        gained since the run was written (e.g. the controller's `memory`)
+        take their defaults, which keep the behaviour the run had."""
         search = recorded.get("search")
         if isinstance(search, dict) and not isinstance(search.get("space"), dict):
             return {**recorded, "search": self.config.upgrade_flat(search)}
+        algorithm = self.config.algorithm
+        if isinstance(search, dict) and isinstance(search.get("strategy"), dict):
+            if search.get("algorithm") == algorithm:
+                defaults = strategies.default_config(algorithm, self.config.KIND)
+                strategy = {**dataclasses.asdict(defaults), **search["strategy"]}
+                return {**recorded, "search": {**search, "strategy": strategy}}
         return recorded
 
     # ----- what a subclass provides -----------------------------------------

@@ -56,6 +56,13 @@ def test_search_derives_and_resumes(digits, tmp_path):
     assert [row["epoch"] for row in log] == [1]
     assert "controller/baseline" in log[0] and len(log[0]["arcs"]) == 2
 
+    # A run written before the controller's memory and diagnostics settings
+    # existed resumes: they take their defaults (what the run did).
+    path = tmp_path / "run" / "config.json"
+    recorded = json.loads(path.read_text())
+    for key in ("memory", "memory_size", "memory_weight", "controller_diagnostics"):
+        del recorded["search"]["strategy"][key]
+    path.write_text(json.dumps(recorded))
     # Resume: one more epoch continues from the checkpoint.
     more = Search(TINY.__class__(**{**TINY.__dict__, "epochs": 2}), digits, out, verbose=0)
     assert more.resumed and int(more.epoch.numpy()) == 1
@@ -65,8 +72,11 @@ def test_search_derives_and_resumes(digits, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert any(v.numpy().any() for v in more.net.non_trainable_variables[::2])
     more.run()
+    assert json.loads(path.read_text())["search"]["strategy"]["memory"] is False
     log = [json.loads(line) for line in (tmp_path / "run" / "search_log.jsonl").open()]
     assert [row["epoch"] for row in log] == [1, 2]
+    # The controller's diagnostics, per epoch (on by default).
+    assert all(-1 <= row["controller/embedding_spearman_connections"] <= 1 for row in log)
     # TensorBoard: one HParams session (written when the run started), the
     # derived architecture's score after each run's derive step.
     events = read_events(tmp_path / "run" / "logs")

@@ -75,7 +75,10 @@ def test_search_help_groups_the_settings(helps):
         "Optimiser of the shared weights",
         "Search loop",
     ]
-    strategy = out.index("Strategy reinforce (--algorithm=reinforce):")
+    # Settings shared by strategies are listed once, under all their names.
+    strategy = out.index("Strategies nas, reinforce (--algorithm=nas|reinforce):")
+    assert "Strategy evolution (--algorithm=evolution):\n  --population_size" in out
+    assert "Strategies evolution, nas (--algorithm=evolution|nas):\n  --child_epochs" in out
     assert strategy < out.index("  --controller_lr:") < out.index("Run:\n")
     assert "  --controller_lr: Controller Adam learning rate" in out
     assert "(default: 0.0035)" in out[strategy:]
