@@ -212,8 +212,10 @@ class SearchBase:
         if isinstance(search, dict) and isinstance(search.get("strategy"), dict):
             if search.get("algorithm") == algorithm:
                 defaults = strategies.default_config(algorithm, self.config.KIND)
-                strategy = {**dataclasses.asdict(defaults), **search["strategy"]}
-                return {**recorded, "search": {**search, "strategy": strategy}}
+                defaults = dataclasses.asdict(defaults)
+                if not defaults.keys() <= search["strategy"].keys():
+                    strategy = {**defaults, **search["strategy"]}
+                    return {**recorded, "search": {**search, "strategy": strategy}}
         return recorded
 
     # ----- what a subclass provides -----------------------------------------

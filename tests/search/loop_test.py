@@ -272,6 +272,17 @@ def test_upgrade_recorded_nests_an_old_flat_search_section():
     # Nested or missing sections are left as they are.
     nested = {"search": CONFIG.to_json()}
     assert upgrade(nested) is nested
+    # A strategy setting the run did not record takes its default.
+    config = SearchConfig.from_flat(algorithm="reinforce", memory_size=7)
+    older = config.to_json()
+    del older["strategy"]["memory"], older["strategy"]["memory_size"]
+    ns = types.SimpleNamespace(config=config)
+    grown = SearchBase._upgrade_recorded(ns, {"search": older})
+    assert grown["search"]["strategy"]["memory"] is False
+    assert grown["search"]["strategy"]["memory_size"] == 10000  # the default, not the flag's 7
+    assert "memory" not in older["strategy"]  # not changed in place
+    current = {"search": config.to_json()}
+    assert SearchBase._upgrade_recorded(ns, current) is current
     for other in ({}, {"search": None}, {"search": "text"}):
         assert upgrade(other) is other
 
