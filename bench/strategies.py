@@ -4,10 +4,11 @@ Methods (each `enas-search --algorithm=...` on the same data and space):
 ENAS (`reinforce`), Random-WS (`random`), regularized evolution with shared
 weights (`evolution`), regularized evolution training every child from
 scratch (`evolution --evaluation=scratch`) and NAS without weight sharing
-(`nas`). The shared-weight methods use flags/quickstart.flags (and
-flags/digits_evolution.flags' population), the from-scratch ones
-flags/digits_nas.flags and flags/digits_evolution_scratch.flags: the same
-micro space and network sizes.
+(`nas`) and DARTS (`darts`). The shared-weight methods use
+flags/quickstart.flags (and flags/digits_evolution.flags' population), the
+from-scratch ones flags/digits_nas.flags and
+flags/digits_evolution_scratch.flags, DARTS flags/digits_darts.flags: the
+same micro space and network sizes.
 
 Each search starts with unbounded epochs and gets SIGTERM after
 `--budget_seconds` (start-up included); it stops cleanly after its current
@@ -20,7 +21,7 @@ accuracy read. Printed: one line per run, then one table: retrained test
 accuracy (mean +- std over seeds), search seconds, architectures evaluated
 (shared weights: rewards computed, i.e. finished epochs x controller steps x
 proposals, plus the derive step's candidates; from scratch: children
-trained).
+trained; DARTS: 1, the architecture it derives, having scored none).
 
     python bench/strategies.py                                 # digits, 3 seeds
     python bench/strategies.py --seeds=1 --budget_seconds=60 --train_epochs=2
@@ -51,6 +52,7 @@ METHODS = {
     "evolution_ws": ["--flagfile=flags/digits_evolution.flags"],
     "evolution_scratch": ["--flagfile=flags/digits_evolution_scratch.flags"],
     "nas": ["--flagfile=flags/digits_nas.flags"],
+    "darts": ["--flagfile=flags/digits_darts.flags"],
 }
 SCRATCH = ("evolution_scratch", "nas")
 
@@ -118,6 +120,8 @@ def _search(method, seed):
     if method in SCRATCH:
         with open(os.path.join(out, "children.jsonl")) as f:
             evaluated = sum(1 for line in f if json.loads(line)["epoch"] <= epochs)
+    elif method == "darts":
+        evaluated = len(candidates["candidates"])  # it derives one, scoring none
     else:
         search = candidates["flags"]["search"]
         per_epoch = search["controller_steps"] * search["num_aggregate"]

@@ -251,6 +251,8 @@ def main(argv: list[str]) -> None:
             f"--algorithm={config.algorithm} trains each child on one device of its own "
             f"process (--parallel_children at once); drop --strategy/--devices."
         )
+    if getattr(config.strategy, "gradient_based", False) and FLAGS.strategy != "default":
+        raise UserError("--algorithm=darts runs on one device here; drop --strategy/--devices.")
     cli.check_cutout(config.cutout_size, FLAGS.dataset)
     rundir.check_output_dir(FLAGS.output_dir)
     # Before any other TensorFlow work (a multi-worker strategy connects to
@@ -287,7 +289,10 @@ def main(argv: list[str]) -> None:
         },
     )
     result = search.run()
-    how = "trained from scratch" if result.get("evaluation") == "scratch" else "with shared weights"
+    how = {
+        "scratch": "trained from scratch",
+        "one_hot": "with the relaxed network's weights, one-hot (DARTS: retrain it)",
+    }.get(result.get("evaluation"), "with shared weights")
     _report(result, f"valid accuracy {result['valid_accuracy']:.4f} {how}")
 
 

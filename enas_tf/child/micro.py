@@ -51,7 +51,9 @@ def _spatial(x) -> int:
     return x.shape[1]
 
 
-def _op(blocks, x, op, filters, strides, name):
+def op_branch(blocks, x, op, filters, strides, name):
+    """Op `op` (a name of the op table) of a micro cell applied to `x`,
+    `strides` 2 where a reduction cell's node reads a cell input."""
     spec = table.op(op)
     if spec.kind == "sep_conv":
         kernel = spec.kernel
@@ -70,7 +72,9 @@ def _op(blocks, x, op, filters, strides, name):
     return x
 
 
-def _calibrate(blocks, x, y, filters, layer_base, name):
+def calibrate_inputs(blocks, x, y, filters, layer_base, name):
+    """A cell's inputs (older `x`, newer `y`) at `filters` channels and
+    `y`'s resolution."""
     # Always calibrated: the original skips the 1x1 conv when an input
     # already has C channels, which happens only when a cell has a single
     # loose end. Calibrating every input keeps the network a fixed function
@@ -95,7 +99,7 @@ def _cell(
             op = MICRO_OPS[op_id]
             strides = 2 if reduction and index < 2 else 1
             branch_name = f"{name}.node{n}.{slot}"
-            out = _op(blocks, nodes[index], op, filters, strides, branch_name)
+            out = op_branch(blocks, nodes[index], op, filters, strides, branch_name)
             if drop_keep < 1.0 and op != "identity":
                 out = DropPath(drop_keep, name=f"{branch_name}.drop")(out)
             branches.append(out)
@@ -179,7 +183,7 @@ def build_micro_child(
         if reduction:
             filters *= 2
         cell_name = f"cell{position}"
-        x, y = _calibrate(blocks, prev_prev, prev, filters, layer_base, f"{cell_name}.in")
+        x, y = calibrate_inputs(blocks, prev_prev, prev, filters, layer_base, f"{cell_name}.in")
         drop_keep = 1.0 - (position + 1) / positions * (1.0 - drop_path_keep_prob)
         cell = arch.reduce if reduction else arch.normal
         out = _cell(blocks, cell, [x, y], filters, reduction, drop_keep, cell_name, cell_output)

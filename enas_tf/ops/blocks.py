@@ -30,6 +30,8 @@ class Blocks:
       l2: L2 weight on every trainable variable (0 disables it).
       bn_momentum: moving-average decay of batch norm.
       bn_epsilon: batch-norm epsilon.
+      affine: batch norm learns a scale and an offset (DARTS's search
+        turns them off so that the mixing weights alone scale an op).
       synchronized_bn: under a multi-replica `tf.distribute` strategy, batch
         norm computes its statistics over the global batch (all-reduced
         across replicas), so N replicas train what one device does on the
@@ -40,6 +42,7 @@ class Blocks:
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     synchronized_bn: bool = False
+    affine: bool = True
 
     def regularizer(self):
         return keras.regularizers.L2(self.l2) if self.l2 > 0 else None
@@ -76,6 +79,8 @@ class Blocks:
         return keras.layers.BatchNormalization(
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
+            center=self.affine,
+            scale=self.affine,
             beta_regularizer=self.regularizer(),
             gamma_regularizer=self.regularizer(),
             synchronized=self.synchronized_bn,
@@ -131,7 +136,8 @@ def factorized_reduction(blocks: Blocks, x, filters, name):
 def classifier_head(blocks: Blocks, x, num_classes, keep_prob, name, pre_relu):
     """[ReLU ->] global average pool -> dropout -> linear (no bias).
 
-    Logits are float32 even under a mixed-precision policy.
+    Logits are float32 even under a mixed-precision policy (float64 under
+    a float64 one).
     """
     if pre_relu:
         x = relu(x, f"{name}.relu")
@@ -139,7 +145,9 @@ def classifier_head(blocks: Blocks, x, num_classes, keep_prob, name, pre_relu):
     if keep_prob < 1.0:
         x = keras.layers.Dropout(1.0 - keep_prob, name=f"{name}.dropout")(x)
     x = blocks.dense(num_classes, f"{name}.fc")(x)
-    return keras.layers.Activation("linear", dtype="float32", name=name)(x)
+    # At least float32 (float64 networks keep float64: gradient checks).
+    wide = "float64" if keras.config.dtype_policy().compute_dtype == "float64" else "float32"
+    return keras.layers.Activation("linear", dtype=wide, name=name)(x)
 
 
 @keras.saving.register_keras_serializable(package="enas_tf")

@@ -9,14 +9,17 @@ parsing the names, so a new op is one row here plus its builders:
                    the macro space, twice in a micro cell (ENAS sec. 3);
   kind "pool":     3 x 3 average or max pooling, SAME padding;
   kind "identity": the input (a factorized reduction when a micro reduction
-                   cell's node reads a full-size input).
+                   cell's node reads a full-size input);
+  kind "zero":     DARTS's "none" op, the zero map (an edge that is not
+                   there). No space's arc chooses it; DARTS's relaxed cells
+                   (`enas_tf.supernet.relaxed`) mix it in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-KINDS = ("conv", "sep_conv", "pool", "identity")
+KINDS = ("conv", "sep_conv", "pool", "identity", "zero")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,12 @@ class Op:
     pool: str | None = None
 
     @property
+    def parameter_free(self) -> bool:
+        """True for the ops without weights a cell can keep (pooling and
+        the identity): what a collapsing DARTS search chooses."""
+        return self.kind in ("pool", "identity")
+
+    @property
     def has_weights(self) -> bool:
         """True for the convolutions (the ops whose weights are searched)."""
         return self.kind in ("conv", "sep_conv")
@@ -52,6 +61,7 @@ OPS = {
         Op("avg_pool_3x3", "pool", 3, "avg"),
         Op("max_pool_3x3", "pool", 3, "max"),
         Op("identity", "identity"),
+        Op("none", "zero"),
     )
 }
 

@@ -14,7 +14,8 @@ The checkpoint holds the supernet (every shared variable, moving statistics
 included), the controller and its trainer, both optimizers, the baseline,
 the sampler RNG and the epoch. The language-model search is
 `enas_tf.search.lm.LmSearch`; strategies that train every proposal from
-scratch run `enas_tf.search.scratch.ScratchSearch` (`make_search` picks).
+scratch run `enas_tf.search.scratch.ScratchSearch`, DARTS
+`enas_tf.search.darts.DartsSearch` (`make_search` picks).
 """
 
 from __future__ import annotations
@@ -69,8 +70,13 @@ def run_record(config: SearchConfig, splits: ImageSplits, data: dict | None) -> 
 def make_search(config: SearchConfig, splits: ImageSplits, output_dir: str, **kwargs) -> SearchBase:
     """The search `config` asks for: `Search` (shared weights), or
     `enas_tf.search.scratch.ScratchSearch` when its strategy trains every
-    proposal from scratch (`nas`; `evolution` with evaluation=scratch).
-    `kwargs` are the searches' keyword arguments."""
+    proposal from scratch (`nas`; `evolution` with evaluation=scratch), or
+    `enas_tf.search.darts.DartsSearch` for a gradient-based strategy
+    (`darts`). `kwargs` are the searches' keyword arguments."""
+    if getattr(config.strategy, "gradient_based", False):
+        from enas_tf.search.darts import DartsSearch  # noqa: PLC0415
+
+        return DartsSearch(config, splits, output_dir, **kwargs)
     if getattr(config.strategy, "from_scratch", False):
         from enas_tf.search.scratch import ScratchSearch  # noqa: PLC0415
 
@@ -113,10 +119,13 @@ class Search(SearchBase):
         verbose: int = 1,
         strategy: tf.distribute.Strategy | None = None,
     ):
-        if getattr(config.strategy, "from_scratch", False):
+        if getattr(config.strategy, "from_scratch", False) or getattr(
+            config.strategy, "gradient_based", False
+        ):
             raise UserError(
-                f"Algorithm {config.algorithm} with these settings trains every proposal "
-                f"from scratch; run it with enas_tf.search.image.make_search."
+                f"Algorithm {config.algorithm} with these settings does not train a "
+                f"shared-weight supernet on sampled architectures; run it with "
+                f"enas_tf.search.image.make_search."
             )
         run = run_record(config, splits, data)
         self.splits = splits

@@ -46,7 +46,8 @@ implements `_build_model()` (under the strategy's scope), `_checkpointed()`,
 `_build_steps()`, `_child_phase()`, `_reward(arc)`, `score(arc)` and
 `_reward_text(reward)`; `_epoch_metrics()` may add metrics after the
 controller phase, `_rewards(arcs)` reward an update's architectures
-together and `_before_update()` act before each update samples.
+together, `_before_update()` act before each update samples and
+`_stop_early()` end the search before its last epoch.
 """
 
 from __future__ import annotations
@@ -275,6 +276,12 @@ class SearchBase:
         """Metrics computed after the controller phase (none by default)."""
         return {}
 
+    def _stop_early(self) -> bool:
+        """Before each epoch: end the search now and derive (never by
+        default). A function of the checkpointed state, so a resumed run
+        stops where the uninterrupted one did."""
+        return False
+
     # ----- phases -------------------------------------------------------------
 
     def _stop_if_requested(self, inside_epoch: bool = True) -> None:
@@ -339,7 +346,7 @@ class SearchBase:
             print(self.TRACE_NOTE)
         for callback in self.callbacks:
             callback.on_train_begin()
-        while int(self.epoch.numpy()) < self.config.epochs:
+        while int(self.epoch.numpy()) < self.config.epochs and not self._stop_early():
             epoch = int(self.epoch.numpy())
             start = time.time()
             if self.verbose:

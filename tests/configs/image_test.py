@@ -133,7 +133,7 @@ def test_macro_search_space_and_child_config():
 
 def test_an_unknown_algorithm_is_refused_naming_the_known_ones():
     known = ", ".join(strategies.names())
-    assert known == "evolution, nas, random, reinforce"
+    assert known == "darts, evolution, nas, random, reinforce"
     with pytest.raises(UserError, match=f"algorithm must be one of {known}; received 'annealing'"):
         SearchConfig.from_flat(algorithm="annealing").check()
     for name in strategies.names():

@@ -21,6 +21,12 @@ def test_rows():
     assert table.op("max_pool_3x3").pool == "max"
     assert table.op("avg_pool_3x3").pool == "avg"
     assert table.op("identity").kernel == 1 and not table.op("identity").has_weights
+    # DARTS's "none": in the table (relaxed cells mix it), in no space.
+    none = table.op("none")
+    assert none.kind == "zero" and not none.has_weights and not none.parameter_free
+    assert "none" not in MICRO_OPS + MACRO_OPS
+    free = [name for name in MICRO_OPS if table.op(name).parameter_free]
+    assert free == ["avg_pool_3x3", "max_pool_3x3", "identity"]
 
 
 def test_unknown_op():

@@ -97,9 +97,10 @@ def test_a_strategy_without_settings(tmp_path, monkeypatch):
 
 
 def test_names_and_descriptions():
-    assert strategies.names() == ("evolution", "nas", "random", "reinforce")
+    assert strategies.names() == ("darts", "evolution", "nas", "random", "reinforce")
     described = strategies.describe()
-    assert list(described) == ["evolution", "nas", "random", "reinforce"]
+    assert list(described) == ["darts", "evolution", "nas", "random", "reinforce"]
+    assert "softmax mixture" in described["darts"]
     assert "REINFORCE" in described["reinforce"]
     assert "evolution" in described["evolution"]
     assert "uniform" in described["random"]
@@ -109,7 +110,7 @@ def test_names_and_descriptions():
 
 
 def test_unknown_names_are_refused_with_the_choices():
-    known = "one of evolution, nas, random, reinforce; received 'annealing'"
+    known = "one of darts, evolution, nas, random, reinforce; received 'annealing'"
     with pytest.raises(UserError, match=known):
         strategies.check_name("annealing")
     with pytest.raises(UserError, match="algorithm must be one of"):
@@ -141,7 +142,8 @@ def test_every_strategy_follows_the_protocol(name, space, kind):
 
 
 def test_a_new_module_is_a_new_strategy(first_choice):
-    assert strategies.names() == ("evolution", "first_choice", "nas", "random", "reinforce")
+    names = ("darts", "evolution", "first_choice", "nas", "random", "reinforce")
+    assert strategies.names() == names
     assert strategies.describe()[first_choice].startswith("Always the first choice")
     config = SearchConfig.from_flat(algorithm=first_choice, choice=0)
     config.check()

@@ -40,7 +40,11 @@ def assert_user_error(result, *fragments):
         assert fragment in last, last
 
 
-CIFAR_FLAG_FILES = ["flags/cifar10_micro_search.flags", "flags/cifar10_macro_search.flags"]
+CIFAR_FLAG_FILES = [
+    "flags/cifar10_micro_search.flags",
+    "flags/cifar10_macro_search.flags",
+    "flags/cifar10_darts_search.flags",
+]
 EVOLUTION = "flags/digits_evolution.flags"
 EVOLUTION_TINY = [
     "--num_layers=3",
@@ -73,6 +77,19 @@ NAS_TINY = [
     "--derive_samples=2",
     "--verbose=0",
 ]
+DARTS = "flags/digits_darts.flags"
+DARTS_TINY = [
+    "--num_layers=3",
+    "--num_nodes=1",
+    "--out_filters=4",
+    "--epochs=2",
+    "--batch_size=128",
+    "--valid_size=100",
+    "--train_size=256",
+    "--lr_t0=2",
+    "--darts_order=2",
+    "--verbose=0",
+]
 BAD_INPUT = [
     ([], ["--output_dir"]),
     (["--output_dir=x", "--space=rnn"], ["--dataset=ptb needs --data_dir"]),
@@ -82,7 +99,7 @@ BAD_INPUT = [
     (["--output_dir=x", "--valid_size=2000"], ["valid_size=2000"]),
     (
         ["--output_dir=x", "--algorithm=annealing"],
-        ["--algorithm=annealing", "evolution|nas|random|reinforce"],
+        ["--algorithm=annealing", "darts|evolution|nas|random|reinforce"],
     ),
     # The flag's old name is an alias.
     (["--output_dir=x", "--controller=annealing"], ["--algorithm=annealing"]),
@@ -100,6 +117,12 @@ BAD_INPUT = [
         ["trains each child on one device", "drop --strategy"],
     ),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
+    (["--output_dir=x", "--algorithm=darts", "--space=macro"], ["searches the micro space"]),
+    (
+        ["--output_dir=x", "--algorithm=darts", "--keep_prob=1", "--strategy=mirrored"],
+        ["--algorithm=darts runs on one device"],
+    ),
+    (["--output_dir=x", "--algorithm=darts", "--darts_order=3"], ["darts_order must be 1 or 2"]),
     # Users' own data: a folder of class subfolders or a TFDS name.
     (["--output_dir=x", "--dataset=bogus"], ["Unknown image dataset 'bogus'", "tfds:NAME"]),
     (["--output_dir=x", "--dataset=folder"], ["--dataset=folder needs --data_dir"]),
@@ -151,6 +174,13 @@ def quick_runs(tmp_path_factory):
     commands["nas"] = (
         [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / NAS}"]
         + [*NAS_TINY, f"--output_dir={cwd / 'run'}"],
+        cwd,
+    )
+    # DARTS, second order, shrunk to seconds.
+    cwd = tmp_path_factory.mktemp("darts")
+    commands["darts"] = (
+        [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / DARTS}"]
+        + [*DARTS_TINY, f"--output_dir={cwd / 'run'}"],
         cwd,
     )
     for args, _ in BAD_INPUT:
@@ -224,6 +254,27 @@ def test_nas_flag_file_trains_children_from_scratch(quick_runs):
     names = [name for name, _ in tf.train.list_variables(str(run / "checkpoints"))]
     assert any(n.startswith("sampler/") for n in names)
     assert not any(n.startswith("supernet") for n in names)
+
+
+def test_darts_flag_file_searches_and_derives_a_micro_arc(quick_runs):
+    commands, results = quick_runs
+    result = results["darts"]
+    assert result.returncode == 0, result.stderr
+    run = commands["darts"][1] / "run"
+    config = json.loads((run / "config.json").read_text())["search"]
+    assert config["algorithm"] == "darts" and config["strategy"]["darts_order"] == 2
+    best = json.loads((run / "best_arc.json").read_text())
+    assert best["space"] == "micro" and best["config"] == {"num_nodes": 1, "num_ops": 5}
+    assert "one-hot (DARTS: retrain it)" in result.stdout
+    log = [json.loads(line) for line in (run / "search_log.jsonl").open()]
+    assert [row["epoch"] for row in log] == [1, 2]
+    assert 0.0 <= log[-1]["controller/parameter_free_share"] <= 1.0
+    events = read_events(run / "logs")
+    assert len(events["controller/alphas"]) == 2
+    # The checkpoint holds alpha and the relaxed network, no ENAS supernet.
+    names = [name for name, _ in tf.train.list_variables(str(run / "checkpoints"))]
+    assert any(n.startswith("sampler/alpha") for n in names)
+    assert any(n.startswith("relaxed/") for n in names)
 
 
 @pytest.mark.parametrize("args, fragments", BAD_INPUT)

@@ -1,0 +1,95 @@
+"""Tests of DARTS's architecture parameters (`enas_tf.strategies.darts`)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enas_tf import strategies
+from enas_tf.errors import UserError
+from enas_tf.spaces.micro import MicroSpace
+from enas_tf.strategies.darts import Config
+from enas_tf.strategies.darts.alphas import ArchitectureParameters, derive_cell
+from enas_tf.supernet.relaxed import edges, relaxed_ops
+
+SPACE = MicroSpace(num_nodes=2)
+OPS = relaxed_ops(SPACE)  # sep3, sep5, avg, max, identity, none
+
+
+def weights_of(strengths):
+    """Edge weights [5, 6]: edge e's op `strengths[e][0]` at weight
+    `strengths[e][1]`, the rest shared out evenly."""
+    w = np.zeros((len(edges(2)), len(OPS)))
+    for e, (op, value) in enumerate(strengths):
+        w[e] = (1 - value) / (len(OPS) - 1)
+        w[e, op] = value
+    return w
+
+
+def test_derive_cell_keeps_the_two_strongest_edges_by_their_strongest_real_op():
+    # Edges: (0,2) (1,2) (0,3) (1,3) (2,3).
+    w = weights_of([(2, 0.5), (0, 0.3), (5, 0.9), (4, 0.4), (1, 0.6)])
+    # Node 2: both inputs (stronger first). Node 3: edge (0,3) is mostly
+    # "none", its best real op is tiny: (2,3) sep5 and (1,3) identity win.
+    assert derive_cell(w, 2, OPS) == [0, 2, 1, 0, 2, 1, 1, 4]
+    # Ties go to the earlier node.
+    even = np.full((5, 6), 1 / 6)
+    assert derive_cell(even, 2, OPS) == [0, 0, 1, 0, 0, 0, 1, 0]
+    # Without "none", every column is an op that can win.
+    real = w[:, :5].copy()
+    real[2, 4] = 0.9
+    assert derive_cell(real, 2, OPS[:5])[4:6] == [0, 4]
+
+
+def test_derived_arc_is_in_the_space_and_proposed():
+    arch = ArchitectureParameters(MicroSpace(num_nodes=4), seed=0, init_scale=1.0)
+    arc = arch.derive()
+    MicroSpace(num_nodes=4).validate(arc)
+    assert arch.sample(3).arc.shape == (3, 32) and np.all(arch.sample(3).arc.numpy() == arc)
+    assert np.array_equal(arch.candidates(10), arc[None])
+    with pytest.raises(NotImplementedError, match="gradient"):
+        arch.update(arch.sample(1).arc, [0.5])
+
+
+def test_apply_gradient_is_adam_with_l2_decay():
+    arch = ArchitectureParameters(
+        SPACE, seed=1, init_scale=1.0, learning_rate=0.1, weight_decay=0.5
+    )
+    before = arch.alpha.numpy()
+    arch.apply_gradient(tf.zeros_like(arch.alpha))
+    # Adam's first step moves each entry by ~lr against sign(grad) = sign(alpha).
+    step = arch.alpha.numpy() - before
+    np.testing.assert_allclose(step, -0.1 * np.sign(before), rtol=1e-3)
+    np.testing.assert_allclose(tf.reduce_sum(arch.mix(), -1).numpy(), 1.0, rtol=1e-6)
+
+
+def test_end_epoch_images_and_collapse_metrics():
+    arch = ArchitectureParameters(SPACE, seed=0)
+    alpha = np.zeros(arch.alpha.shape, np.float32)
+    alpha[..., 4] = 3.0  # identity everywhere: a collapsed search
+    arch.alpha.assign(alpha)
+    out = arch.end_epoch(1)
+    assert out["parameter_free_share"] == 1.0 and out["identity_ops_normal"] == 4.0
+    for key in ("alphas", "derived_cells"):
+        image = out[key]
+        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
+        assert 0.0 <= image.min() and image.max() <= 1.0
+    assert out["alpha_entropy"] < np.log(6)
+    arch.alpha.assign(np.zeros_like(alpha))
+    assert arch.end_epoch(2)["alpha_entropy"] == pytest.approx(np.log(6), rel=1e-5)
+
+
+def test_config_defaults_and_checks():
+    config = strategies.default_config("darts")
+    assert config == Config() and config.gradient_based
+    assert (config.darts_order, config.arch_lr, config.arch_beta1) == (2, 3e-4, 0.5)
+    assert (config.arch_weight_decay, config.none_op, config.affine_bn) == (1e-3, True, False)
+    config.check("micro")
+    for space in ("macro", "rnn"):
+        with pytest.raises(UserError, match="--space=micro"):
+            config.check(space)
+    with pytest.raises(UserError, match="darts_order must be 1 or 2"):
+        Config(darts_order=3).check("micro")
+    with pytest.raises(UserError, match="arch_beta1"):
+        Config(arch_beta1=1.0).check("micro")
+    with pytest.raises(UserError, match="early_stop_skips"):
+        Config(early_stop_skips=-1).check("micro")

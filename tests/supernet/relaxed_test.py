@@ -1,0 +1,155 @@
+"""Tests of DARTS's relaxed micro network (`enas_tf.supernet.relaxed`)."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from enas_tf.child.micro import build_micro_child, op_branch
+from enas_tf.ops.blocks import Blocks
+from enas_tf.spaces.micro import MicroSpace
+from enas_tf.supernet.relaxed import (
+    EdgeMix,
+    build_relaxed_micro,
+    edges,
+    relaxed_ops,
+)
+
+SPACE = MicroSpace(num_nodes=2)
+SHAPE = (8, 8, 3)
+# Two distinct inputs per node, every op used: normal node 2 = sep3(0) +
+# identity(1), node 3 = avg(2) + sep5(0); reduction node 2 = identity(0) +
+# max(1) (strided), node 3 = sep3(2) + avg(1).
+ARC = (0, 0, 1, 4, 2, 2, 0, 1, 0, 4, 1, 3, 2, 0, 1, 2)
+
+
+def test_edges_and_ops():
+    assert edges(2) == ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+    assert len(edges(5)) == 5 * 8 // 2
+    assert relaxed_ops(SPACE) == (*SPACE.ops, "none")
+    assert relaxed_ops(SPACE, none_op=False) == SPACE.ops
+
+
+def test_mixed_op_is_the_weighted_sum_of_the_tables_ops():
+    """One edge of a reduction cell (strided): its output is sum_k w_k op_k(x)
+    over the table's ops (none adds nothing), each op the fixed child's."""
+    keras.utils.set_random_seed(1)
+    ops = relaxed_ops(SPACE)
+    x = keras.Input(shape=(8, 8, 4))
+    mix = keras.Input(batch_shape=(2, 5, len(ops)))
+    from enas_tf.supernet.relaxed import _mixed_edge
+
+    blocks = Blocks()
+    out = _mixed_edge(blocks, x, ops, 4, 2, 1, 3, mix, "edge", pool_bn=False)
+    layer = next(la for la in [out._keras_history.operation] if isinstance(la, EdgeMix))
+    relaxed = keras.Model([x, mix], out)
+    images = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype(np.float32)
+    weights = np.random.default_rng(1).uniform(size=(2, 5, len(ops))).astype(np.float32)
+    expected = 0.0
+    for k, op in enumerate(ops[:-1]):
+        xi = keras.Input(shape=(8, 8, 4))
+        single = keras.Model(xi, op_branch(blocks, xi, op, 4, 2, f"edge.{op}"))
+        for la in single.layers:
+            if la.weights:
+                la.set_weights(relaxed.get_layer(la.name).get_weights())
+        expected = expected + weights[1, 3, k] * single(images, training=True).numpy()
+    got = relaxed([images, weights], training=True).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert layer.ops == [0, 1, 2, 3, 4]  # "none" (index 5) is not computed
+
+
+def _child_name(name, arc):
+    """The relaxed network's name of the fixed child's layer `name`."""
+    match = re.match(r"cell(\d+)\.node(\d+)\.([ab])\.(.*)", name)
+    if not match:
+        return name
+    position, node, slot, rest = match.groups()
+    reduction = int(position) in (1, 3)  # num_layers=3: reductions at 1 and 3
+    cell = SPACE.decode(arc).reduce if reduction else SPACE.decode(arc).normal
+    spec = cell.nodes[int(node) - 2]
+    index, op = (spec.input_a, spec.op_a) if slot == "a" else (spec.input_b, spec.op_b)
+    return f"cell{position}.node{node}.from{index}.{SPACE.ops[op]}.{rest}"
+
+
+def one_hot(arc):
+    mix = np.zeros((2, len(edges(2)), len(relaxed_ops(SPACE))), np.float32)
+    index = {e: i for i, e in enumerate(edges(2))}
+    arc = np.reshape(arc, (2, 2, 4))
+    for cell in range(2):
+        for n, (a, op_a, b, op_b) in enumerate(arc[cell], start=2):
+            mix[cell, index[(a, n)], op_a] = 1.0
+            mix[cell, index[(b, n)], op_b] = 1.0
+    return mix
+
+
+def test_one_hot_weights_compute_the_fixed_child():
+    keras.utils.set_random_seed(2)
+    relaxed = build_relaxed_micro(
+        SPACE,
+        image_shape=SHAPE,
+        num_classes=5,
+        num_layers=3,
+        out_filters=4,
+        affine=True,
+        pool_bn=False,
+    )
+    child = build_micro_child(
+        SPACE.decode(ARC),
+        image_shape=SHAPE,
+        num_classes=5,
+        num_layers=3,
+        out_filters=4,
+        cell_output="all",
+    )
+    assert len(child.trainable_weights) < len(relaxed.trainable_weights)
+    for layer in child.layers:
+        if layer.weights:
+            source = relaxed.get_layer(_child_name(layer.name, ARC))
+            # Random, not the initial values: every weight must be matched.
+            values = [
+                np.random.default_rng(len(w.path)).normal(size=w.shape).astype(np.float32)
+                if w.trainable
+                else w.numpy()
+                for w in source.weights
+            ]
+            source.set_weights(values)
+            layer.set_weights(values)
+    images = np.random.default_rng(3).normal(size=(4, *SHAPE)).astype(np.float32)
+    for training in (False, True):
+        np.testing.assert_allclose(
+            relaxed([images, one_hot(ARC)], training=training).numpy(),
+            child(images, training=training).numpy(),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    # Other weights change the output (the mixture is live).
+    mixed = np.full_like(one_hot(ARC), 1.0 / len(relaxed_ops(SPACE)))
+    assert not np.allclose(relaxed([images, mixed]).numpy(), child(images).numpy(), atol=1e-3)
+
+
+def test_darts_options_change_the_batch_norms():
+    keras.utils.set_random_seed(3)
+    net = build_relaxed_micro(SPACE, image_shape=SHAPE, num_classes=3, num_layers=0, out_filters=4)
+    names = [w.path for w in net.weights]
+    # affine=False: no gamma/beta in the cells, the stem keeps its own.
+    assert any(p.startswith("stem.bn") and p.endswith("gamma") for p in names)
+    assert not any(p.startswith("cell") and p.endswith(("gamma", "beta")) for p in names)
+    # pool_bn: a batch norm after each pool.
+    assert any(".avg_pool_3x3.bn/" in p for p in names)
+    mix = tf.nn.softmax(tf.zeros((2, len(edges(2)), 6))).numpy()
+    assert net([np.zeros((2, *SHAPE), np.float32), mix]).shape == (2, 3)
+
+
+@pytest.mark.parametrize("none_op", [True, False])
+def test_mix_input_shape(none_op):
+    net = build_relaxed_micro(
+        MicroSpace(num_nodes=1, num_ops=3),
+        image_shape=SHAPE,
+        num_classes=2,
+        num_layers=0,
+        out_filters=2,
+        none_op=none_op,
+    )
+    assert net.inputs[1].shape == (2, 2, 3 + none_op)
