@@ -35,6 +35,7 @@ setup(
         "enas_tf.search",
         "enas_tf.spaces",
         "enas_tf.strategies",
+        "enas_tf.strategies.darts",
         "enas_tf.strategies.evolution",
         "enas_tf.strategies.nas",
         "enas_tf.strategies.random",

@@ -348,7 +348,11 @@ def _search_lm() -> None:
     corpus = data.load_ptb(FLAGS.data_dir)
     print(corpus.summary())
     print(f"searching {config.search_space().describe()} with {config.algorithm}")
-    from enas_tf.search.lm import LmSearch  # TensorFlow after the checks
+    # TensorFlow after the checks.
+    if getattr(config.strategy, "gradient_based", False):
+        from enas_tf.search.lm_darts import LmDartsSearch as LmSearch
+    else:
+        from enas_tf.search.lm import LmSearch
 
     if FLAGS.deterministic:
         enable_determinism(config.seed)
@@ -362,7 +366,10 @@ def _search_lm() -> None:
         data={"dataset": "ptb", "data_dir": FLAGS.data_dir},
     )
     result = search.run()
-    _report(result, f"valid perplexity {result['valid_perplexity']:.2f} with shared weights")
+    how = "with shared weights"
+    if result.get("evaluation") == "one_hot":
+        how = "with the relaxed model's weights, one-hot (DARTS: retrain it)"
+    _report(result, f"valid perplexity {result['valid_perplexity']:.2f} {how}")
 
 
 def _report(result: dict, score: str) -> None:

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import keras
 
-from enas_tf.ops import table
 from enas_tf.ops.blocks import (
     Blocks,
     DropPath,
+    calibrate_inputs,
     classifier_head,
     conv_bn,
     factorized_reduction,
+    op_branch,
     relu,
 )
 from enas_tf.spaces.micro import MICRO_OPS, MicroArch, MicroCell, reduction_positions
@@ -49,44 +50,6 @@ from enas_tf.spaces.micro import MICRO_OPS, MicroArch, MicroCell, reduction_posi
 
 def _spatial(x) -> int:
     return x.shape[1]
-
-
-def op_branch(blocks, x, op, filters, strides, name):
-    """Op `op` (a name of the op table) of a micro cell applied to `x`,
-    `strides` 2 where a reduction cell's node reads a cell input."""
-    spec = table.op(op)
-    if spec.kind == "sep_conv":
-        kernel = spec.kernel
-        for unit in (1, 2):
-            x = relu(x, f"{name}.sep{unit}.relu")
-            x = blocks.sep_conv(
-                filters, kernel, f"{name}.sep{unit}.conv", strides if unit == 1 else 1
-            )(x)
-            x = blocks.bn(f"{name}.sep{unit}.bn")(x)
-        return x
-    if spec.kind == "pool":
-        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (keras.layers.MaxPooling2D)
-        return pool(spec.kernel, strides=strides, padding="same", name=f"{name}.pool")(x)
-    if strides == 2:  # identity in a reduction cell
-        return factorized_reduction(blocks, x, filters, f"{name}.reduce")
-    return x
-
-
-def calibrate_inputs(blocks, x, y, filters, layer_base, name):
-    """A cell's inputs (older `x`, newer `y`) at `filters` channels and
-    `y`'s resolution."""
-    # Always calibrated: the original skips the 1x1 conv when an input
-    # already has C channels, which happens only when a cell has a single
-    # loose end. Calibrating every input keeps the network a fixed function
-    # of the shared weights for every architecture (weight inheritance).
-    if _spatial(x) == 2 * _spatial(y):
-        x = factorized_reduction(blocks, relu(x, f"{name}.x.relu"), filters, f"{name}.x")
-    else:
-        x = conv_bn(blocks, x, filters, 1, f"{name}.x", pre_relu=True)
-    y = conv_bn(blocks, y, filters, 1, f"{name}.y", pre_relu=True)
-    if layer_base:
-        y = conv_bn(blocks, y, filters, 1, f"{name}.base", pre_relu=True)
-    return x, y
 
 
 def _cell(

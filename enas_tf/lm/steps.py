@@ -262,8 +262,12 @@ def _signature(model: Any) -> list[tf.TensorSpec]:
 
 
 def _arc_spec(model: Any) -> list[tf.TensorSpec]:
+    """The `arc` argument's spec: an int32 arc (`SharedRnnLM`), float32
+    mixing weights (DARTS's `RelaxedRnnLM`, which has `mix_shape`), or none."""
     if isinstance(model, SharedRnnLM):
         return [tf.TensorSpec([model.space.num_decisions], tf.int32)]
+    if hasattr(model, "mix_shape"):
+        return [tf.TensorSpec(model.mix_shape, tf.float32)]
     return []
 
 
@@ -354,7 +358,7 @@ def evaluate(
       `exp(total NLL / token count)`.
     """
     step = eval_step or make_eval_step(model)
-    extra = [] if arc is None else [tf.constant(arc, tf.int32)]
+    extra = [] if arc is None else [tf.constant(arc, _arc_spec(model)[0].dtype)]
     state = model.initial_state(batch_size)
     total = count = 0.0
     for x, y in windows(batchify(ids, batch_size), bptt):

@@ -20,6 +20,7 @@ import dataclasses
 import keras
 
 from enas_tf.errors import UserError
+from enas_tf.ops import table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +132,53 @@ def factorized_reduction(blocks: Blocks, x, filters, name):
     path2 = blocks.conv(filters // 2, 1, f"{name}.path2", strides=2)(shifted)
     x = keras.layers.Concatenate(name=f"{name}.concat")([path1, path2])
     return blocks.bn(f"{name}.bn")(x)
+
+
+def op_branch(blocks: Blocks, x, op: str, filters: int, strides: int, name: str):
+    """Op `op` (a name of the op table) of a micro cell applied to `x`, with
+    `strides` 2 where a reduction cell's node reads a cell input. The fixed
+    child (`enas_tf.child.micro`) and DARTS's relaxed cells
+    (`enas_tf.supernet.relaxed`) build their ops with it.
+
+    sep_conv: (ReLU -> depthwise -> pointwise -> BN) twice, the first
+    depthwise strided; pool: SAME pooling; identity: the input, or a
+    factorized reduction when strided.
+    """
+    spec = table.op(op)
+    if spec.kind == "sep_conv":
+        for unit in (1, 2):
+            x = relu(x, f"{name}.sep{unit}.relu")
+            stride = strides if unit == 1 else 1
+            x = blocks.sep_conv(filters, spec.kernel, f"{name}.sep{unit}.conv", stride)(x)
+            x = blocks.bn(f"{name}.sep{unit}.bn")(x)
+        return x
+    if spec.kind == "pool":
+        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else keras.layers.MaxPooling2D
+        return pool(spec.kernel, strides=strides, padding="same", name=f"{name}.pool")(x)
+    if spec.kind != "identity":
+        raise ValueError(f"A micro cell has no op {op!r} (kind {spec.kind}).")
+    if strides == 2:  # identity in a reduction cell
+        return factorized_reduction(blocks, x, filters, f"{name}.reduce")
+    return x
+
+
+def calibrate_inputs(blocks: Blocks, x, y, filters: int, layer_base: bool, name: str):
+    """A micro cell's inputs (older `x`, newer `y`) at `filters` channels
+    and `y`'s resolution: `x` through ReLU -> factorized reduction when twice
+    as large, else (and `y` always) ReLU -> 1x1 conv -> BN; `layer_base`
+    adds the original's extra 1x1 conv on `y`."""
+    # Always calibrated: the original skips the 1x1 conv when an input
+    # already has C channels, which happens only when a cell has a single
+    # loose end. Calibrating every input keeps the network a fixed function
+    # of the shared weights for every architecture (weight inheritance).
+    if x.shape[1] == 2 * y.shape[1]:
+        x = factorized_reduction(blocks, relu(x, f"{name}.x.relu"), filters, f"{name}.x")
+    else:
+        x = conv_bn(blocks, x, filters, 1, f"{name}.x", pre_relu=True)
+    y = conv_bn(blocks, y, filters, 1, f"{name}.y", pre_relu=True)
+    if layer_base:
+        y = conv_bn(blocks, y, filters, 1, f"{name}.base", pre_relu=True)
+    return x, y
 
 
 def classifier_head(blocks: Blocks, x, num_classes, keep_prob, name, pre_relu):

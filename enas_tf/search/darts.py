@@ -53,8 +53,24 @@ from enas_tf.runtime import nonfinite, precision
 from enas_tf.search import image
 from enas_tf.search.darts_steps import make_darts_steps
 from enas_tf.search.loop import SearchBase
-from enas_tf.supernet.relaxed import build_relaxed_micro, edges
+from enas_tf.spaces.micro import cell_edges
+from enas_tf.supernet.relaxed import build_relaxed_micro
 from enas_tf.train.schedules import EpochCosineRestarts
+
+
+def collapsed(architecture, settings, epoch: int, verbose: int) -> bool:
+    """DARTS+'s early stop (`early_stop_skips`): after at least one epoch,
+    whether the derived (normal) cell has that many identity ops."""
+    threshold = settings.early_stop_skips
+    if threshold <= 0 or epoch == 0:
+        return False
+    _, identities = architecture.parameter_free(architecture.derive())
+    if identities >= threshold and verbose:
+        print(
+            f"Early stop (DARTS+): the derived cell has {identities} identity ops "
+            f"(--early_stop_skips={threshold})."
+        )
+    return identities >= threshold
 
 
 def _check(config: SearchConfig, strategy: tf.distribute.Strategy) -> None:
@@ -235,16 +251,7 @@ class DartsSearch(SearchBase):
         return {}  # alpha learns in the child phase
 
     def _stop_early(self) -> bool:
-        threshold = self.settings.early_stop_skips
-        if threshold <= 0 or int(self.epoch.numpy()) == 0:
-            return False
-        _, identities = self.sampler.parameter_free(self.sampler.derive())
-        if identities >= threshold and self.verbose:
-            print(
-                f"Early stop (DARTS+): the derived normal cell has {identities} identity ops "
-                f"(--early_stop_skips={threshold})."
-            )
-        return identities >= threshold
+        return collapsed(self.sampler, self.settings, int(self.epoch.numpy()), self.verbose)
 
     def _log_arcs(self) -> list[tuple[str, float]]:
         if not self.config.log_arcs:
@@ -265,7 +272,7 @@ class DartsSearch(SearchBase):
         (input, op) edges (2 on one edge when both read the same input with
         the same op), 0 elsewhere."""
         mix = np.zeros(self.sampler.alpha.shape, np.float32)
-        index = {e: i for i, e in enumerate(edges(self.space.num_nodes))}
+        index = {e: i for i, e in enumerate(cell_edges(self.space.num_nodes))}
         arc = np.asarray(arc).reshape(2, self.space.num_nodes, 4)
         for cell in range(2):
             for n, (input_a, op_a, input_b, op_b) in enumerate(arc[cell], start=2):

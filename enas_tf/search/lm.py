@@ -101,6 +101,11 @@ class LmSearch(SearchBase):
         verbose: int = 1,
     ):
         config.check()
+        if getattr(config.strategy, "gradient_based", False) and type(self) is LmSearch:
+            raise UserError(
+                f"Algorithm {config.algorithm} relaxes the cell instead of sampling it; "
+                f"run it with enas_tf.search.lm_darts.LmDartsSearch."
+            )
         self.corpus = corpus
         self.train_rows = lm_loop.train_rows(corpus.train, config.batch_size)
         self.reward_windows = lm_loop.split_windows(

@@ -26,6 +26,11 @@ _SEPARATORS = re.compile(r"[\s,|]+")
 # Size limits far beyond any real network; they keep a mistyped size from
 # building an arc layout that exhausts memory (macro arcs have L(L+1)/2 integers).
 MAX_LAYERS = 1000
+# DARTS's "none" op (the zero map): relaxed cells (`enas_tf.supernet.relaxed`,
+# `enas_tf.lm.relaxed`) mix it into every edge so that an edge can fade
+# out; no arc chooses it.
+NONE_OP = "none"
+
 MAX_NODES = 1000
 
 

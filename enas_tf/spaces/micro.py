@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from enas_tf.errors import ArcError
 from enas_tf.spaces.base import (
     MAX_NODES,
+    NONE_OP,
     Arc,
     SearchSpace,
     check_at_most,
@@ -44,6 +45,19 @@ def reduction_positions(num_layers: int) -> tuple[int, int]:
     """Cell positions of the two reduction cells: (L//3, 2*(L//3) + 1)."""
     third = num_layers // 3
     return third, 2 * third + 1
+
+
+def cell_edges(num_nodes: int) -> tuple[tuple[int, int], ...]:
+    """The edges `(from node j, to node n)` of a fully connected cell of
+    `num_nodes` computed nodes (DARTS's relaxed cell), node by node
+    (n = 2 .. B+1), each from j = 0 .. n-1: B(B+3)/2 edges."""
+    return tuple((j, n) for n in range(2, num_nodes + 2) for j in range(n))
+
+
+def relaxed_ops(ops: tuple[str, ...], none_op: bool = True) -> tuple[str, ...]:
+    """The ops a relaxed (DARTS) edge mixes: `ops` (a space's), then
+    `NONE_OP` if `none_op`; an arc's op index is the same in both."""
+    return (*ops, NONE_OP) if none_op else tuple(ops)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from enas_tf.errors import ArcError
 from enas_tf.spaces.base import (
     MAX_NODES,
+    NONE_OP,
     Arc,
     SearchSpace,
     check_at_most,
@@ -35,6 +36,20 @@ from enas_tf.spaces.base import (
 
 RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 LEGACY_RNN_ACTIVATIONS = ("tanh", "relu", "identity", "sigmoid")
+
+
+def rnn_edges(num_nodes: int) -> tuple[tuple[int, int], ...]:
+    """The edges `(from node j, to node k)` of DARTS's relaxed recurrent
+    cell: node by node (k = 1 .. L), each from j = 0 .. k-1: L(L+1)/2."""
+    return tuple((j, k) for k in range(1, num_nodes + 1) for j in range(k))
+
+
+def rnn_relaxed_ops(num_funcs: int, none_op: bool = True) -> tuple[str, ...]:
+    """The activations a relaxed recurrent edge mixes (`RNN_ACTIVATIONS`
+    order, so an arc's activation id is its index), then DARTS's "none" if
+    `none_op`."""
+    ops = tuple(RNN_ACTIVATIONS[:num_funcs])
+    return (*ops, NONE_OP) if none_op else ops
 
 
 @dataclasses.dataclass(frozen=True)

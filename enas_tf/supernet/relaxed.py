@@ -9,7 +9,7 @@ computed nodes concatenated (`cell_output="all"`, as the fixed child with
 that setting).
 
 The ops are the micro space's (`MICRO_OPS[:num_ops]`, built by the fixed
-child's builders, `enas_tf.child.micro.op_branch`: one op table, no second
+child's builders, `enas_tf.ops.blocks.op_branch`: one op table, no second
 copy) plus, optionally, DARTS's "none" (the zero map, `enas_tf.ops.table`),
 which lets an edge fade out. Everything else is the fixed micro network at
 the same sizes: stem, input calibration, reduction cells at positions
@@ -34,24 +34,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from enas_tf.child.micro import calibrate_inputs, op_branch
 from enas_tf.ops import table
-from enas_tf.ops.blocks import Blocks, classifier_head, conv_bn
-from enas_tf.spaces.micro import MicroSpace, reduction_positions
-
-NONE = "none"
-
-
-def relaxed_ops(space: MicroSpace, none_op: bool = True) -> tuple[str, ...]:
-    """The ops a relaxed edge mixes: the space's, then "none" if `none_op`."""
-    return (*space.ops, NONE) if none_op else tuple(space.ops)
-
-
-def edges(num_nodes: int) -> tuple[tuple[int, int], ...]:
-    """The edges `(from node j, to node n)` of a cell of `num_nodes`
-    computed nodes, in the order of the weights' edge axis: node by node
-    (n = 2 .. B+1), each from j = 0 .. n-1. There are B(B+3)/2."""
-    return tuple((j, n) for n in range(2, num_nodes + 2) for j in range(n))
+from enas_tf.ops.blocks import Blocks, calibrate_inputs, classifier_head, conv_bn, op_branch
+from enas_tf.spaces.micro import MicroSpace, cell_edges, reduction_positions, relaxed_ops
 
 
 @keras.saving.register_keras_serializable(package="enas_tf")
@@ -60,7 +45,7 @@ class EdgeMix(keras.layers.Layer):
 
     Args:
       cell: 0 (normal) or 1 (reduction), the row of `mix`.
-      edge: the edge's index (`edges`).
+      edge: the edge's index (`enas_tf.spaces.micro.cell_edges` order).
       ops: indices (into the mix's op axis) of the branches given, in their
         order; ops not given (the "none" op) contribute zero.
 
@@ -86,7 +71,10 @@ class EdgeMix(keras.layers.Layer):
         return {**super().get_config(), "cell": self.cell, "edge": self.edge, "ops": self.ops}
 
 
-def _mixed_edge(blocks, x, ops, filters, strides, cell, edge, mix, name, pool_bn):
+def mixed_edge(blocks, x, ops, filters, strides, cell, edge, mix, name, pool_bn):
+    """DARTS's mixed op on `x`: every op of `ops` but "none" built by
+    `op_branch` (named `{name}.{op}`; a batch norm after pools if
+    `pool_bn`), summed with the weights `mix[cell, edge]` (`EdgeMix`)."""
     branches, present = [], []
     for k, op in enumerate(ops):
         spec = table.op(op)
@@ -103,14 +91,14 @@ def _mixed_edge(blocks, x, ops, filters, strides, cell, edge, mix, name, pool_bn
 def _relaxed_cell(blocks, inputs, ops, num_nodes, filters, reduction, mix, name, pool_bn):
     cell = int(reduction)
     nodes = list(inputs)
-    index = {e: i for i, e in enumerate(edges(num_nodes))}
+    index = {e: i for i, e in enumerate(cell_edges(num_nodes))}
     for n in range(2, num_nodes + 2):
         mixed = []
         for j in range(n):
             strides = 2 if reduction and j < 2 else 1
             edge_name = f"{name}.node{n}.from{j}"
             mixed.append(
-                _mixed_edge(
+                mixed_edge(
                     blocks,
                     nodes[j],
                     ops,
@@ -159,11 +147,11 @@ def build_relaxed_micro(
     Returns:
       A Keras model from `[images, mix]` to float32 logits
       `[batch, num_classes]`: images float `[batch, H, W, C]` (normalised),
-      mix float32 `[2, edges, len(relaxed_ops(space, none_op))]`, the
+      mix float32 `[2, edges, len(relaxed_ops(space.ops, none_op))]`, the
       weights of the normal (row 0) and reduction (row 1) cells' ops.
     """
-    ops = relaxed_ops(space, none_op)
-    num_edges = len(edges(space.num_nodes))
+    ops = relaxed_ops(space.ops, none_op)
+    num_edges = len(cell_edges(space.num_nodes))
     images = keras.Input(shape=image_shape, name="images")
     mix = keras.Input(batch_shape=(2, num_edges, len(ops)), name="mix")
     cells = Blocks(

@@ -141,6 +141,13 @@ def open_search_run(run_dir: str) -> SearchRun:
         dataset = run["data"]["dataset"]
     except (KeyError, TypeError, AttributeError, UserError) as e:
         raise UserError(f"{path} does not hold valid search settings ({e}).") from None
+    strategy = config.strategy
+    if getattr(strategy, "from_scratch", False) or getattr(strategy, "gradient_based", False):
+        raise UserError(
+            f"The search in {run_dir} ran --algorithm={config.algorithm}, which trains no "
+            f"shared-weight supernet, so it has no weights to inherit; train its "
+            f"{BEST_ARC} from scratch (drop --init_from_search)."
+        )
     # Users' own data: the run recorded its shape and classes.
     image_shape = IMAGE_SHAPES.get(dataset) or run["data"].get("image_shape")
     num_classes = NUM_CLASSES.get(dataset) or run["data"].get("num_classes")

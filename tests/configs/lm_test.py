@@ -109,8 +109,5 @@ def test_an_unknown_algorithm_is_refused_naming_the_known_ones():
         if getattr(config.strategy, "from_scratch", False):  # image spaces only
             with pytest.raises(UserError, match="implemented for the image spaces"):
                 config.check()
-        elif getattr(config.strategy, "gradient_based", False):  # DARTS: micro cells only
-            with pytest.raises(UserError, match="--space=micro"):
-                config.check()
         else:
             config.check()

@@ -7,15 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from enas_tf.child.micro import build_micro_child, op_branch
-from enas_tf.ops.blocks import Blocks
-from enas_tf.spaces.micro import MicroSpace
-from enas_tf.supernet.relaxed import (
-    EdgeMix,
-    build_relaxed_micro,
-    edges,
-    relaxed_ops,
-)
+from enas_tf.child.micro import build_micro_child
+from enas_tf.ops.blocks import Blocks, op_branch
+from enas_tf.spaces.micro import MicroSpace, cell_edges, relaxed_ops
+from enas_tf.supernet.relaxed import EdgeMix, build_relaxed_micro, mixed_edge
 
 SPACE = MicroSpace(num_nodes=2)
 SHAPE = (8, 8, 3)
@@ -26,23 +21,21 @@ ARC = (0, 0, 1, 4, 2, 2, 0, 1, 0, 4, 1, 3, 2, 0, 1, 2)
 
 
 def test_edges_and_ops():
-    assert edges(2) == ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-    assert len(edges(5)) == 5 * 8 // 2
-    assert relaxed_ops(SPACE) == (*SPACE.ops, "none")
-    assert relaxed_ops(SPACE, none_op=False) == SPACE.ops
+    assert cell_edges(2) == ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+    assert len(cell_edges(5)) == 5 * 8 // 2
+    assert relaxed_ops(SPACE.ops) == (*SPACE.ops, "none")
+    assert relaxed_ops(SPACE.ops, none_op=False) == SPACE.ops
 
 
 def test_mixed_op_is_the_weighted_sum_of_the_tables_ops():
     """One edge of a reduction cell (strided): its output is sum_k w_k op_k(x)
     over the table's ops (none adds nothing), each op the fixed child's."""
     keras.utils.set_random_seed(1)
-    ops = relaxed_ops(SPACE)
+    ops = relaxed_ops(SPACE.ops)
     x = keras.Input(shape=(8, 8, 4))
     mix = keras.Input(batch_shape=(2, 5, len(ops)))
-    from enas_tf.supernet.relaxed import _mixed_edge
-
     blocks = Blocks()
-    out = _mixed_edge(blocks, x, ops, 4, 2, 1, 3, mix, "edge", pool_bn=False)
+    out = mixed_edge(blocks, x, ops, 4, 2, 1, 3, mix, "edge", pool_bn=False)
     layer = next(la for la in [out._keras_history.operation] if isinstance(la, EdgeMix))
     relaxed = keras.Model([x, mix], out)
     images = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype(np.float32)
@@ -74,8 +67,8 @@ def _child_name(name, arc):
 
 
 def one_hot(arc):
-    mix = np.zeros((2, len(edges(2)), len(relaxed_ops(SPACE))), np.float32)
-    index = {e: i for i, e in enumerate(edges(2))}
+    mix = np.zeros((2, len(cell_edges(2)), len(relaxed_ops(SPACE.ops))), np.float32)
+    index = {e: i for i, e in enumerate(cell_edges(2))}
     arc = np.reshape(arc, (2, 2, 4))
     for cell in range(2):
         for n, (a, op_a, b, op_b) in enumerate(arc[cell], start=2):
@@ -125,7 +118,7 @@ def test_one_hot_weights_compute_the_fixed_child():
             atol=1e-4,
         )
     # Other weights change the output (the mixture is live).
-    mixed = np.full_like(one_hot(ARC), 1.0 / len(relaxed_ops(SPACE)))
+    mixed = np.full_like(one_hot(ARC), 1.0 / len(relaxed_ops(SPACE.ops)))
     assert not np.allclose(relaxed([images, mixed]).numpy(), child(images).numpy(), atol=1e-3)
 
 
@@ -138,7 +131,7 @@ def test_darts_options_change_the_batch_norms():
     assert not any(p.startswith("cell") and p.endswith(("gamma", "beta")) for p in names)
     # pool_bn: a batch norm after each pool.
     assert any(".avg_pool_3x3.bn/" in p for p in names)
-    mix = tf.nn.softmax(tf.zeros((2, len(edges(2)), 6))).numpy()
+    mix = tf.nn.softmax(tf.zeros((2, len(cell_edges(2)), 6))).numpy()
     assert net([np.zeros((2, *SHAPE), np.float32), mix]).shape == (2, 3)
 
 

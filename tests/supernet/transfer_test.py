@@ -147,6 +147,15 @@ def test_unusable_search_runs_are_named(runs, digits, tmp_path):
         weights_from_search(str(young), *args)
     with pytest.raises(UserError, match="not derived its architecture"):
         search_arc(open_search_run(str(young)))
+    # Searches without a shared-weight supernet: DARTS, NAS from scratch.
+    for algorithm in ("darts", "nas"):
+        other = tmp_path / algorithm
+        other.mkdir()
+        config = json.loads((young / "config.json").read_text())
+        config["search"] = SearchConfig.from_flat(algorithm=algorithm, keep_prob=1.0).to_json()
+        (other / "config.json").write_text(json.dumps(config))
+        with pytest.raises(UserError, match=f"--algorithm={algorithm}, which trains no"):
+            open_search_run(str(other))
 
 
 def test_an_unreadable_newest_checkpoint_falls_back(runs, digits, tmp_path):

@@ -73,6 +73,20 @@ def text(tmp_path_factory):
     return write_tiny_ptb(str(tmp_path_factory.mktemp("tiny")))
 
 
+def test_darts_search_derives_an_enas_lm_arc(text, tmp_path):
+    out = tmp_path / "darts"
+    args = [a for a in SEARCH if not a.startswith(("--controller_steps", "--num_aggregate"))]
+    result = run_tool(
+        "search", *args, "--algorithm=darts", f"--data_dir={text}", f"--output_dir={out}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "one-hot (DARTS: retrain it)" in result.stdout
+    best = json.loads((out / "best_arc.json").read_text())
+    assert best["space"] == "rnn" and len(best["arc"]) == 6
+    config = json.loads((out / "config.json").read_text())["search"]
+    assert config["strategy"]["darts_order"] == 1 and config["strategy"]["arch_lr"] == 3e-3
+
+
 def test_search_train_export(text, tmp_path):
     search_dir, train_dir = tmp_path / "search", tmp_path / "train"
     result = run_tool("search", *SEARCH, f"--data_dir={text}", f"--output_dir={search_dir}")
@@ -174,12 +188,15 @@ def quick_runs(tmp_path_factory):
             ),
             flags,
         )
-    commands["search_flags"] = (
-        tool_command(
-            "search", f"--flagfile={ROOT / 'flags/ptb_search.flags'}", f"--output_dir={flags / 'x'}"
-        ),
-        flags,
-    )
+    for name in ("search", "darts_search"):
+        commands[f"{name}_flags"] = (
+            tool_command(
+                "search",
+                f"--flagfile={ROOT / f'flags/ptb_{name}.flags'}",
+                f"--output_dir={flags / 'x'}",
+            ),
+            flags,
+        )
     for tool, args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[(tool, *args)] = (tool_command(tool, *args, "--output_dir=out"), cwd)
@@ -196,7 +213,8 @@ def test_quick_flag_file_parses_for_both_tools(quick_runs):
     commands, results = quick_runs
     for tool in ("search", "train"):
         assert_user_error(results[("quick", tool)], tool, "--dataset=ptb needs --data_dir")
-    assert_user_error(results["search_flags"], "search", "--dataset=ptb needs --data_dir")
+    for name in ("search_flags", "darts_search_flags"):
+        assert_user_error(results[name], "search", "--dataset=ptb needs --data_dir")
     assert list(commands["search_flags"][1].iterdir()) == []
 
 

@@ -19,10 +19,19 @@ Derive (sec. 2.4): per computed node the two strongest incoming edges, an
 edge's strength being its strongest op other than "none", each with that
 op: an architecture of the micro space (`ArchitectureParameters.derive`).
 
+Recurrent cells (`--space=rnn`, `enas_tf.search.lm_darts.LmDartsSearch`):
+every node mixes all its predecessors and the four activations with one
+matrix per node (`enas_tf.lm.relaxed`); each training window is preceded
+by an alpha step on the next validation window (first order only: the
+unrolled step through the carried hidden state is not implemented); the
+derived cell keeps, per node, the strongest edge and its activation: an
+enas_lm arc (`DEFAULTS["lm"]`: Adam 3e-3, betas 0.9/0.999).
+
 Collapse. DARTS's cells tend to fill with parameter-free ops (skip
 connections) as the search goes on (Zela et al. 2020; Liang et al. 2019,
 DARTS+; Chen et al. 2019, P-DARTS). The share of parameter-free ops in the
-derived cells is logged every epoch (`controller/parameter_free_share`),
+derived cells is logged every epoch (`controller/parameter_free_share`;
+for a recurrent cell, the share of identity activations),
 and `early_stop_skips` offers DARTS+'s remedy, the early stop that the
 later work adopted most widely: the search stops (and derives) once the
 derived normal cell holds that many identity (skip) ops (DARTS+ uses 2).
@@ -93,14 +102,18 @@ class Config:
     def check(self, space: str) -> None:
         """Raises UserError for settings out of range or a space DARTS does
         not search here."""
-        if space != "micro":
+        if space not in ("micro", "rnn"):
             raise UserError(
-                f"DARTS searches the micro space here; received space {space!r}. "
-                f"Give --space=micro (the macro and recurrent relaxations are not "
-                f"implemented yet)."
+                f"DARTS searches the micro and rnn spaces here; received space {space!r}. "
+                f"Give --space=micro (the macro relaxation is not implemented)."
             )
         if self.darts_order not in ORDERS:
             raise UserError(f"darts_order must be 1 or 2; received {self.darts_order}.")
+        if space == "rnn" and self.darts_order != 1:
+            raise UserError(
+                "Recurrent DARTS is first-order here; give --darts_order=1 "
+                "(the unrolled step through the carried hidden state is not implemented)."
+            )
         if not self.arch_lr > 0 or not self.alpha_init_scale >= 0:
             raise UserError("arch_lr must be > 0 and alpha_init_scale >= 0.")
         if not (0 <= self.arch_beta1 < 1 and 0 <= self.arch_beta2 < 1):
@@ -110,6 +123,11 @@ class Config:
             )
         if self.arch_weight_decay < 0 or self.early_stop_skips < 0:
             raise UserError("arch_weight_decay and early_stop_skips must be >= 0.")
+
+
+# The recurrent search (DARTS sec. 3.1.2, its PTB search): first order
+# here, Adam 3e-3 with torch's default betas, weight decay 1e-3.
+DEFAULTS = {"lm": Config(darts_order=1, arch_lr=3e-3, arch_beta1=0.9, arch_beta2=0.999)}
 
 
 def build(config: Config, space: SearchSpace, *, seed: int | None, num_aggregate: int) -> Any:

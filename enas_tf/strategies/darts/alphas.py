@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from enas_tf.controllers.build import Sample
 from enas_tf.ops import table
-from enas_tf.spaces.micro import CELL_TYPES, MicroSpace
-from enas_tf.supernet.relaxed import NONE, edges, relaxed_ops
+from enas_tf.spaces.micro import CELL_TYPES, NONE_OP, MicroSpace, cell_edges, relaxed_ops
+from enas_tf.spaces.rnn import RnnSpace, rnn_edges, rnn_relaxed_ops
 from enas_tf.viz.draw import draw_arc_array
 from enas_tf.viz.heatmap import draw_mix
 
@@ -25,7 +25,7 @@ def derive_cell(weights: np.ndarray, num_nodes: int, ops: tuple[str, ...]) -> li
     stronger edge is the node's input a.
 
     Args:
-      weights: float `[edges, len(ops)]` (`edges(num_nodes)` order).
+      weights: float `[edges, len(ops)]` (`cell_edges(num_nodes)` order).
       num_nodes: B.
       ops: the mixed ops (`relaxed_ops`); "none", if there, is never chosen.
 
@@ -34,8 +34,8 @@ def derive_cell(weights: np.ndarray, num_nodes: int, ops: tuple[str, ...]) -> li
       op indices are the space's, which the mixed ops list first).
     """
     weights = np.asarray(weights, np.float64)
-    real = [k for k, op in enumerate(ops) if op != NONE]
-    index = {e: i for i, e in enumerate(edges(num_nodes))}
+    real = [k for k, op in enumerate(ops) if op != NONE_OP]
+    index = {e: i for i, e in enumerate(cell_edges(num_nodes))}
     decisions: list[int] = []
     for n in range(2, num_nodes + 2):
         rows = weights[[index[(j, n)] for j in range(n)]][:, real]
@@ -46,11 +46,29 @@ def derive_cell(weights: np.ndarray, num_nodes: int, ops: tuple[str, ...]) -> li
     return decisions
 
 
+def derive_rnn(weights: np.ndarray, num_nodes: int, ops: tuple[str, ...]) -> list[int]:
+    """The enas_lm arc of a relaxed recurrent cell's mixing weights
+    `[edges, ops]` (`rnn_edges` order; DARTS's recurrent genotype): per
+    node, the incoming edge with the strongest activation other than "none"
+    (ties: the earlier node), with that activation: `[p_1, f_1, ...]`."""
+    weights = np.asarray(weights, np.float64)
+    real = [f for f, op in enumerate(ops) if op != NONE_OP]
+    index = {e: i for i, e in enumerate(rnn_edges(num_nodes))}
+    arc: list[int] = []
+    for k in range(1, num_nodes + 1):
+        rows = weights[[index[(j, k)] for j in range(k)]][:, real]
+        best = int(np.argmax(rows.max(axis=1)))  # argmax: the first of ties
+        arc += [best, real[int(np.argmax(rows[best]))]]
+    return arc
+
+
 class ArchitectureParameters(tf.Module):
     """DARTS's architecture parameters over a micro space.
 
-    `alpha` is float32 `[2, edges, ops]` (normal and reduction cell, the
-    edges of `enas_tf.supernet.relaxed.edges`, the ops of `relaxed_ops`);
+    `alpha` is float32 `[cells, edges, ops]`: for a micro space the normal
+    and reduction cells, the edges of `enas_tf.spaces.micro.cell_edges` and
+    the ops of `relaxed_ops`; for an enas_lm space (`RnnSpace`) one cell,
+    the edges of `rnn_edges` and the activations of `rnn_relaxed_ops`.
     `mix()` is its softmax over the ops, what the relaxed network takes.
     The search computes alpha's gradient and calls `apply_gradient` (Adam
     with L2 weight decay added to the gradient, as torch's Adam does in
@@ -58,7 +76,7 @@ class ArchitectureParameters(tf.Module):
     `sample(n)` is n copies of it, `candidates` it alone.
 
     Args:
-      space: the micro space.
+      space: a `MicroSpace` or an `RnnSpace`.
       none_op: whether the ops include "none".
       seed: seed of alpha's initial draw (None: fresh entropy).
       init_scale: alpha starts as `init_scale * N(0, 1)` (DARTS: 1e-3).
@@ -82,19 +100,26 @@ class ArchitectureParameters(tf.Module):
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
-        if not isinstance(space, MicroSpace):
-            raise ValueError(f"DARTS needs a MicroSpace; received {type(space).__name__}.")
+        if isinstance(space, MicroSpace):
+            self.cells, self.edges = CELL_TYPES, cell_edges(space.num_nodes)
+            self.ops = relaxed_ops(space.ops, none_op)
+        elif isinstance(space, RnnSpace):
+            self.cells, self.edges = ("cell",), rnn_edges(space.num_nodes)
+            self.ops = rnn_relaxed_ops(space.num_funcs, none_op)
+        else:
+            raise ValueError(
+                f"DARTS needs a MicroSpace or an RnnSpace; received {type(space).__name__}."
+            )
         self.space, self.num_aggregate = space, num_aggregate
-        self.ops = relaxed_ops(space, none_op)
         self.weight_decay = float(weight_decay)
-        shape = (2, len(edges(space.num_nodes)), len(self.ops))
+        shape = (len(self.cells), len(self.edges), len(self.ops))
         draw = np.random.default_rng(seed).standard_normal(shape)
         self.alpha = tf.Variable((init_scale * draw).astype(np.float32), name="alpha")
         self.optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
         self.optimizer.build([self.alpha])
 
     def mix(self) -> tf.Tensor:
-        """float32 `[2, edges, ops]`: softmax of alpha over the ops."""
+        """float32 `[cells, edges, ops]`: softmax of alpha over the ops."""
         return tf.nn.softmax(self.alpha, axis=-1)
 
     def apply_gradient(self, gradient: tf.Tensor) -> None:
@@ -106,8 +131,11 @@ class ArchitectureParameters(tf.Module):
 
     def derive(self) -> np.ndarray:
         """int32 `[num_decisions]`: the derived architecture (`derive_cell`
-        of the normal, then the reduction cell)."""
+        of the normal, then the reduction cell; `derive_rnn` of the
+        recurrent cell)."""
         mix = self.mix().numpy()
+        if isinstance(self.space, RnnSpace):
+            return np.asarray(derive_rnn(mix[0], self.space.num_nodes, self.ops), np.int32)
         arc = []
         for cell in range(2):
             arc += derive_cell(mix[cell], self.space.num_nodes, self.ops)
@@ -134,8 +162,13 @@ class ArchitectureParameters(tf.Module):
 
     def parameter_free(self, arc: np.ndarray) -> tuple[float, int]:
         """(share of parameter-free ops in `arc`'s two cells, identity ops
-        in its normal cell)."""
-        ops = [self.space.ops[k] for k in np.asarray(arc)[1::2]]
+        in its normal cell); for a recurrent cell (share of identity
+        activations, identity activations)."""
+        ids = np.asarray(arc)[1::2]
+        if isinstance(self.space, RnnSpace):
+            identities = int(sum(self.ops[int(f)] == "identity" for f in ids))
+            return identities / len(ids), identities
+        ops = [self.space.ops[k] for k in ids]
         free = [table.op(op).parameter_free for op in ops]
         normal = ops[: len(ops) // 2]
         return float(np.mean(free)), sum(table.op(op).kind == "identity" for op in normal)
@@ -150,9 +183,9 @@ class ArchitectureParameters(tf.Module):
         arc = self.derive()
         share, identities = self.parameter_free(arc)
         entropy = -np.sum(mix * np.log(np.maximum(mix, 1e-30)), axis=-1)
-        labels = [f"{j}->{n}" for j, n in edges(self.space.num_nodes)]
+        labels = [f"{j}->{n}" for j, n in self.edges]
         return {
-            "alphas": draw_mix(mix, list(CELL_TYPES), labels, list(self.ops)),
+            "alphas": draw_mix(mix, list(self.cells), labels, list(self.ops)),
             "derived_cells": draw_arc_array(self.space, arc).astype(np.float32) / 255.0,
             "parameter_free_share": share,
             "identity_ops_normal": float(identities),

@@ -6,19 +6,19 @@ import tensorflow as tf
 
 from enas_tf import strategies
 from enas_tf.errors import UserError
-from enas_tf.spaces.micro import MicroSpace
+from enas_tf.spaces.micro import MicroSpace, cell_edges, relaxed_ops
+from enas_tf.spaces.rnn import RnnSpace
 from enas_tf.strategies.darts import Config
-from enas_tf.strategies.darts.alphas import ArchitectureParameters, derive_cell
-from enas_tf.supernet.relaxed import edges, relaxed_ops
+from enas_tf.strategies.darts.alphas import ArchitectureParameters, derive_cell, derive_rnn
 
 SPACE = MicroSpace(num_nodes=2)
-OPS = relaxed_ops(SPACE)  # sep3, sep5, avg, max, identity, none
+OPS = relaxed_ops(SPACE.ops)  # sep3, sep5, avg, max, identity, none
 
 
 def weights_of(strengths):
     """Edge weights [5, 6]: edge e's op `strengths[e][0]` at weight
     `strengths[e][1]`, the rest shared out evenly."""
-    w = np.zeros((len(edges(2)), len(OPS)))
+    w = np.zeros((len(cell_edges(2)), len(OPS)))
     for e, (op, value) in enumerate(strengths):
         w[e] = (1 - value) / (len(OPS) - 1)
         w[e, op] = value
@@ -84,12 +84,42 @@ def test_config_defaults_and_checks():
     assert (config.darts_order, config.arch_lr, config.arch_beta1) == (2, 3e-4, 0.5)
     assert (config.arch_weight_decay, config.none_op, config.affine_bn) == (1e-3, True, False)
     config.check("micro")
-    for space in ("macro", "rnn"):
-        with pytest.raises(UserError, match="--space=micro"):
-            config.check(space)
+    with pytest.raises(UserError, match="--space=micro"):
+        config.check("macro")
+    with pytest.raises(UserError, match="first-order here; give --darts_order=1"):
+        config.check("rnn")
+    lm = strategies.default_config("darts", "lm")
+    lm.check("rnn")
+    assert (lm.darts_order, lm.arch_lr, lm.arch_beta1) == (1, 3e-3, 0.9)
     with pytest.raises(UserError, match="darts_order must be 1 or 2"):
         Config(darts_order=3).check("micro")
     with pytest.raises(UserError, match="arch_beta1"):
         Config(arch_beta1=1.0).check("micro")
     with pytest.raises(UserError, match="early_stop_skips"):
         Config(early_stop_skips=-1).check("micro")
+
+
+def test_recurrent_cells_derive_enas_lm_arcs():
+    space = RnnSpace(num_nodes=3)
+    arch = ArchitectureParameters(space, seed=0)
+    assert arch.alpha.shape == (1, 6, 5) and arch.ops[-1] == "none"
+    alpha = np.zeros((1, 6, 5), np.float32)
+    alpha[0, 0, 1] = 2.0  # node 1: relu of node 0
+    alpha[0, 2, 3] = 2.0  # node 2: identity of node 1
+    alpha[0, 5, 2] = 2.0  # node 3: sigmoid of node 2
+    arch.alpha.assign(alpha)
+    assert arch.derive().tolist() == [0, 1, 1, 3, 2, 2]
+    out = arch.end_epoch(1)
+    assert out["identity_ops_normal"] == 1.0 and out["parameter_free_share"] == pytest.approx(1 / 3)
+    assert out["alphas"].shape[2] == 3
+
+
+def test_derive_rnn_keeps_the_strongest_edge_per_node():
+    ops = ("tanh", "relu", "sigmoid", "identity", "none")
+    w = np.full((6, 5), 0.1)
+    w[0, 4] = 0.9  # node 1's only edge is mostly "none": its best real op wins
+    w[0, 2] = 0.3
+    w[2, 3] = 0.5  # node 2 from node 1, identity
+    w[3, 1] = 0.4  # node 3 from node 0, relu
+    w[5, 1] = 0.4  # edge (2, 3) ties with (0, 3): the earlier node wins
+    assert derive_rnn(w, 3, ops) == [0, 2, 1, 3, 0, 1]
