@@ -37,6 +37,13 @@ from enas_tf.spaces.rnn import RnnSpace
 DROPOUTS = ("drop_e", "drop_i", "drop_x", "drop_l", "drop_o")
 
 
+def dropout_rates(*rates: float) -> dict[str, float]:
+    """`{name: rate}` of the five dropouts, given in `DROPOUTS` order."""
+    if len(rates) != len(DROPOUTS):
+        raise ValueError(f"Expected the rates of {', '.join(DROPOUTS)}; received {rates}.")
+    return dict(zip(DROPOUTS, rates))
+
+
 class DropoutMasks(NamedTuple):
     """One training call's dropout masks (None: no dropout there).
 
@@ -247,13 +254,7 @@ class SharedRnnLM(_RnnLM):
         **kwargs: Any,
     ) -> None:
         cell = self.cell_class(hidden_size, num_nodes, num_funcs, average, init_range, name="cell")
-        dropouts = {
-            "drop_e": drop_e,
-            "drop_i": drop_i,
-            "drop_x": drop_x,
-            "drop_l": drop_l,
-            "drop_o": drop_o,
-        }
+        dropouts = dropout_rates(drop_e, drop_i, drop_x, drop_l, drop_o)
         super().__init__(cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs)
 
     def child_weights(self, arc: Any) -> dict[str, np.ndarray]:
@@ -318,13 +319,7 @@ class FixedRnnLM(_RnnLM):
         **kwargs: Any,
     ) -> None:
         cell = FixedRnnCell(arc, hidden_size, num_funcs, average, init_range, name="cell")
-        dropouts = {
-            "drop_e": drop_e,
-            "drop_i": drop_i,
-            "drop_x": drop_x,
-            "drop_l": drop_l,
-            "drop_o": drop_o,
-        }
+        dropouts = dropout_rates(drop_e, drop_i, drop_x, drop_l, drop_o)
         super().__init__(cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs)
 
     @property

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from enas_tf.lm.cells import ACTIVATIONS, _RnnCell
-from enas_tf.lm.model import _RnnLM
+from enas_tf.lm.model import _RnnLM, dropout_rates
 from enas_tf.spaces.rnn import rnn_edges, rnn_relaxed_ops
 
 
@@ -156,13 +156,7 @@ class RelaxedRnnLM(_RnnLM):
         **kwargs: Any,
     ) -> None:
         cell = RelaxedRnnCell(hidden_size, num_nodes, num_funcs, none_op, init_range, name="cell")
-        dropouts = {
-            "drop_e": drop_e,
-            "drop_i": drop_i,
-            "drop_x": drop_x,
-            "drop_l": drop_l,
-            "drop_o": drop_o,
-        }
+        dropouts = dropout_rates(drop_e, drop_i, drop_x, drop_l, drop_o)
         super().__init__(cell, vocab_size, hidden_size, init_range, dropouts, seed, **kwargs)
 
     @property
