@@ -36,7 +36,8 @@ def test_mixed_op_is_the_weighted_sum_of_the_tables_ops():
     mix = keras.Input(batch_shape=(2, 5, len(ops)))
     blocks = Blocks()
     out = mixed_edge(blocks, x, ops, 4, 2, 1, 3, mix, "edge", pool_bn=False)
-    layer = next(la for la in [out._keras_history.operation] if isinstance(la, EdgeMix))
+    layer = out._keras_history.operation
+    assert isinstance(layer, EdgeMix)
     relaxed = keras.Model([x, mix], out)
     images = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype(np.float32)
     weights = np.random.default_rng(1).uniform(size=(2, 5, len(ops))).astype(np.float32)
