@@ -17,10 +17,15 @@ runs `--warmup` steps, then times `--steps` steps and prints a JSON line;
 the parent prints per-round ratios to enas and their median, and the peak
 RSS of each.
 
+`--space=macro` compares the ENAS macro supernet with the relaxed macro
+network (`--num_layers` layers of `--out_filters` channels; `--num_nodes`
+unused).
+
 Usage:
   python bench/darts_cost.py                     # 2 rounds, 5 timed steps
   python bench/darts_cost.py --num_nodes=3 --num_layers=3 --out_filters=8 \
       --image_size=8 --batch=64                  # the digits quick size
+  python bench/darts_cost.py --space=macro --num_layers=12 --out_filters=36
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ METHODS = ("enas", "darts1", "darts2")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", choices=("micro", "macro"), default="micro")
     parser.add_argument("--num_nodes", type=int, default=4)
     parser.add_argument("--num_layers", type=int, default=6)
     parser.add_argument("--out_filters", type=int, default=16)
@@ -71,9 +77,10 @@ def _enas(args, rng):
     from enas_tf.search import steps
     from enas_tf.supernet.build import build_supernet
 
-    config = SearchConfig.from_flat(
-        num_nodes=args.num_nodes, num_layers=args.num_layers, out_filters=args.out_filters
-    )
+    sizes = dict(num_layers=args.num_layers, out_filters=args.out_filters)
+    if args.space == "micro":
+        sizes["num_nodes"] = args.num_nodes
+    config = SearchConfig.from_flat(space=args.space, **sizes)
     net = build_supernet(config, (args.image_size,) * 2 + (3,), 10)
     optimizer = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
     optimizer.build(net.trainable_variables)
@@ -97,18 +104,26 @@ def _darts(args, rng, order):
     import tensorflow as tf
 
     from enas_tf.search.darts_steps import make_darts_steps
+    from enas_tf.spaces.macro import MacroSpace
     from enas_tf.spaces.micro import MicroSpace
     from enas_tf.strategies.darts.alphas import ArchitectureParameters
-    from enas_tf.supernet.relaxed import build_relaxed_micro
+    from enas_tf.supernet.relaxed import build_relaxed_macro, build_relaxed_micro
 
-    space = MicroSpace(num_nodes=args.num_nodes)
-    net = build_relaxed_micro(
-        space,
-        image_shape=(args.image_size,) * 2 + (3,),
-        num_classes=10,
-        num_layers=args.num_layers,
-        out_filters=args.out_filters,
-    )
+    shape = (args.image_size,) * 2 + (3,)
+    if args.space == "macro":
+        space = MacroSpace(num_layers=args.num_layers)
+        net = build_relaxed_macro(
+            space, image_shape=shape, num_classes=10, out_filters=args.out_filters
+        )
+    else:
+        space = MicroSpace(num_nodes=args.num_nodes)
+        net = build_relaxed_micro(
+            space,
+            image_shape=shape,
+            num_classes=10,
+            num_layers=args.num_layers,
+            out_filters=args.out_filters,
+        )
     optimizer = keras.optimizers.SGD(0.025, momentum=0.9)
     optimizer.build(net.trainable_variables)
     arch = ArchitectureParameters(space, seed=0)
@@ -179,9 +194,12 @@ def main(argv=None) -> None:
             record = json.loads(out.stdout.strip().splitlines()[-1])
             results[method].append(record)
             print(f"round {round_ + 1}: {record}", flush=True)
+    if args.space == "macro":
+        size = f"macro L={args.num_layers}, C={args.out_filters}"
+    else:
+        size = f"micro B={args.num_nodes}, {args.num_layers + 2} cells, C0={args.out_filters}"
     print(
-        f"\nmicro B={args.num_nodes}, {args.num_layers + 2} cells, C0={args.out_filters}, "
-        f"batch {args.batch}, {args.image_size}x{args.image_size}x3; medians over "
+        f"\n{size}, batch {args.batch}, {args.image_size}x{args.image_size}x3; medians over "
         f"{args.rounds} rounds of {args.steps} steps"
     )
     base = results.get("enas")

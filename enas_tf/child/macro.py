@@ -29,24 +29,14 @@ from __future__ import annotations
 
 import keras
 
-from enas_tf.ops import table
-from enas_tf.ops.blocks import Blocks, classifier_head, conv_bn, factorized_reduction, relu
+from enas_tf.ops.blocks import (
+    Blocks,
+    classifier_head,
+    conv_bn,
+    factorized_reduction,
+    macro_op,
+)
 from enas_tf.spaces.macro import MACRO_OPS, MacroArch, pool_layers
-
-
-def _op(blocks: Blocks, x, op: str, filters: int, separable: bool, name: str):
-    x = conv_bn(blocks, x, filters, 1, f"{name}.in", pre_relu=True)
-    spec = table.op(op)
-    if spec.kind == "pool":
-        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else (keras.layers.MaxPooling2D)
-        return pool(spec.kernel, strides=1, padding="same", name=f"{name}.pool")(x)
-    kernel = spec.kernel
-    x = relu(x, f"{name}.relu")
-    if spec.kind == "sep_conv" and separable:
-        x = blocks.sep_conv(filters, kernel, f"{name}.sep")(x)
-    else:
-        x = blocks.conv(filters, kernel, f"{name}.conv")(x)
-    return blocks.bn(f"{name}.bn")(x)
 
 
 def build_macro_child(
@@ -85,7 +75,7 @@ def build_macro_child(
     pools = pool_layers(len(arch.layers))
     for index, layer in enumerate(arch.layers):
         prefix = f"layer{index}"
-        out = _op(blocks, prev[-1], MACRO_OPS[layer.op], filters, separable, f"{prefix}.op")
+        out = macro_op(blocks, prev[-1], MACRO_OPS[layer.op], filters, separable, f"{prefix}.op")
         if index > 0:
             inputs = [prev[j] for j in layer.skip_sources] + [out]
             if len(inputs) > 1:

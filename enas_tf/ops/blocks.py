@@ -162,6 +162,32 @@ def op_branch(blocks: Blocks, x, op: str, filters: int, strides: int, name: str)
     return x
 
 
+def macro_op(blocks: Blocks, x, op: str, filters: int, separable: bool, name: str):
+    """Op `op` of a macro layer applied to `x`, pre-activation (as the
+    original final model orders them). The fixed macro child
+    (`enas_tf.child.macro`) and DARTS's relaxed macro network
+    (`enas_tf.supernet.relaxed`) build their ops with it.
+
+    conv_kxk: ReLU -> 1x1 conv -> BN -> ReLU -> kxk conv -> BN;
+    sep_conv_kxk: the same with a depthwise-separable kxk conv (a regular
+    one if not `separable`: the original's bug 2); pool: ReLU -> 1x1 conv ->
+    BN -> SAME 3x3 pooling.
+    """
+    x = conv_bn(blocks, x, filters, 1, f"{name}.in", pre_relu=True)
+    spec = table.op(op)
+    if spec.kind == "pool":
+        pool = keras.layers.AveragePooling2D if spec.pool == "avg" else keras.layers.MaxPooling2D
+        return pool(spec.kernel, strides=1, padding="same", name=f"{name}.pool")(x)
+    if spec.kind not in ("conv", "sep_conv"):
+        raise ValueError(f"A macro layer has no op {op!r} (kind {spec.kind}).")
+    x = relu(x, f"{name}.relu")
+    if spec.kind == "sep_conv" and separable:
+        x = blocks.sep_conv(filters, spec.kernel, f"{name}.sep")(x)
+    else:
+        x = blocks.conv(filters, spec.kernel, f"{name}.conv")(x)
+    return blocks.bn(f"{name}.bn")(x)
+
+
 def calibrate_inputs(blocks: Blocks, x, y, filters: int, layer_base: bool, name: str):
     """A micro cell's inputs (older `x`, newer `y`) at `filters` channels
     and `y`'s resolution: `x` through ReLU -> factorized reduction when twice

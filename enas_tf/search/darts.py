@@ -1,4 +1,4 @@
-"""The DARTS search over the micro cell space.
+"""The DARTS search over the micro cell space (and the macro space).
 
 `DartsSearch` is `enas_tf.search.loop.SearchBase` on DARTS's relaxed network
 (`enas_tf.supernet.relaxed`) with the architecture parameters of the
@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from enas_tf.configs.image import SearchConfig
@@ -53,8 +52,9 @@ from enas_tf.runtime import nonfinite, precision
 from enas_tf.search import image
 from enas_tf.search.darts_steps import make_darts_steps
 from enas_tf.search.loop import SearchBase
-from enas_tf.spaces.micro import cell_edges
-from enas_tf.supernet.relaxed import build_relaxed_micro
+from enas_tf.spaces.macro import MacroSpace
+from enas_tf.strategies.darts.alphas import one_hot_mix
+from enas_tf.supernet.relaxed import build_relaxed_macro, build_relaxed_micro
 from enas_tf.train.schedules import EpochCosineRestarts
 
 
@@ -76,12 +76,17 @@ def collapsed(architecture, settings, epoch: int, verbose: int) -> bool:
 def _check(config: SearchConfig, strategy: tf.distribute.Strategy) -> None:
     """Raises UserError for settings a DARTS search does not take."""
     supernet = config.supernet
+    if config.space.name not in ("micro", "macro"):
+        raise UserError(
+            f"DARTS over images searches the micro or macro space; received "
+            f"--space={config.space.name}."
+        )
     if supernet.keep_prob != 1.0:
         raise UserError(
             f"DARTS's search network has no dropout; give --keep_prob=1 "
             f"(received {supernet.keep_prob})."
         )
-    if supernet.cell_output != "all":
+    if config.space.name == "micro" and supernet.cell_output != "all":
         raise UserError(
             "DARTS's cells output every node; give --cell_output=all "
             f"(received {supernet.cell_output!r})."
@@ -153,18 +158,22 @@ class DartsSearch(SearchBase):
     def _build_model(self) -> None:
         config, splits, settings = self.config, self.splits, self.config.strategy
         self.steps_per_epoch = max(1, math.ceil(len(splits.train_images) / config.batch_size))
+        options = dict(
+            image_shape=splits.image_shape,
+            num_classes=splits.num_classes,
+            out_filters=config.supernet.out_filters,
+            none_op=settings.none_op,
+            affine=settings.affine_bn,
+            pool_bn=settings.pool_bn,
+            blocks=Blocks(),
+        )
         with precision.policy(config.precision):
-            self.net = build_relaxed_micro(
-                self.space,
-                image_shape=splits.image_shape,
-                num_classes=splits.num_classes,
-                num_layers=config.space.num_layers,
-                out_filters=config.supernet.out_filters,
-                none_op=settings.none_op,
-                affine=settings.affine_bn,
-                pool_bn=settings.pool_bn,
-                blocks=Blocks(),
-            )
+            if isinstance(self.space, MacroSpace):
+                self.net = build_relaxed_macro(self.space, **options)  # separable, as ENAS's
+            else:
+                self.net = build_relaxed_micro(
+                    self.space, num_layers=config.space.num_layers, **options
+                )
         sgd = config.optimizer
         # DARTS: plain momentum (not Nesterov), one cosine cycle when
         # lr_t0 = epochs (flags/cifar10_darts_search.flags).
@@ -268,17 +277,8 @@ class DartsSearch(SearchBase):
         return f"one-hot valid minibatch accuracy {reward:.3f}"
 
     def one_hot(self, arc) -> tf.Tensor:
-        """The mixing weights of `arc`: for each node, weight 1 on its two
-        (input, op) edges (2 on one edge when both read the same input with
-        the same op), 0 elsewhere."""
-        mix = np.zeros(self.sampler.alpha.shape, np.float32)
-        index = {e: i for i, e in enumerate(cell_edges(self.space.num_nodes))}
-        arc = np.asarray(arc).reshape(2, self.space.num_nodes, 4)
-        for cell in range(2):
-            for n, (input_a, op_a, input_b, op_b) in enumerate(arc[cell], start=2):
-                mix[cell, index[(int(input_a), n)], int(op_a)] += 1.0
-                mix[cell, index[(int(input_b), n)], int(op_b)] += 1.0
-        return tf.constant(mix)
+        """The mixing weights of `arc` (`alphas.one_hot_mix`)."""
+        return tf.constant(one_hot_mix(self.space, self.sampler.ops, arc))
 
     def _accuracy(self, mix) -> float:
         data = eval_dataset(

@@ -154,7 +154,8 @@ def make_darts_steps(
       net: the relaxed network (`enas_tf.supernet.relaxed`).
       optimizer: the weights' SGD (its learning rate is the second-order
         step's xi).
-      architecture: `ArchitectureParameters` (alpha, `mix`, `apply_gradient`).
+      architecture: `ArchitectureParameters` (alpha, `mix`, `mix_of`,
+        `apply_gradient`).
       batch_spec: the element spec of an `(images, labels)` batch.
       order: 1 or 2 (module docstring).
       l2: the training loss's L2 weight.
@@ -163,18 +164,15 @@ def make_darts_steps(
     alpha = architecture.alpha
     mix_spec = tf.TensorSpec(alpha.shape, tf.float32)
 
-    def softmax(a):
-        return tf.nn.softmax(a, axis=-1)
-
     @tf.function(input_signature=[batch_spec, batch_spec], autograph=False)
     def architecture_step(train_batch, valid_batch):
         statistics = nonfinite.snapshot(net.non_trainable_variables)
         if order == 1:
-            grad, loss = first_order_alpha_gradient(net, alpha, softmax, valid_batch)
+            grad, loss = first_order_alpha_gradient(net, alpha, architecture.mix_of, valid_batch)
         else:
             xi = tf.cast(optimizer.learning_rate, tf.float32)
             grad, loss = unrolled_alpha_gradient(
-                net, alpha, softmax, train_batch, valid_batch, xi, l2
+                net, alpha, architecture.mix_of, train_batch, valid_batch, xi, l2
             )
         finite = nonfinite.all_finite(loss, [grad])
         grad = tf.where(finite, grad, tf.zeros_like(grad))

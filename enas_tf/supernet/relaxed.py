@@ -1,4 +1,6 @@
-"""DARTS's relaxed micro network: every op on every edge, mixed by weights.
+"""DARTS's relaxed networks: every op on every edge, mixed by weights.
+
+Micro (`build_relaxed_micro`):
 
 Liu et al. (2019), "DARTS: Differentiable architecture search", sec. 2.1-2.2:
 in a cell of B computed nodes, node n (2 .. B+1) is the sum over all earlier
@@ -27,6 +29,19 @@ DARTS's search-time choices (sec. 3.1.1 and its code), as options:
 With `affine=True, pool_bn=False` the cells are the fixed child's.
 Not followed: DARTS's dilated convolutions, which our micro space does not
 have (its derived cells would not be architectures of the space).
+
+Macro (`build_relaxed_macro`), the relaxation of the ENAS macro space
+(DARTS searches cells only; this follows the same idea where the macro
+space is well defined): layer l mixes its op over the space's ops (+ "none")
+with softmax weights, as one edge of a cell; each of its l skip inputs is
+scaled by a gate in [0, 1] (a sigmoid of its own architecture parameter,
+`enas_tf.strategies.darts`: a skip is a yes/no choice, so it is relaxed as a
+Bernoulli, not as a softmax over alternatives) before the skip projection
+(ReLU -> 1x1 conv -> BN over the concatenation of every earlier tensor and
+the op's output). A gate of 0 removes its input exactly (ReLU(0 x) = 0, the
+1x1 conv has no bias), so one-hot op weights with 0/1 gates compute the
+fixed macro child of that architecture, its projection's kernel being the
+rows of the selected inputs (tests/supernet/relaxed_test.py).
 """
 
 from __future__ import annotations
@@ -35,7 +50,16 @@ import keras
 import tensorflow as tf
 
 from enas_tf.ops import table
-from enas_tf.ops.blocks import Blocks, calibrate_inputs, classifier_head, conv_bn, op_branch
+from enas_tf.ops.blocks import (
+    Blocks,
+    calibrate_inputs,
+    classifier_head,
+    conv_bn,
+    factorized_reduction,
+    macro_op,
+    op_branch,
+)
+from enas_tf.spaces.macro import MacroSpace, pool_layers
 from enas_tf.spaces.micro import MicroSpace, cell_edges, reduction_positions, relaxed_ops
 
 
@@ -71,6 +95,34 @@ class EdgeMix(keras.layers.Layer):
         return {**super().get_config(), "cell": self.cell, "edge": self.edge, "ops": self.ops}
 
 
+@keras.saving.register_keras_serializable(package="enas_tf")
+class SkipGate(keras.layers.Layer):
+    """A relaxed macro skip: `mix[0, layer, column] * x`.
+
+    Call arguments:
+      inputs: `[x, mix]`, x `[batch, height, width, channels]`, mix the
+        relaxed macro network's float32 `[1, layers, ops + layers]`.
+    """
+
+    def __init__(self, layer: int, column: int, **kwargs):
+        super().__init__(**kwargs)
+        self.layer, self.column = int(layer), int(column)
+
+    def call(self, inputs):
+        x, mix = inputs
+        return tf.cast(mix[0, self.layer, self.column], x.dtype) * x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "layer": self.layer, "column": self.column}
+
+
+def _mixed(branches, present, cell, edge, mix, name):
+    return EdgeMix(cell, edge, present, name=f"{name}.mix")([*branches, mix])
+
+
 def mixed_edge(blocks, x, ops, filters, strides, cell, edge, mix, name, pool_bn):
     """DARTS's mixed op on `x`: every op of `ops` but "none" built by
     `op_branch` (named `{name}.{op}`; a batch norm after pools if
@@ -85,7 +137,7 @@ def mixed_edge(blocks, x, ops, filters, strides, cell, edge, mix, name, pool_bn)
             out = blocks.bn(f"{name}.{op}.bn")(out)
         branches.append(out)
         present.append(k)
-    return EdgeMix(cell, edge, present, name=f"{name}.mix")([*branches, mix])
+    return _mixed(branches, present, cell, edge, mix, name)
 
 
 def _relaxed_cell(blocks, inputs, ops, num_nodes, filters, reduction, mix, name, pool_bn):
@@ -113,6 +165,16 @@ def _relaxed_cell(blocks, inputs, ops, num_nodes, filters, reduction, mix, name,
             )
         nodes.append(keras.layers.Add(name=f"{name}.node{n}")(mixed))
     return keras.layers.Concatenate(name=f"{name}.out")(nodes[2:])
+
+
+def _without_affine(blocks: Blocks, affine: bool) -> Blocks:
+    return Blocks(
+        l2=blocks.l2,
+        bn_momentum=blocks.bn_momentum,
+        bn_epsilon=blocks.bn_epsilon,
+        synchronized_bn=blocks.synchronized_bn,
+        affine=affine,
+    )
 
 
 def build_relaxed_micro(
@@ -154,13 +216,7 @@ def build_relaxed_micro(
     num_edges = len(cell_edges(space.num_nodes))
     images = keras.Input(shape=image_shape, name="images")
     mix = keras.Input(batch_shape=(2, num_edges, len(ops)), name="mix")
-    cells = Blocks(
-        l2=blocks.l2,
-        bn_momentum=blocks.bn_momentum,
-        bn_epsilon=blocks.bn_epsilon,
-        synchronized_bn=blocks.synchronized_bn,
-        affine=affine,
-    )
+    cells = _without_affine(blocks, affine)
     stem = conv_bn(blocks, images, 3 * out_filters, 3, "stem")
     reductions = reduction_positions(num_layers)
     filters = out_filters
@@ -176,4 +232,79 @@ def build_relaxed_micro(
         )
         prev_prev, prev = prev, out
     logits = classifier_head(blocks, prev, num_classes, 1.0, "logits", pre_relu=True)
+    return keras.Model([images, mix], logits, name=name)
+
+
+def build_relaxed_macro(
+    space: MacroSpace,
+    *,
+    image_shape: tuple[int, int, int],
+    num_classes: int,
+    out_filters: int = 36,
+    separable: bool = True,
+    none_op: bool = True,
+    affine: bool = False,
+    pool_bn: bool = True,
+    blocks: Blocks = Blocks(),
+    name: str = "relaxed_macro",
+) -> keras.Model:
+    """Builds the relaxed network over the macro space `space` (module
+    docstring).
+
+    Args:
+      space: the macro space (its `num_layers` and `ops`).
+      image_shape: `(height, width, channels)` of the input images.
+      num_classes: number of output classes.
+      out_filters: C, the channels of the first stage.
+      separable: ops 1 and 3 as depthwise-separable convs (the fixed child's
+        `separable`).
+      none_op: mix in DARTS's "none" (zero) op in every layer.
+      affine: learnable scale and offset in the layers' batch norms (ops,
+        skip projections, reductions; the stem's keeps its own).
+      pool_bn: a batch norm after each pooling op.
+      blocks: L2 and batch-norm settings.
+      name: model name.
+
+    Returns:
+      A Keras model from `[images, mix]` to float32 logits: mix float32
+      `[1, L, K + L]` with K = `len(relaxed_ops(space.ops, none_op))`; row l
+      holds layer l's op weights (columns 0 .. K-1) and its skip gates
+      (column K + j for the skip from `prev[j]`, j < l; the other columns
+      are not read).
+    """
+    ops = relaxed_ops(space.ops, none_op)
+    num_layers, num_ops = space.num_layers, len(ops)
+    images = keras.Input(shape=image_shape, name="images")
+    mix = keras.Input(batch_shape=(1, num_layers, num_ops + num_layers), name="mix")
+    layers = _without_affine(blocks, affine)
+    filters = out_filters
+    prev = [conv_bn(blocks, images, filters, 3, "stem")]
+    pools = pool_layers(num_layers)
+    for index in range(num_layers):
+        prefix = f"layer{index}"
+        branches, present = [], []
+        for k, op in enumerate(ops):
+            if table.op(op).kind == "zero":
+                continue
+            out = macro_op(layers, prev[-1], op, filters, separable, f"{prefix}.op.{op}")
+            if pool_bn and table.op(op).kind == "pool":
+                out = layers.bn(f"{prefix}.op.{op}.bn")(out)
+            branches.append(out)
+            present.append(k)
+        out = _mixed(branches, present, 0, index, mix, f"{prefix}.op")
+        if index > 0:
+            gated = [
+                SkipGate(index, num_ops + j, name=f"{prefix}.gate{j}")([prev[j], mix])
+                for j in range(index)
+            ]
+            out = keras.layers.Concatenate(name=f"{prefix}.concat")([*gated, out])
+            out = conv_bn(layers, out, filters, 1, f"{prefix}.skip", pre_relu=True)
+        prev.append(out)
+        if index in pools:
+            filters *= 2
+            prev = [
+                factorized_reduction(layers, t, filters, f"{prefix}.reduce{j}")
+                for j, t in enumerate(prev)
+            ]
+    logits = classifier_head(blocks, prev[-1], num_classes, 1.0, "logits", pre_relu=False)
     return keras.Model([images, mix], logits, name=name)

@@ -147,6 +147,24 @@ def test_darts_refusals(digits, tmp_path):
         DartsSearch(DARTS, digits, str(tmp_path / "y"), strategy=mirrored_strategy(None))
     with pytest.raises(UserError, match="make_search"):
         Search(DARTS, digits, str(tmp_path / "z"))
-    with pytest.raises(UserError, match="--space=micro"):
-        DARTS.replace(space="macro", num_layers=4).check()
     assert not (tmp_path / "x").exists()
+
+
+def test_a_second_order_darts_search_over_the_macro_space(digits, tmp_path):
+    """The macro relaxation end to end: alpha's op part and skip gates move,
+    the derived arc is a macro arc scored with its one-hot weights."""
+    config = DARTS.replace(space="macro", num_layers=3, darts_order=2, epochs=1, lr_t0=1)
+    search = make_search(config, digits, str(tmp_path), verbose=0)
+    k = search.space.num_ops + 1  # the ops and "none"
+    assert search.sampler.alpha.shape == (1, 3, k + 3)
+    alpha = search.sampler.alpha.numpy()
+    result = search.run()
+    moved = search.sampler.alpha.numpy() - alpha
+    assert np.abs(moved[0, :, :k]).max() > 1e-3 and np.abs(moved[0, 1:, k]).max() > 1e-3
+    arc = search.sampler.derive()
+    assert search.space.name == "macro" and len(arc) == 6
+    assert result["best_arc"] == search.space.format(arc) and result["evaluation"] == "one_hot"
+    assert result["valid_accuracy"] == pytest.approx(search.score(arc))
+    log = read_log(tmp_path)[0]
+    assert 0 <= log["controller/skip_rate"] <= 1 and log["darts/valid_accuracy"] > 0.1
+    assert search.steps.architecture.experimental_get_tracing_count() == 1

@@ -1,4 +1,4 @@
-"""Tests of DARTS's relaxed micro network (`enas_tf.supernet.relaxed`)."""
+"""Tests of DARTS's relaxed networks (`enas_tf.supernet.relaxed`)."""
 
 import re
 
@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from enas_tf.child.macro import build_macro_child
 from enas_tf.child.micro import build_micro_child
 from enas_tf.ops.blocks import Blocks, op_branch
+from enas_tf.spaces.macro import MacroSpace
 from enas_tf.spaces.micro import MicroSpace, cell_edges, relaxed_ops
-from enas_tf.supernet.relaxed import EdgeMix, build_relaxed_micro, mixed_edge
+from enas_tf.supernet.relaxed import (
+    EdgeMix,
+    SkipGate,
+    build_relaxed_macro,
+    build_relaxed_micro,
+    mixed_edge,
+)
 
 SPACE = MicroSpace(num_nodes=2)
 SHAPE = (8, 8, 3)
@@ -147,3 +155,92 @@ def test_mix_input_shape(none_op):
         none_op=none_op,
     )
     assert net.inputs[1].shape == (2, 2, 3 + none_op)
+
+
+# Macro: 4 layers (reductions after layers 0 and 1), every op once or more:
+# sep3; avg + skip stem; conv5 + skip layer0; max + skips stem, layer1.
+MACRO = MacroSpace(num_layers=4)
+MACRO_ARC = (1, 4, 1, 2, 0, 1, 5, 1, 0, 1)
+MACRO_OPS = relaxed_ops(MACRO.ops)
+
+
+def macro_one_hot(arc):
+    mix = np.zeros((1, 4, len(MACRO_OPS) + 4), np.float32)
+    for layer, decoded in enumerate(MACRO.decode(arc).layers):
+        mix[0, layer, decoded.op] = 1.0
+        for j, bit in enumerate(decoded.skip_bits):
+            mix[0, layer, len(MACRO_OPS) + j] = bit
+    return mix
+
+
+def _macro_child_weights(name, relaxed, arc):
+    """The fixed macro child's weights of layer `name`, from `relaxed`: op
+    layers by their op's name; a skip projection's kernel is the rows of
+    its selected inputs and of the op's output."""
+    layers = MACRO.decode(arc).layers
+    match = re.match(r"layer(\d+)\.op\.(.*)", name)
+    if match:
+        index, rest = int(match.group(1)), match.group(2)
+        return relaxed.get_layer(
+            f"layer{index}.op.{MACRO.ops[layers[index].op]}.{rest}"
+        ).get_weights()
+    match = re.match(r"layer(\d+)\.skip\.conv", name)
+    if match:
+        index = int(match.group(1))
+        (kernel,) = relaxed.get_layer(name).get_weights()
+        width = kernel.shape[2] // (index + 1)
+        rows = [*layers[index].skip_sources, index]
+        return [np.concatenate([kernel[:, :, j * width : (j + 1) * width] for j in rows], 2)]
+    return relaxed.get_layer(name).get_weights()
+
+
+def test_macro_one_hot_weights_compute_the_fixed_child():
+    keras.utils.set_random_seed(4)
+    relaxed = build_relaxed_macro(
+        MACRO, image_shape=SHAPE, num_classes=5, out_filters=4, affine=True, pool_bn=False
+    )
+    for w in relaxed.trainable_weights:  # random, not initial: every weight must match
+        w.assign(np.random.default_rng(len(w.path)).normal(size=w.shape).astype(np.float32))
+    child = build_macro_child(
+        MACRO.decode(MACRO_ARC), image_shape=SHAPE, num_classes=5, out_filters=4
+    )
+    assert len(child.trainable_weights) < len(relaxed.trainable_weights)
+    for layer in child.layers:
+        if layer.weights:
+            layer.set_weights(_macro_child_weights(layer.name, relaxed, MACRO_ARC))
+    images = np.random.default_rng(5).normal(size=(4, *SHAPE)).astype(np.float32)
+    for training in (False, True):
+        np.testing.assert_allclose(
+            relaxed([images, macro_one_hot(MACRO_ARC)], training=training).numpy(),
+            child(images, training=training).numpy(),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    # A half-open gate changes the output (skips are live).
+    gated = macro_one_hot(MACRO_ARC)
+    gated[0, 2, len(MACRO_OPS)] = 0.5
+    assert not np.allclose(relaxed([images, gated]).numpy(), child(images).numpy(), atol=1e-3)
+
+
+def test_macro_gate_scales_its_input():
+    x = np.random.default_rng(6).normal(size=(2, 3, 3, 2)).astype(np.float32)
+    mix = np.zeros((1, 3, 9), np.float32)
+    mix[0, 2, 7] = 0.25
+    np.testing.assert_allclose(SkipGate(2, 7)([x, mix]).numpy(), 0.25 * x)
+
+
+@pytest.mark.parametrize("none_op", [True, False])
+def test_macro_mix_input_and_options(none_op):
+    net = build_relaxed_macro(
+        MacroSpace(num_layers=3, num_ops=5),
+        image_shape=SHAPE,
+        num_classes=2,
+        out_filters=2,
+        none_op=none_op,
+    )
+    assert net.inputs[1].shape == (1, 3, 5 + none_op + 3)
+    names = [w.path for w in net.weights]
+    assert any(p.startswith("stem.bn") and p.endswith("gamma") for p in names)
+    assert not any(p.startswith("layer") and p.endswith(("gamma", "beta")) for p in names)
+    assert any(".avg_pool_3x3.bn/" in p for p in names)
+    assert not any(".max_pool_3x3" in p for p in names)  # num_ops=5

@@ -78,6 +78,7 @@ NAS_TINY = [
     "--verbose=0",
 ]
 DARTS = "flags/digits_darts.flags"
+MACRO_DARTS = "flags/digits_macro_darts.flags"
 DARTS_TINY = [
     "--num_layers=3",
     "--num_nodes=1",
@@ -183,6 +184,14 @@ def quick_runs(tmp_path_factory):
         + [*DARTS_TINY, f"--output_dir={cwd / 'run'}"],
         cwd,
     )
+    # The macro DARTS flag file passes the flag and config checks and stops
+    # at the data (the search itself: tests/search/darts_test.py).
+    cwd = tmp_path_factory.mktemp("macro_darts")
+    commands[MACRO_DARTS] = (
+        [sys.executable, str(ROOT / "tools" / "search.py"), f"--flagfile={ROOT / MACRO_DARTS}"]
+        + ["--valid_size=2000", f"--output_dir={cwd / 'run'}"],
+        cwd,
+    )
     for args, _ in BAD_INPUT:
         cwd = tmp_path_factory.mktemp("bad_input")
         commands[tuple(args)] = ([sys.executable, str(ROOT / "tools" / "search.py"), *args], cwd)
@@ -275,6 +284,12 @@ def test_darts_flag_file_searches_and_derives_a_micro_arc(quick_runs):
     names = [name for name, _ in tf.train.list_variables(str(run / "checkpoints"))]
     assert any(n.startswith("sampler/alpha") for n in names)
     assert any(n.startswith("relaxed/") for n in names)
+
+
+def test_macro_darts_flag_file_parses(quick_runs):
+    commands, results = quick_runs
+    assert_user_error(results[MACRO_DARTS], "valid_size=2000")
+    assert list(commands[MACRO_DARTS][1].iterdir()) == []
 
 
 @pytest.mark.parametrize("args, fragments", BAD_INPUT)

@@ -27,6 +27,16 @@ unrolled step through the carried hidden state is not implemented); the
 derived cell keeps, per node, the strongest edge and its activation: an
 enas_lm arc (`DEFAULTS["lm"]`: Adam 3e-3, betas 0.9/0.999).
 
+Macro network (`--space=macro`; not in the DARTS paper, which searches
+cells: the same relaxation where the ENAS macro space is well defined):
+each layer mixes its op like an edge (softmax, "none" optional), and each
+skip input is scaled by a gate, the sigmoid of its own parameter (a skip is
+a yes/no choice, a relaxed Bernoulli); derive: per layer the strongest op
+other than "none" and the skips whose gate is above 1/2
+(`enas_tf.supernet.relaxed.build_relaxed_macro`). Second order and the
+early stop work as for cells (the macro space has no identity op, so
+`early_stop_skips` never fires there; the derived skip rate is logged).
+
 Collapse. DARTS's cells tend to fill with parameter-free ops (skip
 connections) as the search goes on (Zela et al. 2020; Liang et al. 2019,
 DARTS+; Chen et al. 2019, P-DARTS). The share of parameter-free ops in the
@@ -102,10 +112,9 @@ class Config:
     def check(self, space: str) -> None:
         """Raises UserError for settings out of range or a space DARTS does
         not search here."""
-        if space not in ("micro", "rnn"):
+        if space not in ("micro", "macro", "rnn"):
             raise UserError(
-                f"DARTS searches the micro and rnn spaces here; received space {space!r}. "
-                f"Give --space=micro (the macro relaxation is not implemented)."
+                f"DARTS searches the micro, macro and rnn spaces; received space {space!r}."
             )
         if self.darts_order not in ORDERS:
             raise UserError(f"darts_order must be 1 or 2; received {self.darts_order}.")

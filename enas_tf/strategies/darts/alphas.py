@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from enas_tf.controllers.build import Sample
 from enas_tf.ops import table
+from enas_tf.spaces.macro import MacroSpace, skip_source_name
 from enas_tf.spaces.micro import CELL_TYPES, NONE_OP, MicroSpace, cell_edges, relaxed_ops
 from enas_tf.spaces.rnn import RnnSpace, rnn_edges, rnn_relaxed_ops
 from enas_tf.viz.draw import draw_arc_array
@@ -62,6 +63,42 @@ def derive_rnn(weights: np.ndarray, num_nodes: int, ops: tuple[str, ...]) -> lis
     return arc
 
 
+def derive_macro(weights: np.ndarray, num_layers: int, ops: tuple[str, ...]) -> list[int]:
+    """The macro arc of a relaxed macro network's mixing weights
+    `[layers, len(ops) + layers]` (`enas_tf.supernet.relaxed`): per layer
+    its strongest op other than "none", and the skips whose gate is above
+    one half (the more likely value of the relaxed Bernoulli)."""
+    weights = np.asarray(weights, np.float64)
+    real = [k for k, op in enumerate(ops) if op != NONE_OP]
+    arc: list[int] = []
+    for layer in range(num_layers):
+        arc.append(real[int(np.argmax(weights[layer, real]))])
+        arc += [int(weights[layer, len(ops) + j] > 0.5) for j in range(layer)]
+    return arc
+
+
+def one_hot_mix(space, ops: tuple[str, ...], arc) -> np.ndarray:
+    """float32 mixing weights of `arc` for a relaxed image network (micro:
+    `[2, edges, ops]`, weight 1 on each node's two (input, op) edges, 2 on
+    one edge when both read the same input with the same op; macro:
+    `[1, layers, ops + layers]`, each layer's op and its skip bits as
+    gates)."""
+    arc = np.asarray(arc, np.int64)
+    if isinstance(space, MacroSpace):
+        mix = np.zeros((1, space.num_layers, len(ops) + space.num_layers), np.float32)
+        for layer, decoded in enumerate(space.decode(arc).layers):
+            mix[0, layer, decoded.op] = 1.0
+            mix[0, layer, len(ops) : len(ops) + layer] = decoded.skip_bits
+        return mix
+    index = {e: i for i, e in enumerate(cell_edges(space.num_nodes))}
+    mix = np.zeros((2, len(index), len(ops)), np.float32)
+    for cell, nodes in enumerate(arc.reshape(2, space.num_nodes, 4)):
+        for n, (input_a, op_a, input_b, op_b) in enumerate(nodes, start=2):
+            mix[cell, index[(int(input_a), n)], int(op_a)] += 1.0
+            mix[cell, index[(int(input_b), n)], int(op_b)] += 1.0
+    return mix
+
+
 class ArchitectureParameters(tf.Module):
     """DARTS's architecture parameters over a micro space.
 
@@ -70,13 +107,17 @@ class ArchitectureParameters(tf.Module):
     the ops of `relaxed_ops`; for an enas_lm space (`RnnSpace`) one cell,
     the edges of `rnn_edges` and the activations of `rnn_relaxed_ops`.
     `mix()` is its softmax over the ops, what the relaxed network takes.
+    For a macro space `alpha` is `[1, layers, ops + layers]`: per layer the
+    op logits, then one logit per skip input; `mix()` is the softmax of the
+    former and the sigmoid of the latter (the skip gates, 0 where a layer
+    has no such input).
     The search computes alpha's gradient and calls `apply_gradient` (Adam
     with L2 weight decay added to the gradient, as torch's Adam does in
     DARTS's code). As a strategy it proposes its derived architecture:
     `sample(n)` is n copies of it, `candidates` it alone.
 
     Args:
-      space: a `MicroSpace` or an `RnnSpace`.
+      space: a `MicroSpace`, `MacroSpace` or `RnnSpace`.
       none_op: whether the ops include "none".
       seed: seed of alpha's initial draw (None: fresh entropy).
       init_scale: alpha starts as `init_scale * N(0, 1)` (DARTS: 1e-3).
@@ -100,27 +141,48 @@ class ArchitectureParameters(tf.Module):
         name: str | None = None,
     ) -> None:
         super().__init__(name=name)
+        self.gates = None  # macro: which skip gates exist, [1, layers, layers]
         if isinstance(space, MicroSpace):
-            self.cells, self.edges = CELL_TYPES, cell_edges(space.num_nodes)
-            self.ops = relaxed_ops(space.ops, none_op)
+            self.cells, edges = CELL_TYPES, cell_edges(space.num_nodes)
+            self.ops = self.columns = relaxed_ops(space.ops, none_op)
+            self.rows = tuple(f"{j}->{n}" for j, n in edges)
         elif isinstance(space, RnnSpace):
-            self.cells, self.edges = ("cell",), rnn_edges(space.num_nodes)
-            self.ops = rnn_relaxed_ops(space.num_funcs, none_op)
+            self.cells, edges = ("cell",), rnn_edges(space.num_nodes)
+            self.ops = self.columns = rnn_relaxed_ops(space.num_funcs, none_op)
+            self.rows = tuple(f"{j}->{n}" for j, n in edges)
+        elif isinstance(space, MacroSpace):
+            layers = space.num_layers
+            self.cells, self.ops = ("layers",), relaxed_ops(space.ops, none_op)
+            self.rows = tuple(f"layer{layer}" for layer in range(layers))
+            skips = tuple(f"skip {skip_source_name(j)}" for j in range(layers))
+            self.columns = (*self.ops, *skips)
+            gates = np.tril(np.ones((layers, layers), np.float32), k=-1)[None]
+            self.gates = tf.constant(gates)
         else:
             raise ValueError(
-                f"DARTS needs a MicroSpace or an RnnSpace; received {type(space).__name__}."
+                "DARTS needs a MicroSpace, MacroSpace or RnnSpace; received "
+                f"{type(space).__name__}."
             )
         self.space, self.num_aggregate = space, num_aggregate
         self.weight_decay = float(weight_decay)
-        shape = (len(self.cells), len(self.edges), len(self.ops))
+        shape = (len(self.cells), len(self.rows), len(self.columns))
         draw = np.random.default_rng(seed).standard_normal(shape)
         self.alpha = tf.Variable((init_scale * draw).astype(np.float32), name="alpha")
         self.optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, beta_2=beta_2)
         self.optimizer.build([self.alpha])
 
     def mix(self) -> tf.Tensor:
-        """float32 `[cells, edges, ops]`: softmax of alpha over the ops."""
-        return tf.nn.softmax(self.alpha, axis=-1)
+        """float32 `[cells, edges, ops]`: softmax of alpha over the ops
+        (macro: and the skip gates)."""
+        return self.mix_of(self.alpha)
+
+    def mix_of(self, alpha: tf.Tensor) -> tf.Tensor:
+        """The mixing weights of architecture parameters `alpha` (`mix`)."""
+        if self.gates is None:
+            return tf.nn.softmax(alpha, axis=-1)
+        num_ops = len(self.ops)
+        ops = tf.nn.softmax(alpha[..., :num_ops], axis=-1)
+        return tf.concat([ops, tf.sigmoid(alpha[..., num_ops:]) * self.gates], axis=-1)
 
     def apply_gradient(self, gradient: tf.Tensor) -> None:
         """One Adam step of alpha on `gradient` (+ weight decay * alpha)."""
@@ -132,10 +194,12 @@ class ArchitectureParameters(tf.Module):
     def derive(self) -> np.ndarray:
         """int32 `[num_decisions]`: the derived architecture (`derive_cell`
         of the normal, then the reduction cell; `derive_rnn` of the
-        recurrent cell)."""
+        recurrent cell; `derive_macro` of the macro network)."""
         mix = self.mix().numpy()
         if isinstance(self.space, RnnSpace):
             return np.asarray(derive_rnn(mix[0], self.space.num_nodes, self.ops), np.int32)
+        if isinstance(self.space, MacroSpace):
+            return np.asarray(derive_macro(mix[0], self.space.num_layers, self.ops), np.int32)
         arc = []
         for cell in range(2):
             arc += derive_cell(mix[cell], self.space.num_nodes, self.ops)
@@ -163,7 +227,11 @@ class ArchitectureParameters(tf.Module):
     def parameter_free(self, arc: np.ndarray) -> tuple[float, int]:
         """(share of parameter-free ops in `arc`'s two cells, identity ops
         in its normal cell); for a recurrent cell (share of identity
-        activations, identity activations)."""
+        activations, identity activations); for a macro network (share of
+        pooling layers, 0: it has no identity op)."""
+        if isinstance(self.space, MacroSpace):
+            ops = [self.space.ops[layer.op] for layer in self.space.decode(arc).layers]
+            return float(np.mean([table.op(op).parameter_free for op in ops])), 0
         ids = np.asarray(arc)[1::2]
         if isinstance(self.space, RnnSpace):
             identities = int(sum(self.ops[int(f)] == "identity" for f in ids))
@@ -177,17 +245,22 @@ class ArchitectureParameters(tf.Module):
         """Per epoch: the mixing weights (one heat map per cell: rows are
         edges, columns ops) and the derived cells as images; the derived
         cells' share of parameter-free ops, identity ops of the normal
-        cell, and the mean entropy of the edges' softmax."""
+        cell, and the mean entropy of the edges' softmax (macro: of the
+        layers' op softmax; and the derived skip rate)."""
         del epoch
         mix = self.mix().numpy()
         arc = self.derive()
         share, identities = self.parameter_free(arc)
-        entropy = -np.sum(mix * np.log(np.maximum(mix, 1e-30)), axis=-1)
-        labels = [f"{j}->{n}" for j, n in self.edges]
-        return {
-            "alphas": draw_mix(mix, list(self.cells), labels, list(self.ops)),
+        ops = mix[..., : len(self.ops)]
+        entropy = -np.sum(ops * np.log(np.maximum(ops, 1e-30)), axis=-1)
+        logs = {
+            "alphas": draw_mix(mix, list(self.cells), list(self.rows), list(self.columns)),
             "derived_cells": draw_arc_array(self.space, arc).astype(np.float32) / 255.0,
             "parameter_free_share": share,
-            "identity_ops_normal": float(identities),
             "alpha_entropy": float(entropy.mean()),
         }
+        if isinstance(self.space, MacroSpace):
+            logs["skip_rate"] = self.space.decode(arc).skip_rate
+        else:
+            logs["identity_ops_normal"] = float(identities)
+        return logs

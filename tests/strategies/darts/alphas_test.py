@@ -6,10 +6,17 @@ import tensorflow as tf
 
 from enas_tf import strategies
 from enas_tf.errors import UserError
+from enas_tf.spaces.macro import MacroSpace
 from enas_tf.spaces.micro import MicroSpace, cell_edges, relaxed_ops
 from enas_tf.spaces.rnn import RnnSpace
 from enas_tf.strategies.darts import Config
-from enas_tf.strategies.darts.alphas import ArchitectureParameters, derive_cell, derive_rnn
+from enas_tf.strategies.darts.alphas import (
+    ArchitectureParameters,
+    derive_cell,
+    derive_macro,
+    derive_rnn,
+    one_hot_mix,
+)
 
 SPACE = MicroSpace(num_nodes=2)
 OPS = relaxed_ops(SPACE.ops)  # sep3, sep5, avg, max, identity, none
@@ -84,8 +91,9 @@ def test_config_defaults_and_checks():
     assert (config.darts_order, config.arch_lr, config.arch_beta1) == (2, 3e-4, 0.5)
     assert (config.arch_weight_decay, config.none_op, config.affine_bn) == (1e-3, True, False)
     config.check("micro")
-    with pytest.raises(UserError, match="--space=micro"):
-        config.check("macro")
+    config.check("macro")
+    with pytest.raises(UserError, match="micro, macro and rnn spaces; received space 'x'"):
+        config.check("x")
     with pytest.raises(UserError, match="first-order here; give --darts_order=1"):
         config.check("rnn")
     lm = strategies.default_config("darts", "lm")
@@ -123,3 +131,59 @@ def test_derive_rnn_keeps_the_strongest_edge_per_node():
     w[3, 1] = 0.4  # node 3 from node 0, relu
     w[5, 1] = 0.4  # edge (2, 3) ties with (0, 3): the earlier node wins
     assert derive_rnn(w, 3, ops) == [0, 2, 1, 3, 0, 1]
+
+
+def test_macro_mix_is_op_softmax_and_masked_skip_gates():
+    space = MacroSpace(num_layers=3, num_ops=4)
+    arch = ArchitectureParameters(space, seed=2, init_scale=1.0)
+    assert arch.alpha.shape == (1, 3, 5 + 3) and arch.columns[5:] == (
+        "skip stem",
+        "skip layer0",
+        "skip layer1",
+    )
+    alpha = arch.alpha.numpy()
+    mix = arch.mix().numpy()
+    ops = np.exp(alpha[0, :, :5]) / np.exp(alpha[0, :, :5]).sum(-1, keepdims=True)
+    np.testing.assert_allclose(mix[0, :, :5], ops, rtol=1e-5)
+    gates = 1 / (1 + np.exp(-alpha[0, :, 5:]))
+    # Layer l has skips from prev[0 .. l-1] only.
+    np.testing.assert_allclose(mix[0, :, 5:], np.tril(gates, k=-1), rtol=1e-5)
+    assert mix[0, 0, 5:].tolist() == [0, 0, 0] and mix[0, 1, 7] == 0
+
+
+def test_derive_macro_on_hand_set_weights():
+    ops = relaxed_ops(MacroSpace(num_layers=3).ops)  # 6 ops + none
+    w = np.zeros((3, 7 + 3))
+    w[0, [6, 2]] = 0.6, 0.3  # "none" strongest: the best real op wins
+    w[1, [1, 7]] = 0.5, 0.51
+    w[2, [5, 7, 8]] = 0.4, 0.49, 0.9
+    assert derive_macro(w, 3, ops) == [2, 1, 1, 5, 0, 1]
+
+
+def test_one_hot_mix_derives_back_to_its_arc():
+    macro = MacroSpace(num_layers=5)
+    arch = ArchitectureParameters(macro, seed=0, init_scale=1.0)
+    for seed in range(5):
+        arc = [int(v) for v in macro.random_arc(seed)]
+        mix = one_hot_mix(macro, arch.ops, arc)
+        assert mix.shape == tuple(arch.alpha.shape)
+        assert derive_macro(mix[0], 5, arch.ops) == list(arc)
+    micro = ArchitectureParameters(SPACE, seed=0)
+    arc = [0, 0, 1, 4, 0, 1, 2, 2, 0, 4, 1, 3, 1, 2, 2, 0]  # inputs in increasing order
+    mix = one_hot_mix(SPACE, micro.ops, arc)
+    assert mix.shape == tuple(micro.alpha.shape) and mix.sum() == 8
+    assert derive_cell(mix[0], 2, micro.ops) + derive_cell(mix[1], 2, micro.ops) == arc
+
+
+def test_macro_end_epoch_logs_skip_rate_and_pool_share():
+    space = MacroSpace(num_layers=3)
+    arch = ArchitectureParameters(space, seed=0)
+    alpha = np.zeros(arch.alpha.shape, np.float32)
+    alpha[0, :, 4] = 3.0  # avg pool everywhere
+    alpha[0, 2, 7 + 1] = 3.0  # one skip of three: layer2 <- layer0
+    arch.alpha.assign(alpha)
+    assert arch.derive().tolist() == [4, 4, 0, 4, 0, 1]
+    logs = arch.end_epoch(0)
+    assert logs["parameter_free_share"] == 1.0 and logs["skip_rate"] == pytest.approx(1 / 3)
+    assert "identity_ops_normal" not in logs
+    assert logs["alphas"].ndim == 3 and logs["derived_cells"].ndim == 3
