@@ -110,6 +110,7 @@ def train_epoch(
     random_bptt: bool = True,
     max_steps: int = 0,
     arc_fn: Callable[[], tf.Tensor] | None = None,
+    before_step: Callable[[np.ndarray, np.ndarray, tf.Tensor], Any] | None = None,
     after_step: Callable[[], Any] | None = None,
     verbose: int = 0,
     nonfinite: Any = None,
@@ -127,6 +128,9 @@ def train_epoch(
       random_bptt: random lengths (True) or fixed `bptt` windows.
       max_steps: stop after this many windows (0: at the end of the text).
       arc_fn: returns the int32 arc of each step (shared model), or None.
+      before_step: called as `before_step(x, y, state)` with each training
+        window and its carried state before its step (e.g. DARTS's
+        architecture step, which needs the window), or None.
       after_step: called after every step (e.g. iterate averaging).
       verbose: 1 for a progress bar.
       nonfinite: an `enas_tf.runtime.nonfinite.NonFiniteCounter` told of every step
@@ -147,6 +151,8 @@ def train_epoch(
         length = window_length(rng, bptt, random_bptt, position, batch_len)
         x = batched[:, position : position + length]
         y = batched[:, position + 1 : position + length + 1]
+        if before_step is not None:
+            before_step(x, y, state)
         extra = [] if arc_fn is None else [arc_fn()]
         scale = tf.constant(bptt_lr_scale(length, bptt), tf.float32)
         state, metrics = step(x, y, state, scale, *extra)

@@ -122,6 +122,7 @@ def training_loss(
     state: tf.Tensor | None = None,
     arc: Any = None,
     regularizers: Regularizers = SEARCH_REGULARIZERS,
+    masks: Any = None,
 ) -> tuple[tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
     """The training objective of one window (dropout on).
 
@@ -131,13 +132,18 @@ def training_loss(
       state: `[batch, hidden]` carried state, or None for zeros.
       arc: int32 `[2 L]` tensor for the shared model.
       regularizers: the terms to add.
+      masks: the dropout masks (`model.dropout_masks`), or None for fresh
+        ones.
 
     Returns:
       `(loss, new_state, terms)`: the scalar objective (mean cross-entropy
       plus regularisers), h_T, and float32 scalars `cross_entropy`, `ar`,
       `tar`, `weight_penalty`.
     """
-    output = model(tokens, state=state, arc=arc, training=True)
+    if masks is None:
+        output = model(tokens, state=state, arc=arc, training=True)
+    else:
+        output = model.forward(tokens, state, arc, masks)
     cross_entropy = tf.reduce_mean(token_nll(output.logits, targets))
     terms = regularization(model, output.hidden, arc, regularizers)
     loss = cross_entropy + tf.add_n(list(terms.values()))

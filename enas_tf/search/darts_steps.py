@@ -82,10 +82,62 @@ def _assign(variables, values) -> None:
         v.assign(value)
 
 
-def _alpha_gradient(net, alpha, mix_fn, images, labels, l2) -> tf.Tensor:
+def unrolled_gradient(
+    weights: list[tf.Variable],
+    alpha: tf.Variable,
+    mix_fn,
+    train_loss,
+    valid_loss,
+    xi,
+    *,
+    r: float = FINITE_DIFFERENCE_R,
+    grad_bound: float = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, Any]:
+    """DARTS's second-order gradient of a validation loss w.r.t. `alpha`
+    (module docstring), for any model: returns (gradient, validation loss
+    at w', `valid_loss`'s second output).
+
+    Args:
+      weights: the model's trainable variables (w; restored on return).
+      alpha: the architecture parameters.
+      mix_fn: alpha -> the model's mixing weights.
+      train_loss: mix -> the scalar training loss at the weights' current
+        values (its randomness, e.g. dropout masks, fixed across calls).
+      valid_loss: mix -> (scalar validation loss, anything).
+      xi: the virtual step's learning rate.
+      r: the finite difference's radius, eps = r / ||dL_val/dw'||.
+      grad_bound: global-norm clipping of the virtual step's gradient, as
+        the weight step clips (0: none).
+    """
+    saved = nonfinite.snapshot(weights)
+
+    def dense(grads):
+        return [
+            tf.zeros_like(w) if g is None else tf.convert_to_tensor(g) for g, w in zip(grads, saved)
+        ]
+
     with tf.GradientTape() as tape:
-        loss, _ = training_loss(net, images, labels, mix_fn(alpha), l2)
-    return tape.gradient(loss, alpha)
+        loss = train_loss(mix_fn(alpha))
+    grads = dense(tape.gradient(loss, weights))
+    if grad_bound > 0:
+        grads, _ = tf.clip_by_global_norm(grads, grad_bound)
+    _assign(weights, [w - tf.cast(xi, w.dtype) * g for w, g in zip(saved, grads)])  # w'
+    with tf.GradientTape() as tape:
+        unrolled_loss, extra = valid_loss(mix_fn(alpha))
+    alpha_grad, *valid_grads = tape.gradient(unrolled_loss, [alpha, *weights])
+    valid_grads = dense(valid_grads)
+    eps = r / tf.maximum(tf.linalg.global_norm(valid_grads), 1e-12)
+
+    def train_alpha_gradient(sign):
+        _assign(weights, [w + sign * tf.cast(eps, w.dtype) * g for w, g in zip(saved, valid_grads)])
+        with tf.GradientTape() as tape:
+            loss = train_loss(mix_fn(alpha))
+        return tape.gradient(loss, alpha)
+
+    plus, minus = train_alpha_gradient(1.0), train_alpha_gradient(-1.0)  # w+, w-
+    _assign(weights, saved)
+    xi, eps = tf.cast(xi, alpha_grad.dtype), tf.cast(eps, alpha_grad.dtype)
+    return alpha_grad - xi * (plus - minus) / (2.0 * eps), unrolled_loss, extra
 
 
 def unrolled_alpha_gradient(
@@ -98,36 +150,30 @@ def unrolled_alpha_gradient(
     l2: float,
     r: float = FINITE_DIFFERENCE_R,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """DARTS's second-order gradient of the validation loss w.r.t. `alpha`
-    (module docstring); returns (gradient, validation loss at w').
+    """`unrolled_gradient` of a relaxed image network; returns (gradient,
+    validation loss at w').
 
     Args:
       net: the relaxed network, called as `net([images, mix])`.
       alpha: the architecture parameters.
-      mix_fn: alpha -> the network's mixing weights (a softmax).
+      mix_fn: alpha -> the network's mixing weights.
       train_batch, valid_batch: `(images, labels)`.
       xi: the virtual step's learning rate.
       l2: the training loss's L2 weight.
       r: the finite difference's radius, eps = r / ||dL_val/dw'||.
     """
-    weights = net.trainable_variables
-    saved = nonfinite.snapshot(weights)
     (train_images, train_labels), (valid_images, valid_labels) = train_batch, valid_batch
-    with tf.GradientTape() as tape:
-        loss, _ = training_loss(net, train_images, train_labels, mix_fn(alpha), l2)
-    grads = tape.gradient(loss, weights)
-    _assign(weights, [w - xi * g for w, g in zip(saved, grads)])  # w'
-    with tf.GradientTape() as tape:
-        valid_loss, _ = cross_entropy(net, valid_images, valid_labels, mix_fn(alpha))
-    alpha_grad, *valid_grads = tape.gradient(valid_loss, [alpha, *weights])
-    valid_grads = [tf.zeros_like(w) if g is None else g for g, w in zip(valid_grads, saved)]
-    eps = r / tf.maximum(tf.linalg.global_norm(valid_grads), 1e-12)
-    _assign(weights, [w + eps * g for w, g in zip(saved, valid_grads)])  # w+
-    plus = _alpha_gradient(net, alpha, mix_fn, train_images, train_labels, l2)
-    _assign(weights, [w - eps * g for w, g in zip(saved, valid_grads)])  # w-
-    minus = _alpha_gradient(net, alpha, mix_fn, train_images, train_labels, l2)
-    _assign(weights, saved)
-    return alpha_grad - xi * (plus - minus) / (2.0 * eps), valid_loss
+
+    def train_loss(mix):
+        return training_loss(net, train_images, train_labels, mix, l2)[0]
+
+    def valid_loss(mix):
+        return cross_entropy(net, valid_images, valid_labels, mix)[0], ()
+
+    grad, loss, _ = unrolled_gradient(
+        net.trainable_variables, alpha, mix_fn, train_loss, valid_loss, xi, r=r
+    )
+    return grad, loss
 
 
 def first_order_alpha_gradient(net, alpha, mix_fn, valid_batch) -> tuple[tf.Tensor, tf.Tensor]:

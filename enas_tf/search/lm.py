@@ -144,14 +144,14 @@ class LmSearch(SearchBase):
 
     def _build_steps(self) -> None:
         config = self.config
-        regularizers = lm_training.Regularizers(
+        self.regularizers = lm_training.Regularizers(
             alpha=config.supernet.alpha,
             beta=config.supernet.beta,
             weight_decay=config.supernet.weight_decay,
             weight_penalty="quartic",
         )
         self.train_step = lm_training.make_train_step(
-            self.model, self.optimizer, regularizers, config.optimizer.grad_bound or None
+            self.model, self.optimizer, self.regularizers, config.optimizer.grad_bound or None
         )
         self.eval_step = lm_training.make_eval_step(self.model)
         # Skipped (non-finite) child steps; too many in a row stop the run.

@@ -8,11 +8,21 @@ picked by `enas-search --space=rnn --algorithm=darts`. Per epoch:
 1. child phase (`enas_tf.lm.loop.train_epoch`, as the ENAS search: random
    window lengths, plain SGD scaled by `T / bptt`, clipping, the search's
    regularisers, the hidden state carried): before every training window,
-   an architecture step on the next validation window (first order: the
-   gradient of the validation cross-entropy at the current weights, without
-   dropout; Adam), the validation windows read in order with their own
-   carried state, from column `valid_position` and a zero state at the start
-   of each epoch; the training window then runs at the new mixing weights;
+   an architecture step on the next validation window (Adam), the
+   validation windows read in order with their own carried state, from
+   column `valid_position` and a zero state at the start of each epoch; the
+   training window then runs at the new mixing weights. First order: the
+   gradient of the validation cross-entropy (no dropout) at the current
+   weights. Second order (`--darts_order=2`, DARTS eq. 7-8 as for images,
+   `enas_tf.search.darts_steps.unrolled_gradient`): the virtual step is one
+   step of the weight optimiser on the coming training window (its carried
+   state, dropout and regularisers; the gradient clipped as the weight
+   step's, the learning rate scaled by the window's length), the dropout
+   masks drawn once and shared by the virtual step and both finite-
+   difference gradients (DARTS's code draws new ones for each, which adds
+   noise of order 1/eps to the Hessian term); the carried states are
+   constants, as in DARTS (its hidden states are detached), and the
+   validation state carried on is the one computed at w';
 2. no controller phase; the strategy's `end_epoch` logs the mixing weights,
    the derived cell and its share of identity activations; the relaxed
    model's perplexity on the validation split is `darts/valid_perplexity`;
@@ -22,8 +32,7 @@ picked by `enas-search --space=rnn --algorithm=darts`. Per epoch:
 
 Like the ENAS language-model search it stops only between epochs (the
 carried states are not checkpointed); a resumed run continues exactly.
-Departures: first order only (DARTS's PTB search also ran second order);
-the architecture step has no dropout.
+Departure: the validation loss of the architecture step has no dropout.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from enas_tf.lm import steps as lm_training
 from enas_tf.lm.relaxed import RelaxedRnnLM
 from enas_tf.runtime import nonfinite
 from enas_tf.search.darts import collapsed
+from enas_tf.search.darts_steps import unrolled_gradient
 from enas_tf.search.lm import LmSearch
 
 
@@ -100,23 +110,59 @@ class LmDartsSearch(LmSearch):
         model, architecture = self.model, self.sampler
         tokens = tf.TensorSpec([None, None], tf.int32)
         state_spec = tf.TensorSpec([None, model.hidden_size], model.compute_dtype)
+        regularizers, grad_bound = self.regularizers, self.config.optimizer.grad_bound
 
-        def apply(grad):
-            architecture.apply_gradient(grad)
-            return tf.constant(True)
+        def mix_of(alpha):
+            return architecture.mix_of(alpha)[0]
+
+        def valid_loss(vx, vy, vstate):
+            def loss(mix):
+                nll, count, new_state = lm_training.evaluation_loss(model, vx, vy, vstate, mix)
+                return nll / count, new_state
+
+            return loss
+
+        def apply(loss, grad, new_state, vstate):
+            finite = nonfinite.all_finite(loss, [grad])
+            grad = tf.where(finite, grad, tf.zeros_like(grad))
+
+            def step():
+                architecture.apply_gradient(grad)
+                return tf.constant(True)
+
+            tf.cond(finite, step, lambda: tf.constant(False))
+            return loss, tf.where(finite, new_state, vstate)
 
         @tf.function(input_signature=[tokens, tokens, state_spec], autograph=False)
-        def architecture_step(x, y, state):
+        def first_order(vx, vy, vstate):
             with tf.GradientTape() as tape:
-                mix = architecture.mix()[0]
-                nll, count, new_state = lm_training.evaluation_loss(model, x, y, state, mix)
-                loss = nll / count
-            grad = tape.gradient(loss, architecture.alpha)
-            finite = nonfinite.all_finite(loss, [grad])
-            tf.cond(finite, lambda: apply(grad), lambda: tf.constant(False))
-            return loss, tf.where(finite, new_state, state)
+                loss, new_state = valid_loss(vx, vy, vstate)(mix_of(architecture.alpha))
+            return apply(loss, tape.gradient(loss, architecture.alpha), new_state, vstate)
 
-        self.architecture_step = architecture_step
+        @tf.function(
+            input_signature=[tokens, tokens, state_spec] * 2 + [tf.TensorSpec([], tf.float32)],
+            autograph=False,
+        )
+        def second_order(x, y, state, vx, vy, vstate, xi):
+            masks = model.dropout_masks(tf.shape(x)[0])
+
+            def train_loss(mix):
+                return lm_training.training_loss(model, x, y, state, mix, regularizers, masks)[0]
+
+            grad, loss, new_state = unrolled_gradient(
+                model.trainable_variables,
+                architecture.alpha,
+                mix_of,
+                train_loss,
+                valid_loss(vx, vy, vstate),
+                xi,
+                grad_bound=grad_bound or 0.0,
+            )
+            return apply(loss, grad, new_state, vstate)
+
+        self.first_order_step, self.second_order_step = first_order, second_order
+        order = self.config.strategy.darts_order
+        self.architecture_step = second_order if order == 2 else first_order
 
     def _next_valid_window(self) -> tuple[np.ndarray, np.ndarray, bool]:
         """The next validation window `(x, y)` and whether it starts a pass."""
@@ -130,15 +176,25 @@ class LmDartsSearch(LmSearch):
         self.valid_position.assign(position + length)
         return x, y, position == 0
 
-    def _architecture_then_mix(self) -> tf.Tensor:
-        """One architecture step; returns the mixing weights the training
-        window runs at (`lm_loop.train_epoch`'s `arc_fn`)."""
-        x, y, fresh = self._next_valid_window()
+    def _architecture(self, x, y, state) -> None:
+        """One architecture step before the training window `(x, y)` with
+        carried `state` (`lm_loop.train_epoch`'s `before_step`)."""
+        config = self.config
+        vx, vy, fresh = self._next_valid_window()
         if fresh or self._valid_state is None:
-            self._valid_state = self.model.initial_state(self.config.batch_size)
-        loss, self._valid_state = self.architecture_step(x, y, self._valid_state)
+            self._valid_state = self.model.initial_state(config.batch_size)
+        if config.strategy.darts_order == 2:
+            scale = lm_training.bptt_lr_scale(x.shape[1], config.bptt)
+            xi = tf.constant(config.optimizer.learning_rate * scale, tf.float32)
+            args = (x, y, state, vx, vy, self._valid_state, xi)
+        else:
+            args = (vx, vy, self._valid_state)
+        loss, self._valid_state = self.architecture_step(*args)
         if np.isfinite(float(loss)):
             self.arch_sums.assign_add([float(loss), 1.0])
+
+    def _mix(self) -> tf.Tensor:
+        """The mixing weights the training window runs at (`arc_fn`)."""
         return tf.stop_gradient(self.sampler.mix()[0])
 
     def _child_phase(self) -> dict[str, float]:
@@ -153,7 +209,8 @@ class LmDartsSearch(LmSearch):
             start=int(self.position.numpy()),
             bptt=config.bptt,
             max_steps=config.max_steps_per_epoch,
-            arc_fn=self._architecture_then_mix,
+            arc_fn=self._mix,
+            before_step=self._architecture,
             verbose=self.verbose,
             nonfinite=self.nonfinite,
         )

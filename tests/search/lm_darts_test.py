@@ -71,9 +71,43 @@ def test_recurrent_darts_learns_derives_and_resumes(corpus, tmp_path):
     assert [row["epoch"] for row in log] == [1, 2]
 
 
+def test_second_order_architecture_step(corpus, tmp_path):
+    """With xi = 0 the unrolled step is the first-order step (same alpha
+    update, loss and carried validation state); with xi > 0 it scores the
+    validation window after a virtual step; the weights are restored; a
+    second-order search runs with one trace of the step."""
+    search = LmDartsSearch(TINY.replace(darts_order=2), corpus, str(tmp_path), verbose=0)
+    assert search.architecture_step is search.second_order_step
+    x, y = search.train_rows[:, :5], search.train_rows[:, 1:6]
+    vx, vy = search.valid_rows[:, :5], search.valid_rows[:, 1:6]
+    state = search.model.initial_state(4)
+    arch = search.sampler
+    weights = [w.numpy() for w in search.model.trainable_variables]
+    saved = [v.numpy() for v in (arch.alpha, *arch.optimizer.variables)]
+
+    def step(fn, *args):
+        for v, value in zip((arch.alpha, *arch.optimizer.variables), saved):
+            v.assign(value)
+        loss, new_state = fn(*args)
+        return float(loss), new_state.numpy(), arch.alpha.numpy()
+
+    first = step(search.first_order_step, vx, vy, state)
+    zero = step(search.second_order_step, x, y, state, vx, vy, state, 0.0)
+    unrolled = step(search.second_order_step, x, y, state, vx, vy, state, 5.0)
+    assert zero[0] == pytest.approx(first[0], rel=1e-6)
+    np.testing.assert_allclose(zero[1], first[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(zero[2], first[2], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(first[2], saved[0])  # alpha moved
+    assert abs(unrolled[0] - first[0]) > 1e-4  # scored at w' = w - xi g
+    for w, value in zip(search.model.trainable_variables, weights):
+        np.testing.assert_array_equal(w.numpy(), value)
+    search.run()
+    assert search.second_order_step.experimental_get_tracing_count() == 1
+    assert search.first_order_step.experimental_get_tracing_count() == 1  # the calls above
+    assert int(search.valid_position.numpy()) > 0
+
+
 def test_refusals(corpus, tmp_path):
-    with pytest.raises(UserError, match="first-order here"):
-        LmDartsSearch(TINY.replace(darts_order=2), corpus, str(tmp_path / "a"))
     with pytest.raises(UserError, match="is not DARTS"):
         LmDartsSearch(TINY.replace(algorithm="random"), corpus, str(tmp_path / "b"))
     with pytest.raises(UserError, match="run it with enas_tf.search.lm_darts.LmDartsSearch"):

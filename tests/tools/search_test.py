@@ -118,7 +118,7 @@ BAD_INPUT = [
         ["trains each child on one device", "drop --strategy"],
     ),
     (["--output_dir=x", "--devices=/cpu:0"], ["--devices needs --strategy=mirrored"]),
-    (["--output_dir=x", "--algorithm=darts", "--space=macro"], ["micro and rnn spaces"]),
+    (["--output_dir=x", "--algorithm=darts", "--space=macro"], ["no dropout; give --keep_prob=1"]),
     (
         ["--output_dir=x", "--algorithm=darts", "--keep_prob=1", "--strategy=mirrored"],
         ["--algorithm=darts runs on one device"],

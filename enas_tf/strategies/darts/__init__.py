@@ -22,10 +22,12 @@ op: an architecture of the micro space (`ArchitectureParameters.derive`).
 Recurrent cells (`--space=rnn`, `enas_tf.search.lm_darts.LmDartsSearch`):
 every node mixes all its predecessors and the four activations with one
 matrix per node (`enas_tf.lm.relaxed`); each training window is preceded
-by an alpha step on the next validation window (first order only: the
-unrolled step through the carried hidden state is not implemented); the
-derived cell keeps, per node, the strongest edge and its activation: an
-enas_lm arc (`DEFAULTS["lm"]`: Adam 3e-3, betas 0.9/0.999).
+by an alpha step on the next validation window (first order by default, as
+DARTS's PTB search script; second order unrolls one step of the weights on
+that training window, its carried states held constant as DARTS's code
+does); the derived cell keeps, per node, the strongest edge and its
+activation: an enas_lm arc (`DEFAULTS["lm"]`: Adam 3e-3, betas
+0.9/0.999).
 
 Macro network (`--space=macro`; not in the DARTS paper, which searches
 cells: the same relaxation where the ENAS macro space is well defined):
@@ -118,11 +120,6 @@ class Config:
             )
         if self.darts_order not in ORDERS:
             raise UserError(f"darts_order must be 1 or 2; received {self.darts_order}.")
-        if space == "rnn" and self.darts_order != 1:
-            raise UserError(
-                "Recurrent DARTS is first-order here; give --darts_order=1 "
-                "(the unrolled step through the carried hidden state is not implemented)."
-            )
         if not self.arch_lr > 0 or not self.alpha_init_scale >= 0:
             raise UserError("arch_lr must be > 0 and alpha_init_scale >= 0.")
         if not (0 <= self.arch_beta1 < 1 and 0 <= self.arch_beta2 < 1):

@@ -94,8 +94,7 @@ def test_config_defaults_and_checks():
     config.check("macro")
     with pytest.raises(UserError, match="micro, macro and rnn spaces; received space 'x'"):
         config.check("x")
-    with pytest.raises(UserError, match="first-order here; give --darts_order=1"):
-        config.check("rnn")
+    config.check("rnn")  # second order too
     lm = strategies.default_config("darts", "lm")
     lm.check("rnn")
     assert (lm.darts_order, lm.arch_lr, lm.arch_beta1) == (1, 3e-3, 0.9)
