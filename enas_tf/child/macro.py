@@ -33,8 +33,8 @@ from enas_tf.ops.blocks import (
     Blocks,
     classifier_head,
     conv_bn,
-    factorized_reduction,
     macro_op,
+    reduce_all,
 )
 from enas_tf.spaces.macro import MACRO_OPS, MacroArch, pool_layers
 
@@ -84,9 +84,6 @@ def build_macro_child(
         prev.append(out)
         if index in pools:
             filters *= 2
-            prev = [
-                factorized_reduction(blocks, t, filters, f"{prefix}.reduce{j}")
-                for j, t in enumerate(prev)
-            ]
+            prev = reduce_all(blocks, prev, filters, f"{prefix}.reduce")
     logits = classifier_head(blocks, prev[-1], num_classes, keep_prob, "logits", pre_relu=False)
     return keras.Model(images, logits, name=name)

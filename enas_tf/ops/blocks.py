@@ -134,6 +134,13 @@ def factorized_reduction(blocks: Blocks, x, filters, name):
     return blocks.bn(f"{name}.bn")(x)
 
 
+def reduce_all(blocks: Blocks, tensors, filters, name) -> list:
+    """Each of `tensors` through its own factorized reduction to `filters`
+    channels (named `{name}{j}`): the macro network's reduction, after which
+    every earlier tensor meets the next layers at the new resolution."""
+    return [factorized_reduction(blocks, t, filters, f"{name}{j}") for j, t in enumerate(tensors)]
+
+
 def op_branch(blocks: Blocks, x, op: str, filters: int, strides: int, name: str):
     """Op `op` (a name of the op table) of a micro cell applied to `x`, with
     `strides` 2 where a reduction cell's node reads a cell input. The fixed

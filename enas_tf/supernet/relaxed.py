@@ -46,6 +46,8 @@ rows of the selected inputs (tests/supernet/relaxed_test.py).
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -55,9 +57,9 @@ from enas_tf.ops.blocks import (
     calibrate_inputs,
     classifier_head,
     conv_bn,
-    factorized_reduction,
     macro_op,
     op_branch,
+    reduce_all,
 )
 from enas_tf.spaces.macro import MacroSpace, pool_layers
 from enas_tf.spaces.micro import MicroSpace, cell_edges, reduction_positions, relaxed_ops
@@ -167,16 +169,6 @@ def _relaxed_cell(blocks, inputs, ops, num_nodes, filters, reduction, mix, name,
     return keras.layers.Concatenate(name=f"{name}.out")(nodes[2:])
 
 
-def _without_affine(blocks: Blocks, affine: bool) -> Blocks:
-    return Blocks(
-        l2=blocks.l2,
-        bn_momentum=blocks.bn_momentum,
-        bn_epsilon=blocks.bn_epsilon,
-        synchronized_bn=blocks.synchronized_bn,
-        affine=affine,
-    )
-
-
 def build_relaxed_micro(
     space: MicroSpace,
     *,
@@ -216,7 +208,7 @@ def build_relaxed_micro(
     num_edges = len(cell_edges(space.num_nodes))
     images = keras.Input(shape=image_shape, name="images")
     mix = keras.Input(batch_shape=(2, num_edges, len(ops)), name="mix")
-    cells = _without_affine(blocks, affine)
+    cells = dataclasses.replace(blocks, affine=affine)
     stem = conv_bn(blocks, images, 3 * out_filters, 3, "stem")
     reductions = reduction_positions(num_layers)
     filters = out_filters
@@ -276,7 +268,7 @@ def build_relaxed_macro(
     num_layers, num_ops = space.num_layers, len(ops)
     images = keras.Input(shape=image_shape, name="images")
     mix = keras.Input(batch_shape=(1, num_layers, num_ops + num_layers), name="mix")
-    layers = _without_affine(blocks, affine)
+    layers = dataclasses.replace(blocks, affine=affine)
     filters = out_filters
     prev = [conv_bn(blocks, images, filters, 3, "stem")]
     pools = pool_layers(num_layers)
@@ -302,9 +294,6 @@ def build_relaxed_macro(
         prev.append(out)
         if index in pools:
             filters *= 2
-            prev = [
-                factorized_reduction(layers, t, filters, f"{prefix}.reduce{j}")
-                for j, t in enumerate(prev)
-            ]
+            prev = reduce_all(layers, prev, filters, f"{prefix}.reduce")
     logits = classifier_head(blocks, prev[-1], num_classes, 1.0, "logits", pre_relu=False)
     return keras.Model([images, mix], logits, name=name)
