@@ -131,8 +131,9 @@ class Config:
             raise UserError("arch_weight_decay and early_stop_skips must be >= 0.")
 
 
-# The recurrent search (DARTS sec. 3.1.2, its PTB search): first order
-# here, Adam 3e-3 with torch's default betas, weight decay 1e-3.
+# The recurrent search (DARTS sec. 3.1.2, its PTB search script): first
+# order by default (--darts_order=2 unrolls), Adam 3e-3 with torch's default
+# betas, weight decay 1e-3.
 DEFAULTS = {"lm": Config(darts_order=1, arch_lr=3e-3, arch_beta1=0.9, arch_beta2=0.999)}
 
 
