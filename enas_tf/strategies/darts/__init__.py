@@ -95,15 +95,17 @@ class Config:
     alpha_init_scale: float = _setting(
         1e-3, "DARTS: the architecture parameters start as this times a normal draw."
     )
-    none_op: bool = _setting(True, "DARTS: mix the 'none' (zero) op into every edge.")
+    none_op: bool = _setting(
+        True, "DARTS: mix the 'none' (zero) op into every edge (macro: every layer)."
+    )
     affine_bn: bool = _setting(
-        False, "DARTS: learnable scale and offset in the cells' batch norms."
+        False, "DARTS: learnable scale and offset in the cells' (macro: layers') batch norms."
     )
     pool_bn: bool = _setting(True, "DARTS: a batch norm after each pooling op.")
     early_stop_skips: int = _setting(
         0,
         "DARTS: stop once the derived normal cell has this many identity ops "
-        "(0: never; DARTS+ uses 2).",
+        "(0: never; DARTS+ uses 2; rnn: identity activations; macro: never fires).",
     )
 
     @property
